@@ -1,0 +1,1 @@
+"""The ``vol`` command line (installed as the package ``volumetric_cli``)."""

@@ -1,0 +1,40 @@
+"""Shared click options and value parsers for ``vol`` commands."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+
+def _numbers(kind: type, name: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    def parse(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        if value is None:
+            return None
+        try:
+            numbers = tuple(kind(v) for v in str(value).split(","))
+        except ValueError:
+            raise click.BadParameter(f"{value!r} is not a comma-separated list of {name}") from None
+        if any(v <= 0 for v in numbers):
+            raise click.BadParameter(f"{value!r}: values must be positive")
+        return numbers
+
+    return parse
+
+
+int_tuple = _numbers(int, "integers")
+float_tuple = _numbers(float, "numbers")
+
+
+def cluster_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--cluster`` and ``--workers``, shared by every command that runs block tasks."""
+    func = click.option(
+        "--workers", type=click.IntRange(min=1), default=None,
+        help="Worker processes of the embedded LocalCluster (default: one per core).",
+    )(func)
+    return click.option(
+        "--cluster", metavar="ADDRESS", default=None,
+        help="Dask scheduler address or scheduler file; default: an embedded LocalCluster "
+             "(or $VOLUMETRIC_CLUSTER).",
+    )(func)

@@ -1,0 +1,34 @@
+"""Shared fixtures: one LocalCluster of worker processes for the whole test session."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from click.testing import CliRunner
+
+
+@pytest.fixture(scope="session")
+def client():
+    """A dask client on a 2-process LocalCluster, shared by all tests."""
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
+        silence_logs=logging.ERROR,
+    ) as cluster, Client(cluster) as c:
+        yield c
+
+
+@pytest.fixture
+def vol(client, monkeypatch):
+    """Run ``vol ARGS...`` in-process on the shared cluster; returns click's Result."""
+    from volumetric_cli.main import vol as vol_command
+
+    monkeypatch.setenv("VOLUMETRIC_CLUSTER", client.scheduler.address)
+    runner = CliRunner()
+
+    def invoke(*args: str):
+        return runner.invoke(vol_command, [str(a) for a in args], catch_exceptions=False)
+
+    return invoke

@@ -1,0 +1,21 @@
+"""The block engine: the only part of volumetric that imports dask.
+
+A block task reads its read box from Zarr, runs a kernel and writes its
+write box; :func:`run_blocks` schedules such tasks on a dask cluster with
+done markers (:class:`Journal`) for resume and a progress line.
+"""
+
+from volumetric.engine.cluster import connect, default_workers, session
+from volumetric.engine.journal import Journal, layout_hash
+from volumetric.engine.progress import Progress
+from volumetric.engine.run import run_blocks
+
+__all__ = [
+    "Journal",
+    "Progress",
+    "connect",
+    "default_workers",
+    "layout_hash",
+    "run_blocks",
+    "session",
+]

@@ -1,0 +1,113 @@
+"""Connecting to a dask cluster: an embedded LocalCluster or an existing scheduler.
+
+``--cluster`` accepts ``local`` (the default: a LocalCluster of worker
+processes on this machine), a scheduler address (``tcp://host:8786`` or
+``host:8786``) or the path of a scheduler JSON file (as written by
+``dask scheduler --scheduler-file`` or dask-jobqueue). The environment
+variable ``VOLUMETRIC_CLUSTER`` supplies the default.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, TextIO
+
+from volumetric.errors import VolumetricError
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+CLUSTER_ENV = "VOLUMETRIC_CLUSTER"
+
+
+def default_workers() -> int:
+    """Worker processes for the embedded cluster: one per CPU core, at most 8."""
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
+@contextmanager
+def connect(
+    address: str | None = None,
+    *,
+    workers: int | None = None,
+    threads_per_worker: int = 1,
+    memory_limit: str | int | None = "auto",
+    stream: TextIO | None = None,
+    quiet: bool = False,
+) -> Iterator[Client]:
+    """Yield a dask client for ``address``, starting a LocalCluster when needed.
+
+    Worker processes (never threads) are used so that HDF5 sources are read in
+    parallel despite h5py's global lock.
+
+    Parameters
+    ----------
+    address : str, optional
+        ``"local"``, a scheduler address or a scheduler file. Default: the
+        ``VOLUMETRIC_CLUSTER`` environment variable, else ``"local"``.
+    workers : int, optional
+        Worker processes of the embedded cluster (default: one per core).
+    threads_per_worker : int
+        Threads per worker process of the embedded cluster.
+    memory_limit : str or int, optional
+        Per-worker memory limit of the embedded cluster.
+    stream : file, optional
+        Where the dashboard link goes (default: stderr).
+    quiet : bool
+        Do not print the dashboard link.
+
+    Yields
+    ------
+    distributed.Client
+    """
+    from distributed import Client, LocalCluster
+
+    stream = stream or sys.stderr
+    address = address or os.environ.get(CLUSTER_ENV) or "local"
+    cluster = None
+    try:
+        if address == "local":
+            cluster = LocalCluster(
+                n_workers=workers or default_workers(),
+                threads_per_worker=threads_per_worker,
+                processes=True,
+                memory_limit=memory_limit,
+                dashboard_address=":8787",
+                silence_logs=logging.ERROR,
+            )
+            client = Client(cluster)
+        elif address.endswith(".json") and os.path.exists(address):
+            client = Client(scheduler_file=address, timeout="20s")
+        else:
+            client = Client(address, timeout="20s")
+    except (OSError, TimeoutError) as exc:
+        if cluster is not None:
+            cluster.close()
+        raise VolumetricError(f"cannot reach the dask scheduler at {address}: {exc}") from exc
+    try:
+        if not quiet and client.dashboard_link:
+            print(f"dask dashboard: {client.dashboard_link}", file=stream, flush=True)
+        yield client
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+@contextmanager
+def session(
+    client: Client | None = None,
+    cluster: str | None = None,
+    workers: int | None = None,
+    quiet: bool = False,
+) -> Iterator[Client]:
+    """Use ``client`` when given, otherwise connect to ``cluster`` for the duration."""
+    if client is not None:
+        yield client
+        return
+    with connect(cluster, workers=workers, quiet=quiet) as new_client:
+        yield new_client

@@ -1,0 +1,123 @@
+"""Done markers and layout hashes: what makes a block job resumable.
+
+A journal lives inside the output store, in a folder Zarr readers ignore::
+
+    OUT/.volumetric/layout.json        the layout and its hash
+    OUT/.volumetric/done/<job>/<key>   one empty file per finished block
+
+A marker is written only after the block's data has been written, so a run
+killed at any moment resumes without losing or repeating work. Missing
+chunks prove nothing (Zarr does not store chunks equal to the fill value),
+which is why the markers exist at all. Everything here is plain files, so a
+journal pickles as two strings and works from any worker process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from volumetric.errors import LayoutMismatchError
+
+JOURNAL_DIR = ".volumetric"
+
+
+def layout_hash(layout: Mapping[str, Any]) -> str:
+    """A short stable hash of a JSON-serialisable layout description."""
+    text = json.dumps(layout, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+class Journal:
+    """Resume state of one output: its layout hash and per-block done markers.
+
+    Parameters
+    ----------
+    store : str or Path
+        The output's root folder (for example an OME-Zarr group).
+    layout : mapping
+        Everything that determines the output: shapes, blocks, halos,
+        parameters, source identity. A different layout never resumes.
+    """
+
+    def __init__(self, store: str | Path, layout: Mapping[str, Any]):
+        self.root = str(Path(store) / JOURNAL_DIR)
+        self.layout = dict(layout)
+        self.hash = layout_hash(self.layout)
+
+    @property
+    def _layout_file(self) -> Path:
+        return Path(self.root) / "layout.json"
+
+    def stored_hash(self) -> str | None:
+        """The hash recorded by an earlier run, or None when there is none."""
+        try:
+            return json.loads(self._layout_file.read_text())["hash"]
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def start(self, *, restart: bool = False) -> bool:
+        """Record the layout, keeping earlier markers when it matches.
+
+        Parameters
+        ----------
+        restart : bool
+            Drop markers of an earlier run with a different layout instead
+            of refusing to continue.
+
+        Returns
+        -------
+        bool
+            True when an earlier run with the same layout is resumed.
+
+        Raises
+        ------
+        LayoutMismatchError
+            An earlier run used another layout and ``restart`` is false.
+        """
+        stored = self.stored_hash()
+        if stored == self.hash:
+            return True
+        if stored is not None and not restart:
+            raise LayoutMismatchError(
+                f"{Path(self.root).parent} was started with other parameters; "
+                "rerun with --overwrite to start again"
+            )
+        shutil.rmtree(Path(self.root) / "done", ignore_errors=True)
+        Path(self.root).mkdir(parents=True, exist_ok=True)
+        _atomic_write(
+            self._layout_file,
+            json.dumps({"hash": self.hash, "layout": self.layout}, indent=1, default=str),
+        )
+        return False
+
+    def _job_dir(self, job: str) -> Path:
+        return Path(self.root) / "done" / job
+
+    def done(self, job: str) -> set[str]:
+        """Keys of the blocks of ``job`` that have finished."""
+        try:
+            return {n for n in os.listdir(self._job_dir(job)) if not n.startswith(".")}
+        except FileNotFoundError:
+            return set()
+
+    def mark(self, job: str, key: str) -> None:
+        """Record block ``key`` of ``job`` as finished (after its data is written)."""
+        folder = self._job_dir(job)
+        folder.mkdir(parents=True, exist_ok=True)
+        _atomic_write(folder / key, "")
+
+    def finish(self) -> None:
+        """Drop the per-block markers once the whole output is complete."""
+        shutil.rmtree(Path(self.root) / "done", ignore_errors=True)

@@ -1,0 +1,105 @@
+"""Run one function per block as dask tasks that read and write Zarr themselves.
+
+The engine never builds a dask array: each block becomes one task that
+receives a :class:`~volumetric.geometry.Box` (the write box), opens its
+inputs, computes and writes its output inside the worker. The graph is
+O(blocks) small tasks whatever the volume size.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from volumetric.engine.journal import Journal
+from volumetric.engine.progress import Progress
+from volumetric.errors import BlockError, VolumetricError
+from volumetric.geometry import Box
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+R = TypeVar("R")
+
+
+def _execute(box: Box, task: Callable[[Box], Any], journal: Journal | None, job: str) -> Any:
+    result = task(box)
+    if journal is not None:
+        journal.mark(job, box.key())
+    return result
+
+
+def run_blocks(
+    task: Callable[[Box], R],
+    blocks: Sequence[Box],
+    *,
+    client: Client,
+    journal: Journal | None = None,
+    job: str = "blocks",
+    label: str | None = None,
+    retries: int = 1,
+    progress: bool = True,
+) -> dict[Box, R]:
+    """Run ``task(box)`` for every block on the cluster, skipping finished ones.
+
+    Parameters
+    ----------
+    task : callable
+        A picklable callable taking the write box. It reads its inputs, writes
+        its outputs (only inside the write box) and returns a small result.
+    blocks : sequence of Box
+        Write boxes; each must be written by this job alone.
+    client : distributed.Client
+        Where the tasks run.
+    journal : Journal, optional
+        Resume state; blocks already marked done under ``job`` are skipped and
+        each finished block is marked after ``task`` returns.
+    job : str
+        Name of this job inside the journal (one output may have several).
+    label : str, optional
+        Text for the progress line and task names (default: ``job``).
+    retries : int
+        Times a failed task is retried (e.g. after a worker died).
+    progress : bool
+        Print a progress line on stderr.
+
+    Returns
+    -------
+    dict
+        ``{box: task(box)}`` for the blocks run now (not the skipped ones).
+
+    Raises
+    ------
+    BlockError
+        When a task raised a :class:`~volumetric.errors.VolumetricError`; the
+        message names the block. Other exceptions propagate unchanged.
+    """
+    from distributed import as_completed
+
+    label = label or job
+    done = journal.done(job) if journal is not None else set()
+    todo = [b for b in blocks if b.key() not in done]
+    bar = Progress(len(todo), label, skipped=len(blocks) - len(todo), enabled=progress)
+    token = uuid.uuid4().hex[:8]
+    keys = [f"{label.replace(' ', '-')}-{token}-{i}" for i in range(len(todo))]
+    futures = client.map(
+        _execute, todo, task=task, journal=journal, job=job, key=keys, retries=retries, pure=False
+    )
+    box_of = {f.key: b for f, b in zip(futures, todo)}
+    results: dict[Box, R] = {}
+    try:
+        for future in as_completed(futures):
+            if future.status == "error":
+                exc = future.exception()
+                box = box_of[future.key]
+                if isinstance(exc, VolumetricError):
+                    raise BlockError(f"block {box}: {exc}") from exc
+                future.result()  # re-raises with the worker's traceback
+            results[box_of[future.key]] = future.result()
+            future.release()
+            bar.update()
+    finally:
+        client.cancel([f for f in futures if not f.done()])
+    bar.close()
+    return results

@@ -1,0 +1,54 @@
+"""Input sources and :func:`open_source`, which picks one from a path."""
+
+from __future__ import annotations
+
+import glob
+import os
+
+from volumetric.errors import InputError
+from volumetric.io.sources.arrays import NpySource, ZarrSource, is_zarr
+from volumetric.io.sources.base import Source, parse_axes
+from volumetric.io.sources.hdf5 import HDF5_SUFFIXES, Hdf5FrameStack, Hdf5Source, open_hdf5
+
+__all__ = [
+    "Hdf5FrameStack",
+    "Hdf5Source",
+    "NpySource",
+    "Source",
+    "ZarrSource",
+    "open_source",
+    "parse_axes",
+]
+
+
+def open_source(path: str, *, dataset: str | None = None, axes: str | None = None) -> Source:
+    """Open any supported input by its path.
+
+    Parameters
+    ----------
+    path : str
+        HDF5 (``.h5``, ``.hdf5``...), NumPy ``.npy``, Zarr / OME-Zarr (a folder
+        with Zarr metadata).
+    dataset : str, optional
+        Dataset or group inside an HDF5 file, or array inside a Zarr group.
+    axes : str, optional
+        The source's axis order (e.g. ``"cxyz"``), when its metadata lacks it.
+
+    Raises
+    ------
+    InputError
+        Missing path, unknown format, or a source that cannot be used.
+    """
+    path = str(path)
+    lower = path.lower().rstrip("/")
+    if os.path.isdir(path) and is_zarr(path):
+        return ZarrSource(path, dataset, axes)
+    if not os.path.exists(path) and not glob.has_magic(path):
+        raise InputError(f"{path}: no such file or folder")
+    if lower.endswith(HDF5_SUFFIXES):
+        return open_hdf5(path, dataset, axes)
+    if lower.endswith(".npy"):
+        return NpySource(path, axes)
+    if lower.endswith(".zarr"):
+        raise InputError(f"{path}: a .zarr folder without Zarr metadata")
+    raise InputError(f"{path}: unknown input format")

@@ -1,0 +1,108 @@
+"""NumPy ``.npy`` files (memory-mapped) and existing Zarr arrays or OME-Zarr images."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from volumetric.errors import InputError
+from volumetric.io.sources.base import Source, parse_axes
+
+
+class NpySource(Source):
+    """A ``.npy`` file, memory-mapped so only the requested box is read."""
+
+    def __init__(self, path: str, axes: str | None = None):
+        self.path = path
+        try:
+            arr = np.load(path, mmap_mode="r")
+        except FileNotFoundError:
+            raise InputError(f"{path}: no such file") from None
+        except (ValueError, OSError) as exc:
+            raise InputError(f"{path}: not a readable .npy file ({exc})") from None
+        self.native_axes = parse_axes(axes, arr.shape, what=path)
+        self.native_shape = tuple(arr.shape)
+        self.dtype = arr.dtype
+
+    def _read_native(self, index: tuple[slice, ...]) -> np.ndarray:
+        if self._handle is None:
+            self._handle = np.load(self.path, mmap_mode="r")
+        return np.array(self._handle[index])
+
+    def close(self) -> None:
+        self._handle = None
+
+
+def is_zarr(path: str) -> bool:
+    """Whether ``path`` is a folder holding Zarr (v2 or v3) metadata."""
+    return any(
+        os.path.exists(os.path.join(path, name)) for name in ("zarr.json", ".zgroup", ".zarray")
+    )
+
+
+class ZarrSource(Source):
+    """An existing Zarr array, or level 0 of an OME-Zarr image (for rechunking).
+
+    Parameters
+    ----------
+    path : str
+        A Zarr array, or an OME-Zarr image group.
+    dataset : str, optional
+        Array path inside a group (default: the image's level 0).
+    axes : str, optional
+        Axis order of a plain array without NGFF or ``dimension_names`` metadata.
+    """
+
+    def __init__(self, path: str, dataset: str | None = None, axes: str | None = None):
+        import zarr
+
+        from volumetric.io.ome import open_image
+
+        self.path = path
+        try:
+            node = zarr.open(path, mode="r")
+        except Exception as exc:  # zarr raises several types for unreadable stores
+            raise InputError(f"{path}: not a readable Zarr store ({exc})") from None
+        meta = None
+        if isinstance(node, zarr.Group):
+            if dataset is None:
+                image = open_image(path)
+                if not image.complete:
+                    raise InputError(f"{path} is incomplete (an interrupted run); finish it first")
+                meta, dataset = image.meta, image.levels[0].path
+            if dataset not in node:
+                raise InputError(f"{path}: no array {dataset!r}")
+            node = node[dataset]
+        self.array_path = os.path.join(path, dataset) if dataset else path
+        names = getattr(node.metadata, "dimension_names", None)
+        guess = meta.axes if meta else ("".join(names) if names and all(names) else None)
+        self.native_axes = parse_axes(axes or guess, node.shape, what=path)
+        self.native_shape = tuple(node.shape)
+        self.dtype = node.dtype
+        self.chunks = tuple(node.chunks)
+        if meta is not None and axes is None:
+            self.voxel_size, self.unit = meta.voxel_size, meta.unit
+            self.channel_names = meta.channel_names
+            self.time_step, self.time_unit = meta.time_step, meta.time_unit
+
+    def identity(self) -> dict[str, Any]:
+        ident = super().identity()
+        meta_file = next(
+            (os.path.join(self.array_path, n) for n in ("zarr.json", ".zarray")
+             if os.path.exists(os.path.join(self.array_path, n))),
+            self.array_path,
+        )
+        ident["mtime_ns"] = os.stat(meta_file).st_mtime_ns
+        return ident
+
+    def _read_native(self, index: tuple[slice, ...]) -> np.ndarray:
+        import zarr
+
+        if self._handle is None:
+            self._handle = zarr.open_array(self.array_path, mode="r")
+        return self._handle[index]
+
+    def close(self) -> None:
+        self._handle = None

@@ -1,0 +1,1 @@
+"""Operations: each one a library function that the ``vol`` CLI calls."""
