@@ -1,0 +1,44 @@
+"""Intensity normalisation of network inputs, shared by training and inference.
+
+Statistics are measured once per volume (see
+:func:`volumetric.io.intensity.intensity_stats`) and applied identically to
+every patch or window, so a window's values never depend on where it lies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+METHODS = ("none", "percentile", "zscore")
+
+
+def normalize(block: np.ndarray, stats: Mapping[str, float], method: str) -> np.ndarray:
+    """Normalise ``block`` to float32 with volume-wide ``stats``.
+
+    Parameters
+    ----------
+    block : ndarray
+        Raw intensities.
+    stats : mapping
+        ``low``/``high`` (percentiles) and ``mean``/``std`` of the volume.
+    method : {"none", "percentile", "zscore"}
+        ``percentile`` maps ``low -> 0`` and ``high -> 1`` (not clipped);
+        ``zscore`` subtracts the mean and divides by the standard deviation.
+
+    Examples
+    --------
+    >>> normalize(np.array([10, 20, 30]), {"low": 10, "high": 30}, "percentile")
+    array([0. , 0.5, 1. ], dtype=float32)
+    """
+    data = np.asarray(block, dtype=np.float32)
+    if method == "none":
+        return data
+    if method == "percentile":
+        span = float(stats["high"]) - float(stats["low"])
+        return (data - np.float32(stats["low"])) / np.float32(span if span > 0 else 1.0)
+    if method == "zscore":
+        std = float(stats["std"])
+        return (data - np.float32(stats["mean"])) / np.float32(std if std > 0 else 1.0)
+    raise ValueError(f"unknown normalisation {method!r}; choose one of {', '.join(METHODS)}")
