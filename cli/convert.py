@@ -27,9 +27,11 @@ from volumetric_cli.options import cluster_options, float_tuple, int_tuple
 @click.option("--compressor", default="blosc-zstd", show_default=True,
               help="blosc-zstd, blosc-lz4, zstd, gzip or none, optionally NAME:LEVEL.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
+@click.option("--block-mb", type=click.FloatRange(min=0, min_open=True), default=16.0,
+              show_default=True, help="Target size of one block task, in whole chunks or shards.")
 @cluster_options
 def convert(src: str, dst: str, dataset, axes, chunks, shards, levels, downsampling, voxel_size,
-            unit, ngff, compressor, overwrite, cluster, workers) -> None:
+            unit, ngff, compressor, overwrite, block_mb, cluster, workers) -> None:
     """Convert SRC (HDF5, TIFF, image folder, video, .npy, Zarr) to the OME-Zarr image DST.
 
     The full-resolution array is DST/0. An interrupted conversion resumes when
@@ -45,7 +47,8 @@ def convert(src: str, dst: str, dataset, axes, chunks, shards, levels, downsampl
     report = run_convert(
         src, dst, dataset=dataset, axes=axes, chunks=chunks, shards=shards, levels=levels,
         voxel_size=voxel_size, unit=unit, ngff=ngff, compressor=compressor,
-        downsampling=downsampling, overwrite=overwrite, cluster=cluster, workers=workers,
+        downsampling=downsampling, overwrite=overwrite, block_bytes=int(block_mb * 2**20),
+        cluster=cluster, workers=workers,
     )
     image = report.image
     mb = report.bytes_read / 2**20

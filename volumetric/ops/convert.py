@@ -123,10 +123,10 @@ class ConvertReport:
 
 
 def _write_grid(shape: Sequence[int], chunks: Sequence[int], shards: Sequence[int] | None,
-                itemsize: int) -> BlockGrid:
+                itemsize: int, block_bytes: int) -> BlockGrid:
     unit = tuple(shards) if shards else tuple(chunks)
     unit = tuple(min(u, s) for u, s in zip(unit, shape))
-    return BlockGrid(tuple(shape), block_shape_for(shape, unit, itemsize, BLOCK_TARGET_BYTES))
+    return BlockGrid(tuple(shape), block_shape_for(shape, unit, itemsize, block_bytes))
 
 
 def convert(
@@ -144,6 +144,7 @@ def convert(
     compressor: str = DEFAULT_COMPRESSOR,
     downsampling: str = "mean",
     overwrite: bool = False,
+    block_bytes: int = BLOCK_TARGET_BYTES,
     client: Client | None = None,
     cluster: str | None = None,
     workers: int | None = None,
@@ -180,6 +181,8 @@ def convert(
         Pyramid reduction: mean for intensities, nearest for labels.
     overwrite : bool
         Replace an existing output.
+    block_bytes : int
+        Target size of one block task (whole chunks or shards; at least one).
     client : distributed.Client, optional
         Run on this client instead of connecting to ``cluster``.
     cluster : str, optional
@@ -200,8 +203,6 @@ def convert(
     parse_compressor(compressor)
     source = open_source(src, dataset=dataset, axes=axes)
     meta = source.meta(voxel_size, unit)
-    if voxel_size is None and source.voxel_size is None:
-        log.warning("%s has no voxel size metadata; assuming 1 per axis (use --voxel-size)", src)
     shape = source.shape
     if any(s == 0 for s in shape):
         raise InputError(f"{src} is empty: shape {shape}")
@@ -235,13 +236,15 @@ def convert(
     journal, resumed = open_output(dst, layout, create, overwrite=overwrite, inputs=(src,))
     if resumed:
         log.info("resuming the interrupted conversion of %s", dst)
-    t0 = time.monotonic()
+    if voxel_size is None and source.voxel_size is None:
+        log.warning("%s has no voxel size metadata; assuming 1 per axis (use --voxel-size)", src)
     total_blocks = 0
     bytes_read = 0
     itemsize = np.dtype(source.dtype).itemsize
     with session(client, cluster, workers, quiet=not progress) as cl:
+        t0 = time.monotonic()
         for k, spec in enumerate(specs):
-            grid = _write_grid(spec.shape, chunk_shape, shard_shape, itemsize)
+            grid = _write_grid(spec.shape, chunk_shape, shard_shape, itemsize, block_bytes)
             array = f"{dst}/{spec.path}"
             if k == 0:
                 task: Any = CopyFromSource(source, array)
@@ -256,5 +259,6 @@ def convert(
             total_blocks += grid.num_blocks
             if k == 0:
                 bytes_read = sum(results.values())
+        seconds = time.monotonic() - t0
     complete_output(dst, journal)
-    return ConvertReport(open_image(dst), total_blocks, time.monotonic() - t0, bytes_read, resumed)
+    return ConvertReport(open_image(dst), total_blocks, seconds, bytes_read, resumed)

@@ -18,22 +18,23 @@ def _stored_bytes(folder: Path) -> int:
     return total
 
 
+def _codec_name(codec: Any) -> str:
+    name = type(codec).__name__.removesuffix("Codec").lower()
+    cname = getattr(codec, "cname", None)
+    if cname is not None:
+        name += f"-{getattr(cname, 'value', cname)}"
+    inner = getattr(codec, "codecs", None)
+    if inner:  # sharding: name what is inside the shards
+        name += "(" + ",".join(_codec_name(c) for c in inner) + ")"
+    return name
+
+
 def _codecs(array: Any) -> list[str]:
     meta = array.metadata
     if getattr(meta, "zarr_format", 3) == 2:
         comp = meta.compressor
         return [comp.codec_id if comp is not None else "none"]
-    names = []
-    for codec in meta.codecs:
-        name = type(codec).__name__.removesuffix("Codec").lower()
-        inner = getattr(codec, "codecs", None)
-        if inner:  # sharding: report what is inside the shards
-            name += "(" + ",".join(type(c).__name__.removesuffix("Codec").lower() for c in inner) + ")"
-        cname = getattr(codec, "cname", None)
-        if cname is not None:
-            name += f"-{getattr(cname, 'value', cname)}"
-        names.append(name)
-    return names
+    return [_codec_name(c) for c in meta.codecs]
 
 
 def image_info(path: str) -> dict[str, Any]:

@@ -1,0 +1,121 @@
+"""vol convert: HDF5 / npy / Zarr to OME-Zarr, pyramids, NGFF 0.4 and 0.5, shards."""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+import zarr
+from ome_zarr_models import open_ome_zarr
+
+from volumetric.kernels.downsample import downsample
+from volumetric.ops.convert import convert, default_chunks
+from volumetric.ops.info import image_info
+
+
+@pytest.fixture
+def volume():
+    rng = np.random.default_rng(1)
+    return rng.integers(0, 4000, size=(37, 50, 61), dtype=np.uint16)
+
+
+def _h5(path, data, **attrs):
+    with h5py.File(path, "w") as f:
+        ds = f.create_dataset("raw", data=data, chunks=(8, 16, 16))
+        ds.attrs.update(attrs)
+    return str(path)
+
+
+def test_hdf5_to_ome_zarr_with_pyramid(client, tmp_path, volume):
+    src = _h5(tmp_path / "a.h5", volume, element_size_um=[3.0, 0.5, 0.5])
+    dst = tmp_path / "a.zarr"
+    report = convert(src, str(dst), chunks=(8, 16, 16), levels=3, block_bytes=8 * 16 * 16 * 4,
+                     client=client, progress=False)
+    assert report.blocks > 3
+    np.testing.assert_array_equal(zarr.open_array(dst / "0")[:], volume)
+    level1 = downsample(volume, (1, 2, 2))
+    np.testing.assert_array_equal(zarr.open_array(dst / "1")[:], level1)
+    np.testing.assert_array_equal(zarr.open_array(dst / "2")[:], downsample(level1, (1, 2, 2)))
+    info = image_info(str(dst))
+    assert info["axes"] == "zyx" and info["complete"] is True
+    assert info["voxel_size"] == [3.0, 0.5, 0.5] and info["unit"] == "micrometer"
+    assert info["chunks"] == [8, 16, 16]
+    image = open_ome_zarr(str(dst))
+    scales = [d.coordinateTransformations[0].scale for d in image.attributes.ome.multiscales[0].datasets]
+    assert scales == [[3.0, 0.5, 0.5], [3.0, 1.0, 1.0], [3.0, 2.0, 2.0]]
+
+
+def test_ngff_04_on_zarr_v2_reads_with_ome_zarr_py(client, tmp_path, volume):
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
+
+    src = tmp_path / "a.npy"
+    np.save(src, volume)
+    dst = tmp_path / "a.zarr"
+    convert(str(src), str(dst), ngff="0.4", levels=2, chunks=(16, 16, 16),
+            voxel_size=(2.0, 1.0, 1.0), unit="um", client=client, progress=False)
+    assert (dst / ".zattrs").exists() and (dst / "0" / ".zarray").exists()
+    assert type(open_ome_zarr(str(dst))).__module__.startswith("ome_zarr_models.v04")
+    node = next(iter(Reader(parse_url(str(dst)))()))
+    np.testing.assert_array_equal(np.asarray(node.data[0]), volume)
+    assert node.metadata["coordinateTransformations"][0][0]["scale"] == [2.0, 1.0, 1.0]
+
+
+def test_shards_and_compressor(client, tmp_path, volume):
+    src = tmp_path / "a.npy"
+    np.save(src, volume)
+    dst = tmp_path / "a.zarr"
+    convert(str(src), str(dst), chunks=(8, 16, 16), shards=(16, 32, 32), compressor="zstd:5",
+            block_bytes=1, client=client, progress=False)
+    arr = zarr.open_array(dst / "0")
+    assert arr.shards == (16, 32, 32) and arr.chunks == (8, 16, 16)
+    np.testing.assert_array_equal(arr[:], volume)
+    assert image_info(str(dst))["codecs"] == ["sharding(bytes,zstd)"]
+
+
+def test_frame_group_is_stacked_in_natural_order(client, tmp_path):
+    rng = np.random.default_rng(2)
+    frames = [rng.integers(0, 255, size=(2, 20, 24, 5), dtype=np.uint8) for _ in range(12)]
+    with h5py.File(tmp_path / "f.h5", "w") as f:
+        grp = f.create_group("frames")
+        for i in (3, 10, 0, 2, 11, 1, 4, 5, 6, 7, 8, 9):
+            grp.create_dataset(f"frame_{i}", data=frames[i])
+    dst = tmp_path / "f.zarr"
+    convert(str(tmp_path / "f.h5"), str(dst), axes="cxyz", chunks=(5, 8, 8), block_bytes=1000,
+            client=client, progress=False)
+    out = zarr.open_array(dst / "0")[:]
+    assert image_info(str(dst))["axes"] == "tczyx"
+    expected = np.stack([fr.transpose(0, 3, 2, 1) for fr in frames])  # c,x,y,z -> c,z,y,x
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_zarr_input_is_rechunked_with_metadata(client, tmp_path, volume):
+    src = _h5(tmp_path / "a.h5", volume, element_size_um=[3.0, 0.5, 0.5])
+    first, second = tmp_path / "a.zarr", tmp_path / "b.zarr"
+    convert(src, str(first), chunks=(8, 16, 16), client=client, progress=False)
+    convert(str(first), str(second), chunks=(37, 25, 25), client=client, progress=False)
+    np.testing.assert_array_equal(zarr.open_array(second / "0")[:], volume)
+    info = image_info(str(second))
+    assert info["chunks"] == [37, 25, 25] and info["voxel_size"] == [3.0, 0.5, 0.5]
+
+
+def test_default_chunks_are_a_few_megabytes():
+    chunks = default_chunks((4, 2, 300, 2048, 2048), "tczyx", "uint16")
+    nbytes = 2 * int(np.prod(chunks))
+    assert chunks[:2] == (1, 1) and 1 * 2**20 <= nbytes <= 4 * 2**20
+
+
+def test_info_json_contract(vol, tmp_path, volume):
+    src = _h5(tmp_path / "a.h5", volume)
+    dst = tmp_path / "a.zarr"
+    result = vol("convert", src, dst, "--voxel-size", "2,1,1", "--unit", "um")
+    assert result.exit_code == 0, result.output
+    result = vol("info", dst, "--json")
+    data = json.loads(result.stdout)
+    for key in ("axes", "shape", "dtype", "chunks", "voxel_size", "unit", "complete"):
+        assert key in data
+    assert data["axes"] == "zyx" and data["shape"] == [37, 50, 61]
+    assert data["voxel_size"] == [2.0, 1.0, 1.0] and data["unit"] == "micrometer"
+    assert data["complete"] is True and data["compression_ratio"] > 1

@@ -1,0 +1,89 @@
+"""The block engine: every block once, done markers, resume, errors naming the block."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from volumetric.engine import Journal, run_blocks
+from volumetric.errors import BlockError, InputError, LayoutMismatchError
+from volumetric.geometry import BlockGrid, Box
+
+
+@dataclass(frozen=True)
+class FillWithBlockId:
+    """Writes a value derived from the block into its write box; fails on one block."""
+
+    array: str
+    fail_at: tuple[int, ...] | None = None
+
+    def __call__(self, box: Box) -> int:
+        if box.start == self.fail_at:
+            raise InputError("corrupt input")
+        value = 1 + sum(box.start)
+        zarr.open_array(self.array, mode="r+")[box.slices] = value
+        return value
+
+
+def _array(tmp_path: Path, shape=(20, 30), chunks=(8, 8)) -> str:
+    path = str(tmp_path / "out.zarr")
+    zarr.create_array(path, shape=shape, chunks=chunks, dtype="int32", fill_value=0)
+    return path
+
+
+def _expected(grid: BlockGrid) -> np.ndarray:
+    out = np.zeros(grid.shape, dtype=np.int32)
+    for box in grid.boxes():
+        out[box.slices] = 1 + sum(box.start)
+    return out
+
+
+def test_every_block_written_once_with_ragged_edges(client, tmp_path):
+    path = _array(tmp_path)
+    grid = BlockGrid((20, 30), (8, 8))
+    results = run_blocks(FillWithBlockId(path), list(grid.boxes()), client=client, progress=False)
+    assert len(results) == grid.num_blocks == 12
+    assert results[grid.box((2, 3))] == 1 + 16 + 24
+    np.testing.assert_array_equal(zarr.open_array(path)[:], _expected(grid))
+
+
+def test_failure_names_the_block_and_resume_skips_finished(client, tmp_path):
+    path = _array(tmp_path)
+    grid = BlockGrid((20, 30), (8, 8))
+    journal = Journal(tmp_path / "out.zarr", {"shape": [20, 30], "block": [8, 8]})
+    assert journal.start() is False
+    bad = grid.box((1, 2))
+    with pytest.raises(BlockError, match=r"block \[8:16, 16:24\]: corrupt input"):
+        run_blocks(FillWithBlockId(path, fail_at=bad.start), list(grid.boxes()), client=client,
+                   journal=journal, job="fill", progress=False, retries=0)
+    done = journal.done("fill")
+    assert bad.key() not in done
+    assert journal.start() is True  # same layout: resume
+    results = run_blocks(FillWithBlockId(path), list(grid.boxes()), client=client,
+                         journal=journal, job="fill", progress=False)
+    assert set(b.key() for b in results) == {b.key() for b in grid.boxes()} - done
+    assert bad in results
+    np.testing.assert_array_equal(zarr.open_array(path)[:], _expected(grid))
+
+
+def test_changed_layout_is_refused_or_restarted(tmp_path):
+    Journal(tmp_path, {"block": [8, 8]}).start()
+    Journal(tmp_path, {"block": [8, 8]}).mark("fill", "0.0")
+    other = Journal(tmp_path, {"block": [16, 16]})
+    with pytest.raises(LayoutMismatchError):
+        other.start()
+    assert other.start(restart=True) is False
+    assert other.done("fill") == set()
+
+
+def test_sparse_block_list_leaves_other_chunks_unwritten(client, tmp_path):
+    path = _array(tmp_path)
+    grid = BlockGrid((20, 30), (8, 8))
+    chosen = [grid.box((0, 0)), grid.box((2, 1))]
+    run_blocks(FillWithBlockId(path), chosen, client=client, progress=False)
+    stored = sorted(str(p.relative_to(tmp_path / "out.zarr")) for p in (tmp_path / "out.zarr").rglob("c/*/*"))
+    assert stored == ["c/0/0", "c/2/1"]
