@@ -5,7 +5,7 @@ write box; :func:`run_blocks` schedules such tasks on a dask cluster with
 done markers (:class:`Journal`) for resume and a progress line.
 """
 
-from volumetric.engine.cluster import connect, default_workers, session
+from volumetric.engine.cluster import connect, default_workers, local_cluster, session
 from volumetric.engine.journal import Journal, layout_hash
 from volumetric.engine.progress import Progress
 from volumetric.engine.run import run_blocks
@@ -16,6 +16,7 @@ __all__ = [
     "connect",
     "default_workers",
     "layout_hash",
+    "local_cluster",
     "run_blocks",
     "session",
 ]

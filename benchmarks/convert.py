@@ -1,0 +1,107 @@
+"""Convert a chunked HDF5 of >= 2 GiB to OME-Zarr: vol convert vs the naive baseline.
+
+The naive baseline is what a script does today: read the whole dataset with
+h5py, then write it with one zarr call (same chunks and codec). Both run in
+fresh subprocesses on the same file; peak RSS is that of the whole process
+tree (the dask scheduler and worker processes included).
+
+    python -m benchmarks.convert [--gib 2.0] [--workers 2] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import h5py
+import numpy as np
+import zarr
+
+from benchmarks.measure import python_cmd, report, run_measured
+
+CHUNKS = (64, 128, 128)
+
+NAIVE = """
+import h5py, zarr
+from zarr.codecs import BloscCodec
+with h5py.File({src!r}, "r") as f:
+    data = f["raw"][:]
+arr = zarr.create_array({dst!r}, shape=data.shape, chunks={chunks!r}, dtype=data.dtype,
+                        compressors=BloscCodec(cname="zstd", clevel=5, shuffle="shuffle"))
+arr[:] = data
+"""
+
+
+def make_source(path: Path, gib: float) -> tuple[int, ...]:
+    """A chunked uint16 HDF5 volume of about ``gib`` GiB, written chunk by chunk."""
+    side = 1536
+    depth = -(-int(gib * 2**30 / (side * side * 2)) // CHUNKS[0]) * CHUNKS[0]
+    shape = (depth, side, side)
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:side, :side]
+    ramp = ((yy + xx) % 512).astype(np.uint16)
+    with h5py.File(path, "w") as f:
+        ds = f.create_dataset("raw", shape=shape, dtype="uint16", chunks=CHUNKS)
+        ds.attrs["element_size_um"] = [2.0, 0.5, 0.5]
+        for z in range(0, depth, CHUNKS[0]):
+            noise = rng.integers(0, 64, size=(CHUNKS[0], side, side), dtype=np.uint16)
+            ds[z:z + CHUNKS[0]] = noise + ramp + np.uint16(100 + z)
+    return shape
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--gib", type=float, default=2.0, help="source size in GiB")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--dir", default=None, help="scratch folder (default: a temp folder)")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch files")
+    args = parser.parse_args(argv)
+
+    scratch = Path(args.dir or tempfile.mkdtemp(prefix="vol-bench-convert-"))
+    scratch.mkdir(parents=True, exist_ok=True)
+    try:
+        src = scratch / "raw.h5"
+        shape = make_source(src, args.gib)
+        nbytes = int(np.prod(shape)) * 2
+        mb = nbytes / 1e6
+
+        naive = run_measured(python_cmd(NAIVE.format(src=str(src), dst=str(scratch / "naive.zarr"),
+                                                     chunks=CHUNKS)))
+        vol = run_measured([
+            sys.executable, "-m", "volumetric_cli.main", "-q", "convert", str(src),
+            str(scratch / "vol.zarr"), "--chunks", ",".join(map(str, CHUNKS)),
+            "--workers", str(args.workers),
+        ])
+        same = np.array_equal(zarr.open_array(scratch / "naive.zarr")[:64],
+                              zarr.open_array(scratch / "vol.zarr" / "0")[:64])
+        results = {
+            "source_shape": list(shape), "source_gib": nbytes / 2**30, "chunks": list(CHUNKS),
+            "workers": args.workers,
+            "naive": {"seconds": naive.seconds, "mb_per_s": mb / naive.seconds,
+                      "peak_rss_mib": naive.peak_rss_mib},
+            "vol": {"seconds": vol.seconds, "mb_per_s": mb / vol.seconds,
+                    "peak_rss_mib": vol.peak_rss_mib},
+            "throughput_ratio": naive.seconds / vol.seconds,
+            "outputs_agree": bool(same),
+            "targets": {"throughput_ratio_at_least": 1.0, "vol_peak_rss_mib_below": 1024},
+        }
+        rows = [
+            ("naive (h5py read all + zarr write)", f"{naive.seconds:.1f}", f"{mb / naive.seconds:.0f}",
+             f"{naive.peak_rss_mib:.0f}"),
+            (f"vol convert ({args.workers} workers)", f"{vol.seconds:.1f}", f"{mb / vol.seconds:.0f}",
+             f"{vol.peak_rss_mib:.0f}"),
+        ]
+        print(f"source: {shape} uint16, {nbytes / 2**30:.2f} GiB, HDF5 chunks {CHUNKS}")
+        report("convert", results, rows, ("run", "seconds", "MB/s", "peak RSS MiB"))
+        print(f"vol / naive throughput: {results['throughput_ratio']:.2f}x")
+        return results
+    finally:
+        if not args.keep:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

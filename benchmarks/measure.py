@@ -1,0 +1,103 @@
+"""Shared measurement helpers: wall time and peak RSS of a whole process tree.
+
+Dask workers and DataLoader workers are child processes, so peak memory is
+the largest sum of RSS over a process and all its descendants, sampled
+every few milliseconds while the command runs.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+OUT_DIR = Path(__file__).parent / "out"
+
+
+@dataclass
+class Measurement:
+    """Wall time (s) and peak tree RSS (bytes) of one run."""
+
+    seconds: float
+    peak_rss: int
+    returncode: int = 0
+    stdout: str = ""
+
+    @property
+    def peak_rss_mib(self) -> float:
+        return self.peak_rss / 2**20
+
+
+def _tree_rss(proc: psutil.Process) -> int:
+    total = 0
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            total += p.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
+class _Sampler(threading.Thread):
+    def __init__(self, pid: int, interval: float):
+        super().__init__(daemon=True)
+        self.proc = psutil.Process(pid)
+        self.interval = interval
+        self.peak = 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                self.peak = max(self.peak, _tree_rss(self.proc))
+            except psutil.Error:
+                return
+            time.sleep(self.interval)
+
+
+def run_measured(cmd: Sequence[str], *, interval: float = 0.02, check: bool = True) -> Measurement:
+    """Run ``cmd`` in a subprocess; return its wall time and peak tree RSS."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(list(cmd), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    sampler = _Sampler(proc.pid, interval)
+    sampler.start()
+    out, err = proc.communicate()
+    seconds = time.perf_counter() - t0
+    sampler.stop.set()
+    sampler.join()
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{err[-3000:]}")
+    return Measurement(seconds, sampler.peak, proc.returncode, out)
+
+
+def python_cmd(code: str) -> list[str]:
+    """A command running ``code`` in a fresh interpreter of this environment."""
+    return [sys.executable, "-c", code]
+
+
+def report(name: str, results: dict[str, Any], rows: list[tuple[str, ...]],
+           header: tuple[str, ...]) -> Path:
+    """Print a small table and write ``benchmarks/out/<name>.json``; return the JSON path."""
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for r in [header, tuple("-" * w for w in widths), *rows]:
+        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)))
+    OUT_DIR.mkdir(exist_ok=True)
+    path = OUT_DIR / f"{name}.json"
+    path.write_text(json.dumps(results, indent=2, default=lambda o: asdict(o)))
+    print(f"results: {path}")
+    return path
+
+
+def timed(func: Callable[[], Any]) -> tuple[float, Any]:
+    """Wall time of ``func()`` and its result."""
+    t0 = time.perf_counter()
+    value = func()
+    return time.perf_counter() - t0, value
