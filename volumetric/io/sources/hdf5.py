@@ -174,16 +174,30 @@ class Hdf5FrameStack(Source):
         return np.stack([self._handle[self.frames[i]][index[1:]] for i in t])
 
 
-def _frame_group(f: Any) -> str | None:
-    """The group whose datasets look like numbered frames of one shape, if any."""
-    datasets = _datasets(f)
-    if len(datasets) < 2:
-        return None
-    parents = {d.parent.name for d in datasets}
-    if len(parents) != 1 or len({d.ndim for d in datasets}) != 1:
-        return None
+def _numbered_frames(datasets: list[Any]) -> bool:
+    """Whether ``datasets`` are two or more arrays named like ``frame_0``, ``frame_1``..."""
     stems = {re.sub(r"\d+", "#", d.name.rsplit("/", 1)[-1]) for d in datasets}
-    return parents.pop() if len(stems) == 1 and "#" in next(iter(stems)) else None
+    return (
+        len(datasets) >= 2 and len({d.ndim for d in datasets}) == 1
+        and len(stems) == 1 and "#" in next(iter(stems))
+    )
+
+
+def _frame_group(f: Any) -> str | None:
+    """The group whose datasets look like numbered frames of one shape, if any.
+
+    Arrays elsewhere in the file that are smaller than one frame (metadata
+    such as per-frame transforms) do not prevent the detection.
+    """
+    by_parent: dict[str, list[Any]] = {}
+    for d in _datasets(f):
+        by_parent.setdefault(d.parent.name, []).append(d)
+    groups = [name for name, datasets in by_parent.items() if _numbered_frames(datasets)]
+    if len(groups) != 1:
+        return None
+    frame_size = min(d.size for d in by_parent[groups[0]])
+    others = (d for name, ds in by_parent.items() if name != groups[0] for d in ds)
+    return groups[0] if all(d.size < frame_size for d in others) else None
 
 
 def open_hdf5(path: str, dataset: str | None = None, axes: str | None = None) -> Source:
