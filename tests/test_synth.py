@@ -138,6 +138,8 @@ def test_frames_are_deterministic_and_activity_varies():
 def test_frames_file_converts_to_a_time_series(tmp_path, vol):
     import zarr
 
+    from volumetric.io.sources import open_source
+
     movie = frames((2, 40, 36, 6), 5, nuclei=30, seed=2)
     path = write_frames(tmp_path / "worm.h5", movie, progress=False)
     with h5py.File(path, "r") as f:
@@ -146,6 +148,7 @@ def test_frames_file_converts_to_a_time_series(tmp_path, vol):
         assert np.array_equal(f["transforms"][:], movie.transforms)
         assert "convention" in f["transforms"].attrs
         assert np.array_equal(f["nuclei"][:], movie.nuclei)
+    assert open_source(str(path)).native_axes == "tcxyz"  # from the frames' axes attribute
     result = vol("convert", path, tmp_path / "worm.zarr", "--axes", "cxyz")
     assert result.exit_code == 0, result.output
     stored = zarr.open_array(str(tmp_path / "worm.zarr" / "0"), mode="r")
