@@ -65,6 +65,14 @@ def _physical(attrs: Any, native_axes: str) -> tuple[tuple[float, ...] | None, s
     return None, None
 
 
+def _axes_attr(ds: Any) -> str | None:
+    """The dataset's ``axes`` attribute (e.g. ``"cxyz"``), if it has one."""
+    axes = ds.attrs.get("axes")
+    if isinstance(axes, bytes):
+        axes = axes.decode()
+    return axes if isinstance(axes, str) else None
+
+
 class Hdf5Source(Source):
     """One dataset of an HDF5 file.
 
@@ -100,13 +108,8 @@ class Hdf5Source(Source):
                     raise InputError(f"{path}: no dataset {dataset!r}")
                 ds = f[dataset]
             self.dataset = ds.name
-            attr_axes = ds.attrs.get("axes")
-            if isinstance(attr_axes, bytes):
-                attr_axes = attr_axes.decode()
             self.native_axes = parse_axes(
-                axes or (attr_axes if isinstance(attr_axes, str) else None),
-                ds.shape,
-                what=f"{path}:{ds.name}",
+                axes or _axes_attr(ds), ds.shape, what=f"{path}:{ds.name}"
             )
             self.native_shape = tuple(ds.shape)
             self.dtype = ds.dtype
@@ -132,6 +135,8 @@ class Hdf5FrameStack(Source):
         The group holding the frames (``"/"`` for the root).
     axes : str, optional
         Axis order of each frame (e.g. ``"cxyz"``); ``t`` is added in front.
+        Default: the first frame's ``axes`` attribute, else the trailing NGFF
+        order.
     """
 
     def __init__(self, path: str, group: str = "/", axes: str | None = None):
@@ -155,7 +160,9 @@ class Hdf5FrameStack(Source):
                     )
             if axes is not None and "t" in axes.lower():
                 raise InputError(f"--axes {axes!r} names the axes of one frame; t is added in front")
-            frame_axes = parse_axes(axes, first.shape, what=f"frame {frames[0]}")
+            frame_axes = parse_axes(
+                axes or _axes_attr(first), first.shape, what=f"frame {frames[0]}"
+            )
             self.frames = [f"{grp.name.rstrip('/')}/{n}" for n in frames]
             self.native_axes = "t" + frame_axes
             self.native_shape = (len(frames), *first.shape)
@@ -174,16 +181,30 @@ class Hdf5FrameStack(Source):
         return np.stack([self._handle[self.frames[i]][index[1:]] for i in t])
 
 
-def _frame_group(f: Any) -> str | None:
-    """The group whose datasets look like numbered frames of one shape, if any."""
-    datasets = _datasets(f)
-    if len(datasets) < 2:
-        return None
-    parents = {d.parent.name for d in datasets}
-    if len(parents) != 1 or len({d.ndim for d in datasets}) != 1:
-        return None
+def _numbered_frames(datasets: list[Any]) -> bool:
+    """Whether ``datasets`` are two or more arrays named like ``frame_0``, ``frame_1``..."""
     stems = {re.sub(r"\d+", "#", d.name.rsplit("/", 1)[-1]) for d in datasets}
-    return parents.pop() if len(stems) == 1 and "#" in next(iter(stems)) else None
+    return (
+        len(datasets) >= 2 and len({d.ndim for d in datasets}) == 1
+        and len(stems) == 1 and "#" in next(iter(stems))
+    )
+
+
+def _frame_group(f: Any) -> str | None:
+    """The group whose datasets look like numbered frames of one shape, if any.
+
+    Arrays elsewhere in the file that are smaller than one frame (metadata
+    such as per-frame transforms) do not prevent the detection.
+    """
+    by_parent: dict[str, list[Any]] = {}
+    for d in _datasets(f):
+        by_parent.setdefault(d.parent.name, []).append(d)
+    groups = [name for name, datasets in by_parent.items() if _numbered_frames(datasets)]
+    if len(groups) != 1:
+        return None
+    frame_size = min(d.size for d in by_parent[groups[0]])
+    others = (d for name, ds in by_parent.items() if name != groups[0] for d in ds)
+    return groups[0] if all(d.size < frame_size for d in others) else None
 
 
 def open_hdf5(path: str, dataset: str | None = None, axes: str | None = None) -> Source:

@@ -1,0 +1,173 @@
+"""A moving C. elegans-like brain: many HDF5 frames with known rigid motion.
+
+The brain is a cloud of gaussian nuclei in an ellipsoid elongated along
+``x``. Channel 0 is a static nuclear marker; further channels are activity
+channels whose per-nucleus brightness oscillates over time. Frame ``k``
+shows the brain moved by the rigid transform ``transforms[k]``, a 4x4
+homogeneous matrix in the frame's voxel coordinates::
+
+    (x, y, z, 1) in frame k  =  transforms[k] @ (x, y, z, 1) in the reference
+
+i.e. a rotation about the ``z`` axis through the brain's reference centre,
+then a translation. The reference positions of the nuclei are stored too.
+Noise is Poisson, drawn per frame (a frame is the unit of computation).
+
+File layout written by :func:`write_frames`:
+
+- ``frames/frame_0`` ... ``frames/frame_{n-1}``: uint16, shape ``(C, X, Y, Z)``,
+  attributes ``axes = "cxyz"`` and ``element_size_um`` (``x, y, z``);
+- ``transforms``: float64 ``(n, 4, 4)``, with a ``convention`` attribute;
+- ``nuclei``: float64 ``(k, 3)``, reference ``x, y, z`` voxel positions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from volumetric.io.sources.hdf5 import HDF5_SUFFIXES
+from volumetric.testing.output import replacing, require_suffix
+from volumetric.testing.params import positive
+from volumetric.testing.tiles import rng_for
+
+VOXEL_SIZE_XYZ = (0.5, 0.5, 1.5)
+BACKGROUND = 100.0
+CONVENTION = (
+    "transforms[k] maps reference voxel coordinates (x, y, z, 1) to voxel coordinates "
+    "(x, y, z, 1) of frame k: rotation about z through the reference brain centre, "
+    "then translation"
+)
+NOISE_STREAM = 1
+
+
+def _motion(rng: np.random.Generator, n: int, amplitude: float) -> np.ndarray:
+    """A smooth bounded random signal of ``n`` samples: two sinusoids, random periods."""
+    period = rng.uniform(0.5, 2.0, 2) * max(n, 8)
+    phase = rng.uniform(0, 2 * np.pi, 2)
+    k = np.arange(n)[:, None]
+    return amplitude * (np.sin(2 * np.pi * k / period + phase) * [0.7, 0.3]).sum(axis=1)
+
+
+@dataclass(frozen=True)
+class Frames:
+    """Synthetic frames, rendered one at a time; build with :func:`frames`.
+
+    Attributes
+    ----------
+    shape : tuple of int
+        Shape of one frame, ``(C, X, Y, Z)``.
+    count : int
+        Number of frames.
+    nuclei : ndarray, shape (k, 3)
+        Reference ``x, y, z`` voxel positions.
+    sigma : ndarray, shape (k, 3)
+        Gaussian widths in voxels.
+    brightness : ndarray, shape (k, C)
+        Mean peak brightness above background per channel.
+    activity : ndarray, shape (k, 2)
+        Frequency (cycles per movie) and phase of each nucleus' activity.
+    transforms : ndarray, shape (count, 4, 4)
+        See the module's docstring.
+    seed : int
+    """
+
+    shape: tuple[int, int, int, int]
+    count: int
+    nuclei: np.ndarray
+    sigma: np.ndarray
+    brightness: np.ndarray
+    activity: np.ndarray
+    transforms: np.ndarray
+    seed: int
+
+    def positions(self, index: int) -> np.ndarray:
+        """Nuclei positions (``x, y, z`` voxels) in frame ``index``."""
+        a = self.transforms[index]
+        return self.nuclei @ a[:3, :3].T + a[:3, 3]
+
+    def frame(self, index: int) -> np.ndarray:
+        """Frame ``index`` as uint16 ``(C, X, Y, Z)``."""
+        size = self.shape[1:]
+        t = index / self.count
+        level = self.brightness * (1 + 0.6 * np.sin(2 * np.pi * self.activity[:, :1] * t
+                                                     + self.activity[:, 1:]))
+        level[:, 0] = self.brightness[:, 0]
+        mean = np.full(self.shape, BACKGROUND, dtype=np.float64)
+        for p, s, b in zip(self.positions(index), self.sigma, level):
+            lo = np.maximum(np.floor(p - 3 * s).astype(int), 0)
+            hi = np.minimum(np.ceil(p + 3 * s).astype(int) + 1, size)
+            if np.any(hi <= lo):
+                continue
+            g = [np.exp(-0.5 * ((np.arange(a, e) - q) / w) ** 2)
+                 for a, e, q, w in zip(lo, hi, p, s)]
+            blob = g[0][:, None, None] * g[1][None, :, None] * g[2][None, None, :]
+            mean[:, lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] += b[:, None, None, None] * blob
+        counts = rng_for(self.seed, NOISE_STREAM, index).poisson(mean)
+        return np.minimum(counts, np.iinfo(np.uint16).max).astype(np.uint16)
+
+
+def frames(
+    shape: Sequence[int] = (2, 96, 96, 16), count: int = 20, *, nuclei: int = 120, seed: int = 0
+) -> Frames:
+    """A moving brain of ``nuclei`` gaussian nuclei over ``count`` frames of ``shape`` (C, X, Y, Z).
+
+    Examples
+    --------
+    >>> f = frames((2, 48, 40, 8), 3, seed=1)
+    >>> f.frame(2).shape, f.transforms.shape
+    ((2, 48, 40, 8), (3, 4, 4))
+    """
+    shape = positive(shape, 4, "frame shape (c, x, y, z)")
+    count = positive([count], 1, "number of frames")[0]
+    n = positive([nuclei], 1, "number of nuclei")[0]
+    rng = rng_for(seed, 0)
+    size = np.asarray(shape[1:], dtype=float)
+    centre = (size - 1) / 2
+    semi = size * [0.22, 0.12, 0.2]
+    direction = rng.standard_normal((n, 3))
+    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+    points = centre + direction * rng.uniform(0, 1, (n, 1)) ** (1 / 3) * semi
+    sigma = np.maximum(size * [1 / 70, 1 / 70, 1 / 12], 0.8) * rng.uniform(0.8, 1.2, (n, 1))
+    brightness = rng.uniform(300, 700, (n, shape[0]))
+    activity = np.stack([rng.uniform(1, 4, n), rng.uniform(0, 2 * np.pi, n)], axis=1)
+    angle = np.deg2rad(_motion(rng, count, 25.0))
+    shift = np.stack([_motion(rng, count, a) for a in size * [0.12, 0.1, 0.04]], axis=1)
+    transforms = np.tile(np.eye(4), (count, 1, 1))
+    cos, sin = np.cos(angle), np.sin(angle)
+    transforms[:, 0, 0], transforms[:, 0, 1] = cos, -sin
+    transforms[:, 1, 0], transforms[:, 1, 1] = sin, cos
+    transforms[:, :3, 3] = centre + shift - np.einsum("kij,j->ki", transforms[:, :3, :3], centre)
+    return Frames(shape=shape, count=count, nuclei=points, sigma=sigma, brightness=brightness,
+                  activity=activity, transforms=transforms, seed=int(seed))
+
+
+def write_frames(
+    path: str | Path, movie: Frames, *, overwrite: bool = False, progress: bool = True
+) -> Path:
+    """Write ``movie`` to the HDF5 file ``path``, one frame at a time (layout: module docstring)."""
+    import h5py
+
+    from volumetric.engine.progress import Progress
+
+    path = require_suffix(path, HDF5_SUFFIXES, "HDF5")
+    c, x, y, z = movie.shape
+    chunks = (1, min(x, 128), min(y, 128), z)
+    with replacing([path], overwrite=overwrite) as (tmp,), h5py.File(tmp, "w") as f:
+        f.attrs["generator"] = "volumetric.testing.frames"
+        f.attrs["seed"] = movie.seed
+        ds = f.create_dataset("transforms", data=movie.transforms)
+        ds.attrs["convention"] = CONVENTION
+        f.create_dataset("nuclei", data=movie.nuclei).attrs["axes"] = "xyz"
+        group = f.create_group("frames")
+        bar = Progress(movie.count, f"synth frames {path.name}", enabled=progress)
+        for k in range(movie.count):
+            ds = group.create_dataset(f"frame_{k}", data=movie.frame(k), chunks=chunks,
+                                      compression="gzip", compression_opts=1, shuffle=True)
+            ds.attrs["axes"] = "cxyz"
+            ds.attrs["element_size_um"] = VOXEL_SIZE_XYZ
+            bar.update()
+        bar.close()
+    return path

@@ -1,0 +1,24 @@
+"""Checking the size parameters of the synthetic generators."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from volumetric.errors import InputError
+
+
+def positive(values: Sequence[float], n: int, what: str, kind: type = int) -> tuple:
+    """``values`` as a tuple of ``n`` positive numbers of ``kind``, or an :class:`InputError`.
+
+    Examples
+    --------
+    >>> positive([4, 5, 6], 3, "shape")
+    (4, 5, 6)
+    """
+    try:
+        out = tuple(kind(v) for v in values)
+    except (TypeError, ValueError):
+        raise InputError(f"{what} must be {n} positive numbers, got {values!r}") from None
+    if len(out) != n or any(v <= 0 for v in out):
+        raise InputError(f"{what} must be {n} positive numbers, got {tuple(values)}")
+    return out
