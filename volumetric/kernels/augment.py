@@ -212,16 +212,22 @@ def elastic_displacement(control: np.ndarray, shape: Sequence[int], spacing: int
         Control-point spacing in voxels.
     """
     field = control
-    for axis, length in enumerate(shape):
-        weights = _spline_weights(length, control.shape[axis + 1], spacing)
-        field = np.moveaxis(np.tensordot(weights, field, axes=(1, axis + 1)), 0, axis + 1)
+    for axis in reversed(range(len(shape))):  # one product per axis, smallest first
+        lead, points, rest = field.shape[:axis + 1], field.shape[axis + 1], field.shape[axis + 2:]
+        weights = _spline_weights(shape[axis], points, spacing)
+        # einsum's own loops: BLAS threads would only contend with the other loader workers.
+        product = np.einsum("si,lir->lsr", weights, field.reshape(-1, points, int(np.prod(rest))))
+        field = product.reshape(*lead, shape[axis], *rest)
     return field
 
 
 def mirror_coordinates(coords: np.ndarray, volume_shape: Sequence[int]) -> np.ndarray:
     """Fold coordinates ``(ndim, ...)`` into ``[0, n - 1]`` by mirroring at the faces."""
-    out = np.empty_like(coords)
+    out = coords.copy()
     for axis, n in enumerate(volume_shape):
+        inside = coords[axis].min() >= 0 and coords[axis].max() <= n - 1
+        if inside:
+            continue
         if n == 1:
             out[axis] = 0.0
             continue
@@ -251,14 +257,17 @@ def source_coordinates(
         Spatial shape of the volume.
     """
     shape = tuple(shape)
-    center = (np.asarray(shape, dtype=float) - 1) / 2
-    offsets = np.indices(shape, dtype=float) - center.reshape(-1, *[1] * len(shape))
-    coords = offsets
-    if params.matrix is not None:
-        coords = np.tensordot(params.matrix, offsets, axes=1)
+    ndim = len(shape)
+    centre = (np.asarray(shape, dtype=float) - 1) / 2
+    offsets = [(np.arange(n) - c).reshape([-1 if k == a else 1 for k in range(ndim)])
+               for a, (n, c) in enumerate(zip(shape, centre))]
+    matrix = np.eye(ndim) if params.matrix is None else params.matrix
     if params.control is not None:
-        coords = coords + elastic_displacement(params.control, shape, params.control_spacing)
-    coords += (np.asarray(origin, dtype=float) + center).reshape(-1, *[1] * len(shape))
+        coords = elastic_displacement(params.control, shape, params.control_spacing)
+    else:
+        coords = np.zeros((ndim, *shape))
+    for i in range(ndim):
+        coords[i] += sum(matrix[i, j] * offsets[j] for j in range(ndim)) + (origin[i] + centre[i])
     return mirror_coordinates(coords, volume_shape)
 
 
