@@ -38,7 +38,8 @@ def patches(raw: str, target: str, out: str, mask: str | None, patch: tuple[int,
 
     \b
     Example:
-      vol patches raw.zarr distance.zarr check.png --patch 32,64,64 --sampler foreground --foreground '<5'
+      vol patches raw.zarr mask.zarr check.png --patch 32,64,64 --sampler foreground
+      vol patches raw.zarr distance.zarr check.png --patch 1,256,256 --foreground '<5'
     """
     from volumetric.ops.patches import patch_gallery
 

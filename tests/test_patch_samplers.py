@@ -134,7 +134,8 @@ def test_train_and_val_regions_never_share_a_voxel(sparse, sampler, monkeypatch)
         region = ds.regions[0]
         assert all(region.contains(b) for b in reads[split] + patches[split])
     # The longest axis (x, 48 voxels) is split at 48 - round(0.3 * 48) = 34.
-    assert all(b.stop[2] <= 34 for b in reads["train"]) and all(b.start[2] >= 34 for b in reads["val"])
+    assert all(b.stop[2] <= 34 for b in reads["train"])
+    assert all(b.start[2] >= 34 for b in reads["val"])
     assert all(t.intersect(v).empty for t in patches["train"] for v in patches["val"])
 
 

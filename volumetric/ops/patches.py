@@ -125,7 +125,8 @@ def patch_gallery(
         item = dataset[i]
         image, label = _middle(item["image"].numpy()), _middle(item["target"].numpy())
         low, high = np.percentile(image, (1, 99))
-        left, right = axes[i // COLUMNS, 2 * (i % COLUMNS)], axes[i // COLUMNS, 2 * (i % COLUMNS) + 1]
+        row, col = divmod(i, COLUMNS)
+        left, right = axes[row, 2 * col], axes[row, 2 * col + 1]
         left.imshow(image, cmap="gray", vmin=low, vmax=high if high > low else low + 1)
         values, counts = np.unique(label, return_counts=True)
         shown = np.ma.masked_where(label == values[np.argmax(counts)], label)  # background off

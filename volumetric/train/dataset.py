@@ -149,7 +149,8 @@ def _open(path: str, *, role: str, t: int, channel: int | None) -> _Image:
                          f"({image.shape[axes.index('t')]} time points)")
     if channel is not None:
         if "c" not in axes:
-            raise InputError(f"channel {channel} asked for, but {role} image {path} has no channels")
+            raise InputError(f"channel {channel} asked for, but {role} image {path} "
+                             "has no channels")
         if not 0 <= channel < image.shape[axes.index("c")]:
             raise InputError(f"channel {channel} is outside {role} image {path} "
                              f"({image.shape[axes.index('c')]} channels)")
@@ -244,7 +245,8 @@ class PatchDataset(torch.utils.data.Dataset):
         if sampler not in SAMPLERS:
             raise InputError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
         if normalize not in METHODS:
-            raise InputError(f"unknown normalisation {normalize!r}; choose one of {', '.join(METHODS)}")
+            raise InputError(f"unknown normalisation {normalize!r}; "
+                             f"choose one of {', '.join(METHODS)}")
         if not pairs:
             raise InputError("no (raw, target) pair given")
         self.augment = augment
