@@ -89,12 +89,16 @@ def domains_of(pair: int, region: Box, patch: Sequence[int],
     return [Domain(pair, box, patch) for box in boxes if not box.empty]
 
 
-def _pick(weights: np.ndarray, rng: np.random.Generator) -> tuple[int, int]:
-    """A uniformly chosen unit among ``weights`` units: (which entry, offset inside it)."""
+def _pick(weights: np.ndarray, unit: int) -> tuple[int, int]:
+    """Unit number ``unit`` among ``weights`` units: (which entry, offset inside it)."""
     ends = np.cumsum(weights)
-    u = int(rng.integers(int(ends[-1])))
-    entry = int(np.searchsorted(ends, u, side="right"))
-    return entry, u - int(ends[entry] - weights[entry])
+    entry = int(np.searchsorted(ends, unit, side="right"))
+    return entry, unit - int(ends[entry] - weights[entry])
+
+
+def _draw(weights: np.ndarray, rng: np.random.Generator) -> tuple[int, int]:
+    """A uniformly drawn unit among ``weights`` units: (which entry, offset inside it)."""
+    return _pick(weights, int(rng.integers(int(weights.sum()))))
 
 
 def _corner(box: Box, flat: int) -> Coord:
@@ -110,37 +114,57 @@ class RandomSampler:
 
     def location(self, index: int, rng: np.random.Generator,
                  read_foreground: ReadForeground) -> tuple[int, Coord]:
-        entry, offset = _pick(self.sizes, rng)
+        entry, offset = _draw(self.sizes, rng)
         domain = self.domains[entry]
         return domain.pair, _corner(domain.box, offset)
 
 
 class GridSampler:
-    """Tiles of the patch shape covering each region (the last tile along an axis is
-    shifted back to end at the region's face); with cubes, only tiles touching a cube."""
+    """Tiles of the patch shape covering each region, in C order.
+
+    The last tile along an axis is shifted back to end at the region's face.
+    With cubes, only the tiles touching a listed cube are kept (found from
+    the cubes, so the cost does not grow with the volume). Indices past the
+    last tile wrap around.
+    """
 
     def __init__(self, regions: Sequence[tuple[int, Box, Coord, Sequence[Box] | None]]) -> None:
-        tiles = []
+        self.parts: list[tuple[int, list[np.ndarray], np.ndarray | None]] = []
+        counts = []
         for pair, region, patch, cubes in regions:
-            per_axis = []
-            for a, b, p in zip(region.start, region.stop, patch):
-                starts = list(range(a, b - p + 1, p))
-                if starts[-1] != b - p:
-                    starts.append(b - p)
-                per_axis.append(starts)
-            for start in product(*per_axis):
-                tile = Box.from_shape(patch, start)
-                if cubes is None or any(not tile.intersect(c).empty for c in cubes):
-                    tiles.append((pair, *start))
-        self.tiles = np.array(tiles, dtype=np.int64)
+            starts = [_tile_starts(a, b, p) for a, b, p in zip(region.start, region.stop, patch)]
+            chosen = None
+            if cubes is None:
+                counts.append(int(np.prod([len(s) for s in starts])))
+            else:
+                keys: set[tuple[int, ...]] = set()
+                for cube in cubes:
+                    keys.update(product(*(
+                        range(int(np.searchsorted(s, lo - p, "right")),
+                              int(np.searchsorted(s, hi, "left")))
+                        for s, lo, hi, p in zip(starts, cube.start, cube.stop, patch)
+                    )))
+                chosen = np.array(sorted(keys), dtype=np.int64).reshape(-1, len(starts))
+                counts.append(len(chosen))
+            self.parts.append((pair, starts, chosen))
+        self.counts = np.array(counts, dtype=np.int64)
 
     def __len__(self) -> int:
-        return len(self.tiles)
+        return int(self.counts.sum())
 
     def location(self, index: int, rng: np.random.Generator,
                  read_foreground: ReadForeground) -> tuple[int, Coord]:
-        pair, *start = (int(v) for v in self.tiles[index % len(self.tiles)])
-        return pair, tuple(start)
+        part, k = _pick(self.counts, index % len(self))
+        pair, starts, chosen = self.parts[part]
+        tile = chosen[k] if chosen is not None else np.unravel_index(k, [len(s) for s in starts])
+        return pair, tuple(int(s[i]) for s, i in zip(starts, tile))
+
+
+def _tile_starts(lo: int, hi: int, size: int) -> np.ndarray:
+    starts = list(range(lo, hi - size + 1, size))
+    if starts[-1] != hi - size:
+        starts.append(hi - size)
+    return np.array(starts, dtype=np.int64)
 
 
 _COMPARISONS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le,
@@ -227,7 +251,7 @@ class ForegroundSampler:
                  read_foreground: ReadForeground) -> tuple[int, Coord]:
         wanted = self.is_foreground(index)
         counts = self.foreground if wanted else self.sizes - self.foreground
-        entry, k = _pick(counts, rng)
+        entry, k = _draw(counts, rng)
         pair, cell = self.cells[entry]
         if counts[entry] == self.sizes[entry]:
             centre = _corner(cell, k)
