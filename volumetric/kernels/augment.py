@@ -93,7 +93,7 @@ class AugmentConfig:
             raise InputError(f"augmentation elastic_spacing={self.elastic_spacing} must be >= 1")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class AugmentParams:
     """The augmentation drawn for one patch (see :func:`sample_augmentation`)."""
 
@@ -316,6 +316,6 @@ def adjust_intensity(image: np.ndarray, params: AugmentParams) -> np.ndarray:
     """Scale, shift and add noise to a normalised image (float32)."""
     out = np.asarray(image, dtype=np.float32) * np.float32(params.scale) + np.float32(params.shift)
     if params.noise_std > 0:
-        noise = np.random.default_rng(params.noise_seed).normal(0.0, params.noise_std, out.shape)
-        out = out + noise.astype(np.float32)
+        noise = np.random.default_rng(params.noise_seed).standard_normal(out.shape, np.float32)
+        out += noise * np.float32(params.noise_std)
     return out

@@ -10,6 +10,10 @@ a process other than the one that imported it, and no open store is ever
 pickled, so workers are safe under fork and spawn even after the parent has
 read the arrays.
 
+With ``split``, each volume's train and validation regions are disjoint
+slabs; patches stay inside their region and warped patches mirror at the
+region's faces, so no training read ever touches a validation voxel.
+
 Every patch location and augmentation is drawn from generators seeded with
 ``(seed, epoch, index)`` only, so a sample is the same for any number of
 workers. Call :meth:`PatchDataset.set_epoch` before creating each epoch's
