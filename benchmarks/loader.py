@@ -7,8 +7,9 @@ flipped, turned, rotated, sheared, elastically deformed, noise and
 intensity). The baseline reads exactly the same patches (same seed) from
 NumPy arrays loaded into memory before the workers fork. Each run is a fresh
 subprocess; peak RSS is that of its whole process tree (DataLoader workers
-included). The Zarr runs are repeated on a volume 4x larger to check that
-memory stays flat.
+included), and CPU time per patch (parent and workers; less sensitive than
+wall time to other load on the machine). The Zarr runs are repeated on a
+volume 4x larger to check that memory stays flat.
 
     python -m benchmarks.loader [--side 256] [--patches 192] [--workers 2] [--keep]
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -86,6 +88,7 @@ def child(config: dict[str, Any]) -> None:
     loader = torch.utils.data.DataLoader(ds, batch_size=config["batch"],
                                          num_workers=config["workers"])
     checksum, count, first = 0.0, 0, None
+    cpu = os.times()
     for batch in loader:
         if first is None:  # worker start-up is not throughput
             first = time.perf_counter()
@@ -93,7 +96,11 @@ def child(config: dict[str, Any]) -> None:
             count += len(batch["image"])
         checksum += float(batch["image"].sum()) + float(batch["target"].sum())
     seconds = time.perf_counter() - first
-    print(json.dumps({"patches_per_s": count / seconds, "checksum": checksum}))
+    del loader  # joins the workers, so their CPU time is counted below
+    end = os.times()
+    cpu_seconds = sum(end[i] - cpu[i] for i in range(4))  # user, system, children's user, system
+    print(json.dumps({"patches_per_s": count / seconds, "checksum": checksum,
+                      "cpu_ms_per_patch": 1000 * cpu_seconds / config["patches"]}))
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -130,6 +137,7 @@ def main(argv: list[str] | None = None) -> dict:
             out = json.loads(m.stdout.strip().splitlines()[-1])
             return {"source": source, "augment": augment, "volume": size,
                     "shape": list(shapes[size]), "patches_per_s": out["patches_per_s"],
+                    "cpu_ms_per_patch": out["cpu_ms_per_patch"],
                     "peak_rss_mib": m.peak_rss_mib, "checksum": out["checksum"]}
 
         runs = [run(source, augment, size)
@@ -151,9 +159,10 @@ def main(argv: list[str] | None = None) -> dict:
             "targets": {"rss_growth_at_most": 1.10},
         }
         rows = [(r["source"], r["augment"], "x".join(map(str, r["shape"])),
-                 f"{r['patches_per_s']:.1f}", f"{r['peak_rss_mib']:.0f}") for r in runs]
-        report("loader", results, rows,
-               ("source", "augment", "volume", "patches/s", "peak tree RSS MiB"))
+                 f"{r['patches_per_s']:.1f}", f"{r['cpu_ms_per_patch']:.1f}",
+                 f"{r['peak_rss_mib']:.0f}") for r in runs]
+        report("loader", results, rows, ("source", "augment", "volume", "patches/s",
+                                         "CPU ms/patch", "peak tree RSS MiB"))
         for a in AUGMENTATIONS:
             print(f"augment {a}: zarr / numpy throughput "
                   f"{results['zarr_over_numpy_throughput'][a]:.2f}x, RSS 4x / 1x volume "
