@@ -144,15 +144,18 @@ def main(argv: list[str] | None = None) -> dict:
                 for augment in AUGMENTATIONS
                 for source, size in (("numpy", "1x"), ("zarr", "1x"), ("zarr", "4x"))]
         by = {(r["source"], r["augment"], r["volume"]): r for r in runs}
+
+        def ratios(key: str, top: tuple[str, str], bottom: tuple[str, str]) -> dict[str, float]:
+            return {a: by[(top[0], a, top[1])][key] / by[(bottom[0], a, bottom[1])][key]
+                    for a in AUGMENTATIONS}
+
         results = {
             "patch": list(PATCH), "chunks": list(CHUNKS), "workers": args.workers,
             "batch": args.batch, "patches": args.patches, "runs": runs,
-            "zarr_over_numpy_throughput": {
-                a: by[("zarr", a, "1x")]["patches_per_s"] / by[("numpy", a, "1x")]["patches_per_s"]
-                for a in AUGMENTATIONS},
-            "rss_growth_4x_volume": {
-                a: by[("zarr", a, "4x")]["peak_rss_mib"] / by[("zarr", a, "1x")]["peak_rss_mib"]
-                for a in AUGMENTATIONS},
+            "zarr_over_numpy_throughput": ratios("patches_per_s", ("zarr", "1x"), ("numpy", "1x")),
+            "zarr_over_numpy_cpu_per_patch": ratios("cpu_ms_per_patch", ("zarr", "1x"),
+                                                    ("numpy", "1x")),
+            "rss_growth_4x_volume": ratios("peak_rss_mib", ("zarr", "4x"), ("zarr", "1x")),
             "same_patches_as_numpy": all(
                 np.isclose(by[("zarr", a, "1x")]["checksum"], by[("numpy", a, "1x")]["checksum"],
                            rtol=1e-9) for a in AUGMENTATIONS),
@@ -165,7 +168,8 @@ def main(argv: list[str] | None = None) -> dict:
                                          "CPU ms/patch", "peak tree RSS MiB"))
         for a in AUGMENTATIONS:
             print(f"augment {a}: zarr / numpy throughput "
-                  f"{results['zarr_over_numpy_throughput'][a]:.2f}x, RSS 4x / 1x volume "
+                  f"{results['zarr_over_numpy_throughput'][a]:.2f}x, CPU per patch "
+                  f"{results['zarr_over_numpy_cpu_per_patch'][a]:.2f}x, RSS 4x / 1x volume "
                   f"{results['rss_growth_4x_volume'][a]:.3f}")
         return results
     finally:
