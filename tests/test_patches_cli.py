@@ -33,6 +33,9 @@ def test_gallery_png(tmp_path):
     assert _run("patches", raw, target, plain, "--patch", "1,16,16", "--n", "3",
                 "--no-augment").exit_code == 0
     assert iio.imread(plain).shape != picture.shape
+    tiles = _run("patches", raw, target, plain, "--patch", "6,16,16", "--n", "50", "--sampler",
+                 "grid", "--no-augment")
+    assert "18 patches" in tiles.output  # 2 x 3 x 3 tiles, each shown once
 
 
 def test_gallery_bad_input_is_one_line(tmp_path):

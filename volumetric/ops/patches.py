@@ -112,10 +112,10 @@ def patch_gallery(
     dataset = PatchDataset(
         [VolumePair(raw, target, mask, t=t, channel=channel)], patch, sampler=sampler,
         foreground_probability=foreground_probability, foreground=foreground,
-        augment=AugmentConfig() if augment else None, seed=seed, samples_per_epoch=n,
-        cubes=cubes,
+        augment=AugmentConfig() if augment else None, seed=seed,
+        samples_per_epoch=None if sampler == "grid" else n, cubes=cubes,
     )
-    n = min(n, len(dataset)) if sampler == "grid" else n
+    n = min(n, len(dataset))  # the grid shows each tile at most once
     rows = -(-n // COLUMNS)
     cols = 2 * min(n, COLUMNS)
     fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.9 * rows), squeeze=False)
