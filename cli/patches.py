@@ -33,8 +33,9 @@ def patches(raw: str, target: str, out: str, mask: str | None, patch: tuple[int,
             seed: int, cubes: str | None, t: int, channel: int | None) -> None:
     """Save N training patches of RAW with their TARGET as the PNG gallery OUT.
 
-    Patches are drawn and augmented exactly as `vol train` would (middle z
-    slice of 3D patches; image with the target overlaid, and the target alone).
+    Patches come from the training PatchDataset with the default augmentation
+    (middle z slice of 3D patches; the image with the target overlaid, and the
+    target alone, titled with location and augmentations).
 
     \b
     Example:

@@ -20,15 +20,16 @@ workers. Call :meth:`PatchDataset.set_epoch` before creating each epoch's
 DataLoader iterator (with ``persistent_workers=True`` the workers keep the
 epoch they started with).
 
-Example
--------
->>> ds = PatchDataset([VolumePair("raw.zarr", "mask.zarr")], (64, 64, 64),
-...                   sampler="foreground", augment=AugmentConfig(), split="train")
->>> loader = torch.utils.data.DataLoader(ds, batch_size=4, num_workers=2)
->>> for epoch in range(10):
-...     ds.set_epoch(epoch)
-...     for batch in loader:
-...         batch["image"].shape   # (4, C, 64, 64, 64)
+Usage::
+
+    ds = PatchDataset([VolumePair("raw.zarr", "mask.zarr")], (64, 64, 64),
+                      sampler="foreground", augment=AugmentConfig(), split="train")
+    loader = torch.utils.data.DataLoader(ds, batch_size=4, num_workers=2)
+    for epoch in range(10):
+        ds.set_epoch(epoch)
+        for batch in loader:
+            batch["image"]      # (4, C, 64, 64, 64) float32; also "target",
+                                # "mask" (pairs with a mask), "location" (4, 4)
 """
 
 from __future__ import annotations
