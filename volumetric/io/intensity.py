@@ -27,7 +27,7 @@ def intensity_stats(
     array : zarr.Array or ndarray
         The volume (anything with ``shape``, ``chunks`` and slicing).
     max_chunks : int
-        Upper bound on chunks read.
+        Upper bound on chunks read (per channel with ``channel_axis``).
     percentiles : (float, float)
         Percentiles reported as ``low`` and ``high``.
     channel_axis : int, optional
@@ -39,12 +39,18 @@ def intensity_stats(
         ``low``, ``high``, ``mean``, ``std`` (floats, or lists per channel)
         and ``chunks_read``.
     """
-    chunks = getattr(array, "chunks", array.shape)
-    grid = BlockGrid(tuple(array.shape), tuple(chunks))
+    shape, chunks = list(array.shape), list(getattr(array, "chunks", array.shape))
+    if channel_axis is not None:  # sample the same places in every channel
+        shape[channel_axis] = chunks[channel_axis] = 1
+    grid = BlockGrid(tuple(shape), tuple(chunks))
     indices = list(grid.indices())
     step = max(1, len(indices) // max_chunks)
     picked = indices[::step][:max_chunks]
-    samples = [np.asarray(array[grid.box(i).slices]) for i in picked]
+    boxes = [list(grid.box(i).slices) for i in picked]
+    if channel_axis is not None:
+        for box in boxes:
+            box[channel_axis] = slice(None)
+    samples = [np.asarray(array[tuple(box)]) for box in boxes]
 
     def summarize(values: np.ndarray) -> tuple[float, float, float, float]:
         values = values.astype(np.float64, copy=False)

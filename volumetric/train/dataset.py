@@ -1,0 +1,326 @@
+"""A lazy patch dataset over OME-Zarr (raw, target[, mask]) volumes for torch training.
+
+Nothing but metadata, the sampler's index and the intensity statistics is
+prepared in the constructing process. Each process (the main one, or every
+DataLoader worker, forked or spawned) opens the Zarr arrays itself on first
+use and reads only the patch, or the patch plus the margin its warp needs.
+Zarr's event loop and thread pool are reset in forked children by zarr
+itself (``os.register_at_fork``), numcodecs' Blosc turns its threads off in
+a process other than the one that imported it, and no open store is ever
+pickled, so workers are safe under fork and spawn even after the parent has
+read the arrays.
+
+With ``split``, each volume's train and validation regions are disjoint
+slabs; patches stay inside their region and warped patches mirror at the
+region's faces, so no training read ever touches a validation voxel.
+
+Every patch location and augmentation is drawn from generators seeded with
+``(seed, epoch, index)`` only, so a sample is the same for any number of
+workers. Call :meth:`PatchDataset.set_epoch` before creating each epoch's
+DataLoader iterator (with ``persistent_workers=True`` the workers keep the
+epoch they started with).
+
+Usage::
+
+    ds = PatchDataset([VolumePair("raw.zarr", "mask.zarr")], (64, 64, 64),
+                      sampler="foreground", augment=AugmentConfig(), split="train")
+    loader = torch.utils.data.DataLoader(ds, batch_size=4, num_workers=2)
+    for epoch in range(10):
+        ds.set_epoch(epoch)
+        for batch in loader:
+            batch["image"]      # (4, C, 64, 64, 64) float32; also "target",
+                                # "mask" (pairs with a mask), "location" (4, 4)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from volumetric.errors import InputError
+from volumetric.geometry import Box, Coord, as_coord
+from volumetric.io.cubes import CubeList, read_cubes
+from volumetric.io.intensity import intensity_stats
+from volumetric.kernels.augment import (
+    AugmentConfig,
+    AugmentParams,
+    adjust_intensity,
+    flip_rotate,
+    sample_augmentation,
+    source_box,
+    source_coordinates,
+    warp,
+)
+from volumetric.kernels.normalize import METHODS, normalize
+from volumetric.train.samplers import (
+    SAMPLERS,
+    Domain,
+    ForegroundSampler,
+    GridSampler,
+    RandomSampler,
+    domains_of,
+    foreground_of,
+    parse_foreground,
+    split_region,
+)
+from volumetric.train.volumes import PairImage, VolumePair, check_consistent, open_pair
+
+@dataclass(frozen=True)
+class PatchPlan:
+    """What sample ``index`` of an epoch is: volume, start corner, augmentation."""
+
+    pair: int
+    start: Coord
+    augment: AugmentParams | None
+
+
+class PatchDataset(torch.utils.data.Dataset):
+    """Patches of (raw, target[, mask]) OME-Zarr volumes, read lazily, with augmentation.
+
+    Parameters
+    ----------
+    pairs : sequence of VolumePair
+        The volumes; all raws need the same channel count, as do all targets,
+        and either every pair has a mask or none.
+    patch : (z, y, x)
+        Patch shape. ``z == 1`` gives 2D patches ``(C, Y, X)`` (also from 3D
+        volumes); 2D images (``yx``) take ``(1, y, x)`` or ``(y, x)``.
+    sampler : {"random", "grid", "foreground"}
+        Uniform random starts; non-overlapping tiles covering the region; or
+        patches centred on foreground with ``foreground_probability``.
+    foreground_probability : float
+        Fraction of foreground-centred patches (foreground sampler).
+    foreground : str
+        Which target voxels are foreground, e.g. ``">0"`` (masks, labels) or
+        ``"<5"`` (distance to a structure).
+    augment : AugmentConfig, optional
+        Augmentation; none when None.
+    seed : int
+        Seed of every location and augmentation draw.
+    samples_per_epoch : int, optional
+        Dataset length; by default the number of grid tiles covering the
+        sampled region. The grid sampler cycles through its tiles.
+    split : {"train", "val"}, optional
+        Sample only the training or the validation region of each volume
+        (slabs along its longest axis; see :func:`split_region`).
+    val_fraction : float
+        Share of the longest axis given to validation.
+    cubes : path, CubeList or sequence of them, optional
+        Cube list (from ``vol discover``) restricting sampling to patches
+        centred in listed cubes (grid: tiles touching them); one for all
+        pairs or one per pair.
+    normalize : {"percentile", "zscore", "none"}
+        Raw normalisation with volume-wide statistics measured once here.
+
+    Raises
+    ------
+    InputError
+        Mismatched shapes or voxel sizes, a patch larger than a volume or
+        region, an empty cube list, or no valid location.
+    """
+
+    def __init__(
+        self,
+        pairs: Sequence[VolumePair],
+        patch: Sequence[int],
+        *,
+        sampler: str = "random",
+        foreground_probability: float = 0.5,
+        foreground: str = ">0",
+        augment: AugmentConfig | None = None,
+        seed: int = 0,
+        samples_per_epoch: int | None = None,
+        split: str | None = None,
+        val_fraction: float = 0.2,
+        cubes: str | Path | CubeList | Sequence[str | Path | CubeList | None] | None = None,
+        normalize: str = "percentile",
+    ) -> None:
+        if sampler not in SAMPLERS:
+            raise InputError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
+        if normalize not in METHODS:
+            raise InputError(f"unknown normalisation {normalize!r}; "
+                             f"choose one of {', '.join(METHODS)}")
+        if not pairs:
+            raise InputError("no (raw, target) pair given")
+        self.augment = augment
+        self.seed = int(seed)
+        self.epoch = 0
+        self.method = normalize
+        self._arrays: dict[tuple[int, str], Any] = {}
+        self._pid: int | None = None
+        self.images = [open_pair(p) for p in pairs]
+        check_consistent(self.images)
+
+        patch = as_coord(patch)
+        if len(patch) not in (2, 3) or any(p < 1 for p in patch):
+            raise InputError(f"patch {patch} needs 2 or 3 positive sizes (z, y, x)")
+        patch3 = patch if len(patch) == 3 else (1, *patch)
+        self.out_shape = patch3 if patch3[0] > 1 else patch3[1:]
+        self.patches = [self._volume_patch(patch3, imgs["raw"]) for imgs in self.images]
+
+        cube_boxes = self._cube_boxes(cubes)
+        self.regions = [
+            split_region(imgs["raw"].spatial_shape, p, split, val_fraction, name=imgs["raw"].name)
+            for imgs, p in zip(self.images, self.patches)
+        ]
+        grid = GridSampler(list(zip(range(len(self.regions)), self.regions, self.patches,
+                                    cube_boxes)))
+        domains: list[Domain] = []
+        for pair, (region, p, boxes) in enumerate(zip(self.regions, self.patches, cube_boxes)):
+            domains += domains_of(pair, region, p, boxes)
+        if not domains or not len(grid):
+            where = f"the {split} region" if split else "the volume"
+            raise InputError(f"no patch of shape {patch3} fits in {where}"
+                             + (" centred in a listed cube" if cubes is not None else ""))
+
+        self.foreground_rule = parse_foreground(foreground)
+        if sampler == "grid":
+            self.sampler: GridSampler | RandomSampler | ForegroundSampler = grid
+        elif sampler == "random":
+            self.sampler = RandomSampler(domains)
+        else:
+            self.sampler = ForegroundSampler(
+                domains, foreground_probability,
+                [imgs["target"].spatial_chunks for imgs in self.images], self._read_foreground,
+                what=f"target {foreground}",
+            )
+        self.length = int(samples_per_epoch) if samples_per_epoch is not None else len(grid)
+        if self.length < 1:
+            raise InputError(f"samples per epoch must be positive, got {samples_per_epoch}")
+        self.stats = [self._stats(pair) for pair in range(len(self.images))]
+
+    def _volume_patch(self, patch3: Coord, raw: PairImage) -> Coord:
+        shape = raw.spatial_shape
+        if len(shape) == 2:
+            if patch3[0] != 1:
+                raise InputError(f"patch {patch3} is 3D but raw {raw.name} is a 2D image {shape}")
+            patch = patch3[1:]
+        else:
+            patch = patch3
+        if any(p > s for p, s in zip(patch, shape)):
+            raise InputError(f"patch {patch} is larger than raw {raw.name} of shape {shape}")
+        return patch
+
+    def _cube_boxes(self, cubes: Any) -> list[list[Box] | None]:
+        n = len(self.images)
+        if cubes is None:
+            return [None] * n
+        per_pair = list(cubes) if isinstance(cubes, (list, tuple)) else [cubes] * n
+        if len(per_pair) != n:
+            raise InputError(f"{len(per_pair)} cube lists given for {n} pairs")
+        out: list[list[Box] | None] = []
+        for entry, imgs in zip(per_pair, self.images):
+            if entry is None:
+                out.append(None)
+                continue
+            listing = entry if isinstance(entry, CubeList) else read_cubes(entry)
+            if not listing.cubes:
+                raise InputError(f"{listing.source} is empty: no cube to sample patches from")
+            out.append(listing.boxes(imgs["raw"].spatial_shape))
+        return out
+
+    def _stats(self, pair: int) -> list[dict[str, float]]:
+        raw = self.images[pair]["raw"]
+        if self.method == "none":
+            return [{}] * raw.channels
+        if "c" not in raw.axes:
+            return [intensity_stats(self._array(pair, "raw"))]
+        stats = intensity_stats(self._array(pair, "raw"), channel_axis=raw.axes.index("c"))
+        channels = [raw.channel] if raw.channel is not None else range(len(stats["low"]))
+        return [{k: stats[k][c] for k in ("low", "high", "mean", "std")} for c in channels]
+
+    # -- per-process reading -------------------------------------------------
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_arrays"], state["_pid"] = {}, None
+        return state
+
+    def _array(self, pair: int, role: str) -> Any:
+        """The array of ``role`` in ``pair``, opened once per process."""
+        import zarr
+
+        if self._pid != os.getpid():
+            self._arrays, self._pid = {}, os.getpid()
+        key = (pair, role)
+        if key not in self._arrays:
+            self._arrays[key] = zarr.open_array(self.images[pair][role].array, mode="r")
+        return self._arrays[key]
+
+    def _read(self, pair: int, role: str, box: Box) -> np.ndarray:
+        """``box`` (spatial) of one image as ``(C, *box.shape)``."""
+        image = self.images[pair][role]
+        data = np.asarray(self._array(pair, role)[image.selection(box)])
+        return data.reshape(image.channels, *box.shape)
+
+    def _read_foreground(self, pair: int, box: Box) -> np.ndarray:
+        return foreground_of(self._read(pair, "target", box), self.foreground_rule)
+
+    # -- sampling --------------------------------------------------------------
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw the locations and augmentations of ``epoch`` from now on."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def plan(self, index: int) -> PatchPlan:
+        """Where sample ``index`` of the current epoch comes from and how it is augmented."""
+        if not 0 <= index < self.length:
+            raise IndexError(f"sample {index} outside a dataset of {self.length}")
+        pair, start = self.sampler.location(
+            index, np.random.default_rng([self.seed, self.epoch, index, 0]), self._read_foreground
+        )
+        params = None
+        if self.augment is not None:
+            lead = len(self.patches[pair]) - len(self.out_shape)
+            params = sample_augmentation(
+                np.random.default_rng([self.seed, self.epoch, index, 1]), self.augment,
+                self.out_shape, self.images[pair]["raw"].voxel_size[lead:],
+            )
+        return PatchPlan(pair, start, params)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        plan = self.plan(index)
+        pair, params = plan.pair, plan.augment
+        patch = self.patches[pair]
+        lead = len(patch) - len(self.out_shape)
+        box = Box.from_shape(patch, plan.start)
+        local = None
+        if params is not None and params.warps:
+            # Warped patches mirror at the faces of their region, never reading the other split.
+            region = self.regions[pair]
+            origin = tuple(s - r for s, r in zip(plan.start, region.start))[lead:]
+            coords = source_coordinates(params, self.out_shape, origin, region.shape[lead:])
+            inner = source_box(coords, region.shape[lead:])
+            local = coords - np.reshape(inner.start, (-1,) + (1,) * len(self.out_shape))
+            inner = inner.shift(region.start[lead:])
+            box = Box(plan.start[:lead] + inner.start, box.stop[:lead] + inner.stop)
+        out = {}
+        for role in self.images[pair]:
+            data = self._read(pair, role, box).reshape(-1, *box.shape[lead:])
+            if role == "raw":
+                data = self._normalize(pair, data)
+            if local is not None:
+                integer = np.issubdtype(data.dtype, np.integer) or data.dtype == bool
+                data = warp(data, local, order=0 if role == "mask" or integer else 1)
+            if params is not None:
+                data = flip_rotate(data, params)
+            if role == "raw" and params is not None:
+                data = adjust_intensity(data, params)
+            name = "image" if role == "raw" else role
+            out[name] = torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32))
+        start3 = (0,) * (3 - len(plan.start)) + tuple(plan.start)
+        out["location"] = torch.tensor((pair, *start3), dtype=torch.int64)
+        return out
+
+    def _normalize(self, pair: int, block: np.ndarray) -> np.ndarray:
+        return np.stack([normalize(channel, stats, self.method)
+                         for channel, stats in zip(block, self.stats[pair])])
