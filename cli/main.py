@@ -21,6 +21,7 @@ from volumetric.errors import VolumetricError
 COMMANDS = {
     "convert": "volumetric_cli.convert:convert",
     "info": "volumetric_cli.info:info",
+    "train": "volumetric_cli.train:train",
 }
 
 

@@ -125,3 +125,22 @@ def test_ssim_batched_is_the_mean_of_single_images():
         pytest.approx(np.mean(single)))
     with pytest.raises(ValueError, match=">= 7"):
         metrics.ssim(img[..., :5], ref[..., :5], data_range=1.0)
+
+
+def test_mask_restricts_the_loss(pair):
+    logits, target = pair
+    g = torch.Generator().manual_seed(4)
+    mask = (torch.rand(logits.shape[0], 1, *logits.shape[2:], generator=g) > 0.5).float()
+    inside = mask.expand_as(logits).bool()
+    mse, bce = get_loss("mse").function, get_loss("bce").function
+    torch.testing.assert_close(mse(logits, target, mask),
+                               ((logits - target) ** 2)[inside].mean())
+    torch.testing.assert_close(
+        bce(logits, target, mask),
+        torch.nn.functional.binary_cross_entropy_with_logits(logits[inside], target[inside]))
+    # Outside the mask neither prediction nor target matter.
+    changed = torch.where(inside, logits, -logits * 3)
+    flipped = torch.where(inside, target, 1 - target)
+    for loss in LOSSES.values():
+        torch.testing.assert_close(loss.function(changed, flipped, mask),
+                                   loss.function(logits, target, mask), msg=loss.name)

@@ -16,6 +16,10 @@ logits; its checkpoint and TorchScript export add the sigmoid
 (:attr:`Loss.output_activation`). The soft Dice and clDice follow MONAI's
 ``DiceLoss`` and ``SoftDiceclDiceLoss`` definitions (same smoothing terms).
 ``cldice`` suits thin, linear structures such as neurites and vessels.
+
+Every loss takes an optional loss ``mask`` (broadcast over channels): only
+voxels where it is nonzero count (mask losses see prediction and target
+zeroed outside it).
 """
 
 from __future__ import annotations
@@ -68,39 +72,62 @@ def soft_skeleton(x: torch.Tensor, iterations: int = 3) -> torch.Tensor:
     return skeleton
 
 
-def mse_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def _masked_mean(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    if mask is None:
+        return values.mean()
+    weights = mask.expand_as(values)
+    return (values * weights).sum() / weights.sum().clamp_min(1)
+
+
+def _probabilities(logits: torch.Tensor, target: torch.Tensor,
+                   mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sigmoid of the logits, and both zeroed outside the mask."""
+    probabilities = torch.sigmoid(logits.float())
+    if mask is None:
+        return probabilities, target
+    return probabilities * mask, target * mask
+
+
+def mse_loss(output: torch.Tensor, target: torch.Tensor,
+             mask: torch.Tensor | None = None) -> torch.Tensor:
     """Mean squared error (distance maps, continuous images)."""
-    return F.mse_loss(output.float(), target)
+    return _masked_mean((output.float() - target) ** 2, mask)
 
 
-def bce_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def bce_loss(logits: torch.Tensor, target: torch.Tensor,
+             mask: torch.Tensor | None = None) -> torch.Tensor:
     """Binary cross-entropy on logits, averaged over all voxels."""
-    return F.binary_cross_entropy_with_logits(logits.float(), target)
+    return _masked_mean(
+        F.binary_cross_entropy_with_logits(logits.float(), target, reduction="none"), mask
+    )
 
 
-def dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def dice_loss(logits: torch.Tensor, target: torch.Tensor,
+              mask: torch.Tensor | None = None) -> torch.Tensor:
     """``1 - soft Dice``, averaged over samples and channels (MONAI ``DiceLoss(sigmoid=True)``)."""
-    return 1 - soft_dice(torch.sigmoid(logits.float()), target).mean()
+    return 1 - soft_dice(*_probabilities(logits, target, mask)).mean()
 
 
-def log_dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def log_dice_loss(logits: torch.Tensor, target: torch.Tensor,
+                  mask: torch.Tensor | None = None) -> torch.Tensor:
     """``-log(soft Dice)`` averaged over samples and channels: steeper than Dice when overlap is poor."""
-    return -torch.log(soft_dice(torch.sigmoid(logits.float()), target)).mean()
+    return -torch.log(soft_dice(*_probabilities(logits, target, mask))).mean()
 
 
-def bce_dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def bce_dice_loss(logits: torch.Tensor, target: torch.Tensor,
+                  mask: torch.Tensor | None = None) -> torch.Tensor:
     """BCE plus Dice loss (MONAI ``DiceCELoss(sigmoid=True)``)."""
-    return bce_loss(logits, target) + dice_loss(logits, target)
+    return bce_loss(logits, target, mask) + dice_loss(logits, target, mask)
 
 
-def cldice_loss(logits: torch.Tensor, target: torch.Tensor, *, alpha: float = 0.5,
-                iterations: int = 3, smooth: float = 1.0) -> torch.Tensor:
+def cldice_loss(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None,
+                *, alpha: float = 0.5, iterations: int = 3, smooth: float = 1.0) -> torch.Tensor:
     """``(1 - alpha) Dice + alpha clDice`` (MONAI ``SoftDiceclDiceLoss(sigmoid=True)``).
 
     clDice compares each mask with the other's soft skeleton (topology
     precision and sensitivity), which rewards keeping thin structures connected.
     """
-    probabilities = torch.sigmoid(logits.float())
+    probabilities, target = _probabilities(logits, target, mask)
     dice = 1 - soft_dice(probabilities, target, smooth_nr=smooth, smooth_dr=smooth).mean()
     axes = tuple(range(1, probabilities.dim()))
     skeleton_pred = soft_skeleton(probabilities, iterations)
@@ -116,7 +143,7 @@ class Loss:
     """A named loss with what it implies for the network output and the target."""
 
     name: str
-    function: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    function: Callable[..., torch.Tensor]
     output_activation: str
     target_range: tuple[float, float] | None
 
