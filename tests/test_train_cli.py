@@ -19,7 +19,7 @@ from volumetric.models.registry import build_model  # noqa: E402
 from volumetric_cli.main import vol as vol_command  # noqa: E402
 
 TINY = ("--depth", "1", "--features", "4", "--batch", "2", "--steps-per-epoch", "2",
-        "--val-patches", "2", "--no-augment")
+        "--val-patches", "2", "--val-fraction", "0.5", "--no-augment")
 
 
 def _vol(*args):
@@ -66,7 +66,8 @@ def test_train_writes_the_run_dir_and_resume_rules(volumes, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         scripted = torch.jit.load(str(run / "model.ts"))
-    out = scripted(torch.rand(1, 1, 8, 20, 20))
+    with torch.no_grad():
+        out = scripted(torch.rand(1, 1, 8, 20, 20))
     assert out.shape == (1, 1, 8, 20, 20) and 0 <= float(out.min()) and float(out.max()) <= 1
 
     assert "--resume" in _error(_vol(*args))
