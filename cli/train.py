@@ -31,21 +31,27 @@ def _json_object(ctx: click.Context, param: click.Parameter, value: str | None) 
               help="unet2d, unet3d, attention-resunet (or -2d/-3d), or module:factory "
                    "(default: unet2d/unet3d by the patch, or the --init checkpoint's).")
 @click.option("--depth", type=click.IntRange(min=1), help="U-Net downsamplings (default 3).")
-@click.option("--features", type=click.IntRange(min=1), help="U-Net channels of the first level (default 16).")
-@click.option("--norm", type=click.Choice(["batch", "instance", "none"]), help="U-Net normalisation (default batch).")
+@click.option("--features", type=click.IntRange(min=1),
+              help="U-Net channels of the first level (default 16).")
+@click.option("--norm", type=click.Choice(["batch", "instance", "none"]),
+              help="U-Net normalisation (default batch).")
 @click.option("--model-config", callback=_json_object, metavar="JSON",
-              help="More factory arguments, e.g. '{\"dropout\": 0.1, \"activation\": \"leakyrelu\"}'.")
+              help="More factory arguments, e.g. "
+                   "'{\"dropout\": 0.1, \"activation\": \"leakyrelu\"}'.")
 @click.option("--patch", callback=int_tuple, metavar="Z,Y,X",
               help="Patch shape; 1,Y,X for 2D patches (default: 64^3, or 1,256,256 for 2D images).")
-@click.option("--batch", type=click.IntRange(min=1), default=4, show_default=True, help="Patches per step.")
-@click.option("--steps", type=click.IntRange(min=1), help="Total optimiser steps (instead of --epochs).")
+@click.option("--batch", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Patches per step.")
+@click.option("--steps", type=click.IntRange(min=1),
+              help="Total optimiser steps (instead of --epochs).")
 @click.option("--epochs", type=click.IntRange(min=1), help="Epochs  [default: 10]")
 @click.option("--steps-per-epoch", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--loss", default="auto", show_default=True,
               help="mse, bce, dice, log-dice, bce-dice, cldice; auto: bce-dice for targets in "
                    "[0, 1], else mse.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
-@click.option("--optimizer", type=click.Choice(["adam", "adamw"]), default="adamw", show_default=True)
+@click.option("--optimizer", type=click.Choice(["adam", "adamw"]), default="adamw",
+              show_default=True)
 @click.option("--weight-decay", type=click.FloatRange(min=0), default=1e-4, show_default=True)
 @click.option("--scheduler", type=click.Choice(["none", "cosine", "exponential"]), default="none",
               show_default=True, help="cosine annealing over the epochs, or exponential decay.")
@@ -53,8 +59,10 @@ def _json_object(ctx: click.Context, param: click.Parameter, value: str | None) 
               help="Epochs before exponential decay starts.")
 @click.option("--decay-gamma", type=click.FloatRange(0, 1, min_open=True), default=0.9,
               show_default=True, help="Factor per epoch of exponential decay.")
-@click.option("--patience", type=click.IntRange(min=1), help="Early stopping after N epochs without improvement.")
-@click.option("--clip-grad", type=click.FloatRange(min=0, min_open=True), help="Clip the gradient norm.")
+@click.option("--patience", type=click.IntRange(min=1),
+              help="Early stopping after N epochs without improvement.")
+@click.option("--clip-grad", type=click.FloatRange(min=0, min_open=True),
+              help="Clip the gradient norm.")
 @click.option("--amp/--no-amp", default=True, show_default=True, help="Mixed precision on CUDA.")
 @click.option("--mask", help="Loss mask image (OME-Zarr; nonzero voxels count).")
 @click.option("--cubes", metavar="FILE", help="Cube list from `vol discover`: sample only there.")

@@ -95,7 +95,8 @@ def test_mask_metrics_by_hand():
     p, t = rng.random((5, 6, 7)) > 0.5, rng.random((5, 6, 7)) > 0.6
     tp, fp, fn = (p & t).sum(), (p & ~t).sum(), (~p & t).sum()
     assert metrics.dice(p, t) == pytest.approx(2 * tp / (2 * tp + fp + fn))
-    assert metrics.iou(torch.from_numpy(p), torch.from_numpy(t)) == pytest.approx(tp / (tp + fp + fn))
+    iou = metrics.iou(torch.from_numpy(p), torch.from_numpy(t))
+    assert iou == pytest.approx(tp / (tp + fp + fn))
     assert metrics.precision(p, t) == pytest.approx(tp / (tp + fp))
     assert metrics.recall(p, t) == pytest.approx(tp / (tp + fn))
     empty = np.zeros((3, 3), bool)

@@ -123,7 +123,8 @@ def test_unscriptable_model_is_traced_with_a_warning():
 
 
 def test_custom_factory(tmp_path):
-    model = build_network("torch.nn:Conv3d", {"in_channels": 1, "out_channels": 2, "kernel_size": 1})
+    config = {"in_channels": 1, "out_channels": 2, "kernel_size": 1}
+    model = build_network("torch.nn:Conv3d", config)
     assert isinstance(model, torch.nn.Conv3d)
     with pytest.raises(InputError, match="cannot import"):
         build_network("no_such_module_xyz:f", {})
@@ -155,7 +156,8 @@ def test_freeze_encoder_and_last_layers():
 
     model = build_model("unet3d", **TINY)
     freeze(model, "all-but-last-1")
-    assert {n for n, p in model.named_parameters() if p.requires_grad} == {"head.weight", "head.bias"}
+    trained = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trained == {"head.weight", "head.bias"}
     with pytest.raises(InputError, match="only"):
         freeze(build_model("unet3d", **TINY), "all-but-last-1000")
 

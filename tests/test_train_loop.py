@@ -24,7 +24,7 @@ TINY = {"depth": 1, "features": 4}
 
 
 class ToyPatches(torch.utils.data.Dataset):
-    """Stand-in for PatchDataset: random crops of in-memory arrays, fixed by (seed, epoch, index)."""
+    """Stand-in for PatchDataset: random crops of in-memory arrays, set by (seed, epoch, index)."""
 
     def __init__(self, image, target, patch, samples, seed=0):
         self.image, self.target, self.patch = image, target, patch

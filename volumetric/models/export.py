@@ -23,7 +23,7 @@ METADATA_FILE = "volumetric.json"
 
 
 class WithActivation(nn.Module):
-    """``net`` followed by the output activation its loss implies (``none``, ``sigmoid``, ``softmax``)."""
+    """``net`` followed by an output activation: ``none``, ``sigmoid`` or ``softmax``."""
 
     def __init__(self, net: nn.Module, activation: str):
         super().__init__()

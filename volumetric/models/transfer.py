@@ -78,7 +78,7 @@ def freeze(model: nn.Module, spec: str) -> int:
 
 
 def hold_frozen_norms(model: nn.Module) -> None:
-    """Put batch-norm layers whose parameters are all frozen in eval mode (call after ``train()``)."""
+    """Put norm layers whose parameters are all frozen in eval mode (call after ``train()``)."""
     for module in model.modules():
         params = list(module.parameters(recurse=False))
         if isinstance(module, _NORMS) and params and not any(p.requires_grad for p in params):
@@ -102,4 +102,6 @@ def load_initial_weights(model: nn.Module, payload: dict[str, Any], architecture
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as exc:
         detail = " ".join(str(exc).split("\n\t")[1:2]) or str(exc).splitlines()[0]
-        raise InputError(f"--init {source}: weights do not fit this {architecture}: {detail}") from None
+        raise InputError(
+            f"--init {source}: weights do not fit this {architecture}: {detail}"
+        ) from None

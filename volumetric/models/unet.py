@@ -83,7 +83,7 @@ class ConvBlock(nn.Module):
 
 
 class AttentionGate(nn.Module):
-    """Additive attention gate: weights the skip features by a map computed with the gating signal."""
+    """Additive attention gate: skip features weighted by a map computed from the gating signal."""
 
     def __init__(self, spatial_dims: int, channels: int, inner: int):
         super().__init__()
@@ -169,7 +169,8 @@ class UNet(nn.Module):
         self.pool = layers["pool"](2)
         self.bottleneck = ConvBlock(spatial_dims, widths[-2], widths[-1], **options)
         self.decoder = nn.ModuleList(
-            DecoderStage(spatial_dims, widths[level + 1], widths[level], attention=attention, **options)
+            DecoderStage(spatial_dims, widths[level + 1], widths[level], attention=attention,
+                         **options)
             for level in reversed(range(depth))
         )
         self.head = layers["conv"](widths[0], out_channels, 1)

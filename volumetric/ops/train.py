@@ -126,25 +126,30 @@ def _target_range(path: str) -> tuple[float, float, str]:
     return stats["low"], stats["high"], str(array.dtype)
 
 
-def _check_run_dir(out: Path, config: dict[str, Any], resume: bool) -> bool:
-    """Whether an earlier run in ``out`` is continued; refuses clashing runs."""
+def _stored_run(out: Path, resume: bool) -> dict[str, Any] | None:
+    """The ``config.json`` of the run in ``out`` to continue (None: start one); refuses clashes."""
     check_writable(out)
     if out.exists() and not out.is_dir():
         raise DestinationError(f"{out} exists and is not a folder")
     stored = rundir.read_config(out) if out.is_dir() else None
     if stored is None:
         if out.is_dir() and any(out.iterdir()):
-            raise DestinationError(f"{out} is not empty and holds no training run; choose another --out")
-        return False
+            raise DestinationError(
+                f"{out} is not empty and holds no training run; choose another --out"
+            )
+        return None
     if not resume:
         raise DestinationError(f"{out} already holds a training run; pass --resume to continue it "
                                "or choose another --out")
+    return stored
+
+
+def _check_same_run(out: Path, stored: dict[str, Any], config: dict[str, Any]) -> None:
     differ = [k for k in sorted(set(stored) | set(config))
               if k not in RESUMABLE_CHANGES and stored.get(k) != config.get(k)]
     if differ:
         raise InputError(f"--resume: the options differ from the run in {out} "
                          f"({', '.join(differ)}); rerun with the options of its config.json")
-    return True
 
 
 def _architecture(choice: ModelChoice, dims: int, checkpoint: dict[str, Any] | None) -> str:
@@ -217,6 +222,7 @@ def train(
 
     started = time.perf_counter()
     out = Path(out)
+    stored = _stored_run(out, resume)
     resolve_device(settings.device)
     parse_freeze(model.freeze)
     low, high, dtype = _target_range(data.target)
@@ -255,7 +261,10 @@ def train(
         **settings.to_json(),
     }
     run_config = json.loads(json.dumps(run_config))
-    resuming = _check_run_dir(out, run_config, resume)
+    if stored is not None:
+        _check_same_run(out, stored, run_config)
+    # A run stopped before its first epoch ended has no last.pt and starts again.
+    resuming = stored is not None and (out / rundir.LAST).is_file()
 
     torch.manual_seed(settings.seed)
     net = build_network(name, config)
@@ -267,10 +276,9 @@ def train(
     _check_output(net, sample, name)
 
     out.mkdir(parents=True, exist_ok=True)
-    if not resuming:
-        rundir.write_config(out, run_config)
+    rundir.write_config(out, run_config)
     spec = ModelSpec(name, config, dims, in_channels, out_channels, loss.output_activation,
-                     {"normalize": data.normalize})
+                     {"normalize": data.normalize}, tuple(patch))
     result = fit(net, train_set, val_set, spec, settings, out, resume=resuming,
                  data_range=max(high - low, 1e-12), progress=progress)
     return TrainReport(out, name, result, time.perf_counter() - started)

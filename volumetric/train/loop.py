@@ -220,15 +220,41 @@ class _Validation:
         return row
 
 
-def _loader(dataset: PatchSource, settings: TrainSettings, device: torch.device,
-            epoch: int) -> torch.utils.data.DataLoader:
+class _Step:
+    """One optimiser step: forward (autocast on CUDA), backward (scaled for fp16), clip, update."""
+
+    def __init__(self, loss: Loss, optimizer: torch.optim.Optimizer, clip_grad: float | None,
+                 device: torch.device, amp: bool):
+        self.loss, self.optimizer, self.clip_grad = loss, optimizer, clip_grad
+        self.device_type = device.type
+        self.amp = amp and device.type == "cuda"
+        self.dtype = (torch.bfloat16 if self.amp and torch.cuda.is_bf16_supported()
+                      else torch.float16)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and self.dtype == torch.float16)
+
+    def __call__(self, model: nn.Module, image: torch.Tensor, target: torch.Tensor,
+                 mask: torch.Tensor | None) -> float:
+        with torch.autocast(self.device_type, dtype=self.dtype, enabled=self.amp):
+            value = self.loss.function(model(image), target, mask)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(value).backward()
+        if self.clip_grad:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(model.parameters(), self.clip_grad)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return float(value.detach())
+
+
+def _loader(dataset: PatchSource, settings: TrainSettings, device: torch.device, epoch: int,
+            *, drop_last: bool = False) -> torch.utils.data.DataLoader:
     dataset.set_epoch(epoch)
     workers = settings.workers
     if workers is None:
         workers = min(4, os.cpu_count() or 1) if device.type == "cuda" else 0
     return torch.utils.data.DataLoader(
         dataset, batch_size=settings.batch, shuffle=False, num_workers=workers,
-        drop_last=len(dataset) >= settings.batch, pin_memory=device.type == "cuda",
+        drop_last=drop_last and len(dataset) >= settings.batch, pin_memory=device.type == "cuda",
         generator=torch.Generator().manual_seed(settings.seed + epoch),
     )
 
@@ -291,9 +317,7 @@ def fit(
     model.to(device)
     optimizer = _optimizer(settings, model)
     scheduler = _scheduler(settings, optimizer)
-    amp = settings.amp and device.type == "cuda"
-    amp_dtype = torch.bfloat16 if amp and torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler("cuda", enabled=amp and amp_dtype == torch.float16)
+    train_step = _Step(loss, optimizer, settings.clip_grad, device, settings.amp)
     steps_per_epoch = len(train_set) // settings.batch if len(train_set) >= settings.batch else 1
     max_steps = settings.steps or steps_per_epoch * settings.epochs
     epochs = min(settings.epochs, math.ceil(max_steps / steps_per_epoch))
@@ -301,7 +325,8 @@ def fit(
     state: dict[str, Any] = {"epoch": 0, "step": 0, "best_loss": math.inf, "best_epoch": 0,
                              "stale_epochs": 0, "history": []}
     if resume and (run_dir / rundir.LAST).is_file():
-        state = _restore(run_dir / rundir.LAST, model, optimizer, scheduler, scaler, device)
+        state = _restore(run_dir / rundir.LAST, model, optimizer, scheduler, train_step.scaler,
+                         device)
         log.info("resuming %s after epoch %d", run_dir, state["epoch"])
     else:
         torch.manual_seed(settings.seed)
@@ -315,24 +340,15 @@ def fit(
         started, seen, running = time.perf_counter(), 0, 0.0
         todo = min(steps_per_epoch, max_steps - state["step"])
         bar = _progress(todo * settings.batch, f"epoch {epoch + 1}/{epochs}", progress)
-        for i, batch in enumerate(_loader(train_set, settings, device, epoch)):
+        for i, batch in enumerate(_loader(train_set, settings, device, epoch, drop_last=True)):
             if i == todo:
                 break
             image, target, mask = _to_device(batch, device)
             if example is None:
                 example = image[:1].cpu()
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
-                value = loss.function(model(image), target, mask)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(value).backward()
-            if settings.clip_grad:
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(model.parameters(), settings.clip_grad)
-            scaler.step(optimizer)
-            scaler.update()
+            value = train_step(model, image, target, mask)
             state["step"] += 1
             seen += image.shape[0]
-            value = float(value.detach())
             running += value * image.shape[0]
             bar.set_postfix(loss=f"{value:.4g}", refresh=False)
             bar.update(image.shape[0])
@@ -354,7 +370,8 @@ def fit(
         else:
             state["stale_epochs"] += 1
         stopped_early = settings.patience is not None and state["stale_epochs"] >= settings.patience
-        _save_last(run_dir / rundir.LAST, model, spec, optimizer, scheduler, scaler, state)
+        _save_last(run_dir / rundir.LAST, model, spec, optimizer, scheduler, train_step.scaler,
+                   state)
         rundir.write_metrics(run_dir, state["history"])
         rundir.plot_curves(run_dir, state["history"])
         summary = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in ("epoch", "step"))

@@ -110,7 +110,7 @@ def dice_loss(logits: torch.Tensor, target: torch.Tensor,
 
 def log_dice_loss(logits: torch.Tensor, target: torch.Tensor,
                   mask: torch.Tensor | None = None) -> torch.Tensor:
-    """``-log(soft Dice)`` averaged over samples and channels: steeper than Dice when overlap is poor."""
+    """``-log(soft Dice)`` averaged over samples and channels (steeper than Dice at poor overlap)."""
     return -torch.log(soft_dice(*_probabilities(logits, target, mask))).mean()
 
 
@@ -133,7 +133,8 @@ def cldice_loss(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor |
     skeleton_pred = soft_skeleton(probabilities, iterations)
     skeleton_true = soft_skeleton(target, iterations)
     precision = ((skeleton_pred * target).sum(axes) + smooth) / (skeleton_pred.sum(axes) + smooth)
-    sensitivity = ((skeleton_true * probabilities).sum(axes) + smooth) / (skeleton_true.sum(axes) + smooth)
+    sensitivity = (((skeleton_true * probabilities).sum(axes) + smooth)
+                   / (skeleton_true.sum(axes) + smooth))
     cldice = 1 - 2 * precision * sensitivity / (precision + sensitivity + 1e-4)
     return (1 - alpha) * dice + alpha * cldice.mean()
 

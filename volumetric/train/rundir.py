@@ -38,7 +38,8 @@ class ModelSpec:
 
     ``config`` is the factory configuration of the trained network (raw
     outputs); ``output_activation`` is what inference adds (see
-    :mod:`volumetric.train.losses`).
+    :mod:`volumetric.train.losses`); ``patch`` the training patch shape
+    (a natural inference window).
     """
 
     architecture: str
@@ -48,6 +49,7 @@ class ModelSpec:
     out_channels: int
     output_activation: str = "none"
     preprocess: dict[str, Any] = field(default_factory=dict)
+    patch: tuple[int, ...] | None = None
 
     def metadata(self) -> dict[str, Any]:
         """The JSON stored inside ``model.ts``."""
@@ -59,6 +61,7 @@ class ModelSpec:
             "out_channels": self.out_channels,
             "output_activation": self.output_activation,
             "preprocess": self.preprocess,
+            "patch": list(self.patch) if self.patch else None,
         }
 
 
@@ -89,7 +92,8 @@ def save_state(path: Path, model: Any, spec: ModelSpec, *, inference: bool,
         path, model, architecture=spec.architecture, model_config=config,
         spatial_dims=spec.spatial_dims, in_channels=spec.in_channels,
         out_channels=spec.out_channels, preprocess=spec.preprocess,
-        training={"output_activation": spec.output_activation, **training},
+        training={"output_activation": spec.output_activation,
+                  "patch": list(spec.patch) if spec.patch else None, **training},
     )
 
 
