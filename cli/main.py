@@ -23,6 +23,7 @@ COMMANDS = {
     "info": "volumetric_cli.info:info",
     "patches": "volumetric_cli.patches:patches",
     "synth": "volumetric_cli.synth:synth",
+    "train": "volumetric_cli.train:train",
 }
 
 

@@ -39,7 +39,7 @@ def build_model(name: str, **config: Any) -> Any:
         raise InputError(f"unknown model {name!r}; choose one of {', '.join(sorted(_ARCHITECTURES))}")
     try:
         return _ARCHITECTURES[name](**config)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise InputError(f"model {name!r} does not accept this configuration: {exc}") from None
 
 
@@ -52,4 +52,4 @@ def _load_builtins() -> None:
 
 
 # Modules whose import registers built-in architectures.
-_BUILTIN_MODULES: tuple[str, ...] = ()
+_BUILTIN_MODULES: tuple[str, ...] = ("volumetric.models.unet",)

@@ -1,0 +1,142 @@
+"""``vol train``: train a U-Net (or any torch module) on patches of OME-Zarr volumes."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import click
+
+from volumetric_cli.options import int_tuple
+
+
+def _json_object(ctx: click.Context, param: click.Parameter, value: str | None) -> dict:
+    if value is None:
+        return {}
+    try:
+        parsed = json.loads(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"not JSON: {exc}") from None
+    if not isinstance(parsed, dict):
+        raise click.BadParameter("give a JSON object, e.g. '{\"dropout\": 0.1}'")
+    return parsed
+
+
+@click.command()
+@click.argument("raw")
+@click.argument("target")
+@click.option("--out", "run_dir", required=True, metavar="RUN_DIR",
+              help="Run directory: config.json, metrics.csv, curves.png, model.pt, model.ts.")
+@click.option("--model", "model_name", metavar="NAME",
+              help="unet2d, unet3d, attention-resunet (or -2d/-3d), or module:factory "
+                   "(default: unet2d/unet3d by the patch, or the --init checkpoint's).")
+@click.option("--depth", type=click.IntRange(min=1), help="U-Net downsamplings (default 3).")
+@click.option("--features", type=click.IntRange(min=1),
+              help="U-Net channels of the first level (default 16).")
+@click.option("--norm", type=click.Choice(["batch", "instance", "none"]),
+              help="U-Net normalisation (default batch).")
+@click.option("--model-config", callback=_json_object, metavar="JSON",
+              help="More factory arguments, e.g. "
+                   "'{\"dropout\": 0.1, \"activation\": \"leakyrelu\"}'.")
+@click.option("--patch", callback=int_tuple, metavar="Z,Y,X",
+              help="Patch shape; 1,Y,X for 2D patches (default: 64^3, or 1,256,256 for 2D images).")
+@click.option("--batch", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Patches per step.")
+@click.option("--steps", type=click.IntRange(min=1),
+              help="Total optimiser steps (instead of --epochs).")
+@click.option("--epochs", type=click.IntRange(min=1), help="Epochs  [default: 10]")
+@click.option("--steps-per-epoch", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--loss", default="auto", show_default=True,
+              help="mse, bce, dice, log-dice, bce-dice, cldice; auto: bce-dice for targets in "
+                   "[0, 1], else mse.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
+@click.option("--optimizer", type=click.Choice(["adam", "adamw"]), default="adamw",
+              show_default=True)
+@click.option("--weight-decay", type=click.FloatRange(min=0), default=1e-4, show_default=True)
+@click.option("--scheduler", type=click.Choice(["none", "cosine", "exponential"]), default="none",
+              show_default=True, help="cosine annealing over the epochs, or exponential decay.")
+@click.option("--decay-after", type=click.IntRange(min=0), default=10, show_default=True,
+              help="Epochs before exponential decay starts.")
+@click.option("--decay-gamma", type=click.FloatRange(0, 1, min_open=True), default=0.9,
+              show_default=True, help="Factor per epoch of exponential decay.")
+@click.option("--patience", type=click.IntRange(min=1),
+              help="Early stopping after N epochs without improvement.")
+@click.option("--clip-grad", type=click.FloatRange(min=0, min_open=True),
+              help="Clip the gradient norm.")
+@click.option("--amp/--no-amp", default=True, show_default=True, help="Mixed precision on CUDA.")
+@click.option("--mask", help="Loss mask image (OME-Zarr; nonzero voxels count).")
+@click.option("--cubes", metavar="FILE", help="Cube list from `vol discover`: sample only there.")
+@click.option("--sampler", type=click.Choice(["random", "grid", "foreground"]), default="random",
+              show_default=True)
+@click.option("--foreground-probability", type=click.FloatRange(0, 1), default=0.5,
+              show_default=True, help="Share of foreground-centred patches (foreground sampler).")
+@click.option("--foreground", default=">0", show_default=True,
+              help="Which target voxels are foreground, e.g. '>0' or '<5' for a distance map.")
+@click.option("--augment/--no-augment", default=True, show_default=True,
+              help="Flips, rotations, elastic warps, noise and intensity changes.")
+@click.option("--normalize", type=click.Choice(["percentile", "zscore", "none"]),
+              default="percentile", show_default=True, help="Raw intensity normalisation.")
+@click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.2,
+              show_default=True, help="Share of the volume kept for validation (0: none).")
+@click.option("--val-patches", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--workers", type=click.IntRange(min=0),
+              help="DataLoader worker processes (default: 0 on CPU, up to 4 on CUDA).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--resume", is_flag=True, help="Continue the run in RUN_DIR from its last epoch.")
+@click.option("--init", metavar="CKPT", help="Start from the weights of a checkpoint (model.pt).")
+@click.option("--freeze", default="none", show_default=True, metavar="WHAT",
+              help="encoder, all-but-last-N (train only the last N conv layers) or none.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+def train(raw: str, target: str, run_dir: str, model_name, depth, features, norm, model_config,
+          patch, batch, steps, epochs, steps_per_epoch, loss, lr, optimizer, weight_decay,
+          scheduler, decay_after, decay_gamma, patience, clip_grad, amp, mask, cubes, sampler,
+          foreground_probability, foreground, augment, normalize, val_fraction, val_patches,
+          workers, seed, resume, init, freeze, device) -> None:
+    """Train a network on patches of RAW with TARGET (mask, distance map or image).
+
+    Patches are read lazily from the OME-Zarr volumes. RUN_DIR receives
+    config.json, metrics.csv, curves.png, model.pt (best epoch) and model.ts
+    (TorchScript for `vol predict --model RUN_DIR/model.ts`). Interrupted,
+    the same command with --resume continues exactly where it stopped.
+
+    \b
+    Example:
+      vol train raw.zarr distance.zarr --out run --patch 32,64,64 --loss mse --epochs 20
+      vol train raw.zarr mask.zarr --out run2 --model attention-resunet --loss cldice
+      vol train raw2.zarr mask2.zarr --out tuned --init run2/model.pt --freeze encoder
+    """
+    from volumetric.errors import InputError
+    from volumetric.ops.train import DataSettings, ModelChoice
+    from volumetric.ops.train import train as run_train
+    from volumetric.train.loop import TrainSettings
+
+    if steps is not None and epochs is not None:
+        raise InputError("give --steps or --epochs, not both")
+    if steps is not None:
+        epochs = math.ceil(steps / steps_per_epoch)
+    builtin = {"depth": depth, "features": features, "norm": norm}
+    config = {**{k: v for k, v in builtin.items() if v is not None}, **model_config}
+    data = DataSettings(
+        raw, target, mask=mask, patch=patch, sampler=sampler,
+        foreground_probability=foreground_probability, foreground=foreground, augment=augment,
+        normalize=normalize, cubes=cubes, val_fraction=val_fraction, val_patches=val_patches,
+        steps_per_epoch=steps_per_epoch,
+    )
+    settings = TrainSettings(
+        loss=loss, optimizer=optimizer, lr=lr, weight_decay=weight_decay, batch=batch,
+        epochs=epochs or 10, steps=steps, scheduler=scheduler, decay_after=decay_after,
+        decay_gamma=decay_gamma, patience=patience, clip_grad=clip_grad, amp=amp, device=device,
+        workers=workers, seed=seed,
+    )
+    choice = ModelChoice(model_name, config, init, freeze)
+    report = run_train(data, run_dir, model=choice, settings=settings, resume=resume)
+    result = report.result
+    best = result.history[result.best_epoch - 1] if result.best_epoch else {}
+    monitored = "val_loss" if "val_loss" in best else "train_loss"
+    stop = ", stopped early" if result.stopped_early else ""
+    click.echo(
+        f"trained {report.architecture}: {result.epochs} epochs, {result.steps} steps in "
+        f"{report.seconds:.0f} s{stop}; best epoch {result.best_epoch} "
+        f"({monitored} {best.get(monitored, float('nan')):.4g}); wrote {run_dir}/model.pt and "
+        f"{run_dir}/model.ts"
+    )

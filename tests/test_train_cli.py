@@ -1,0 +1,150 @@
+"""``vol train`` on small OME-Zarr volumes: the run directory, resume rules and bad input."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+
+
+from ome_images import write_image  # noqa: E402
+
+from volumetric.models.checkpoint import save_checkpoint  # noqa: E402
+from volumetric.models.registry import build_model  # noqa: E402
+from volumetric_cli.main import vol as vol_command  # noqa: E402
+
+TINY = ("--depth", "1", "--features", "4", "--batch", "2", "--steps-per-epoch", "2",
+        "--val-patches", "2", "--val-fraction", "0.5", "--no-augment")
+
+
+def _vol(*args):
+    return CliRunner().invoke(vol_command, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def volumes(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train-cli")
+    rng = np.random.default_rng(0)
+    mask = np.zeros((16, 32, 32), np.uint8)
+    mask[:, 10:14, :] = 1
+    mask[:, :, 20:23] = 1
+    raw = (mask * 200 + rng.integers(0, 60, mask.shape)).astype(np.uint16)
+    distance = np.where(mask > 0, 0.0, 9.0).astype(np.float32)
+    return {
+        "raw": write_image(root / "raw.zarr", raw, chunks=(8, 16, 16)),
+        "mask": write_image(root / "mask.zarr", mask, chunks=(8, 16, 16)),
+        "distance": write_image(root / "distance.zarr", distance),
+        "small": write_image(root / "small.zarr", mask[:, :16]),
+        "scaled": write_image(root / "scaled.zarr", mask, voxel_size=(2.0, 1.0, 1.0)),
+    }
+
+
+def _error(result):
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("vol: error: "), result.stderr
+    return lines[0]
+
+
+def test_train_writes_the_run_dir_and_resume_rules(volumes, tmp_path):
+    run = tmp_path / "run"
+    args = ("train", volumes["raw"], volumes["mask"], "--out", run, "--patch", "8,16,16",
+            "--steps", "4", *TINY)
+    result = _vol(*args)
+    assert result.exit_code == 0, result.output
+    assert "trained unet3d: 2 epochs, 4 steps" in result.stdout
+    assert {p.name for p in run.iterdir()} >= {"config.json", "metrics.csv", "curves.png",
+                                               "model.pt", "model.ts"}
+    config = json.loads((run / "config.json").read_text())
+    assert config["loss"] == "bce-dice" and config["model"]["architecture"] == "unet3d"
+    assert config["data"]["patch"] == [8, 16, 16]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        scripted = torch.jit.load(str(run / "model.ts"))
+    with torch.no_grad():
+        out = scripted(torch.rand(1, 1, 8, 20, 20))
+    assert out.shape == (1, 1, 8, 20, 20) and 0 <= float(out.min()) and float(out.max()) <= 1
+
+    assert "--resume" in _error(_vol(*args))
+    assert "lr" in _error(_vol(*args, "--resume", "--lr", "0.1"))
+    again = _vol(*args, "--resume")
+    assert again.exit_code == 0 and "4 steps" in again.stdout
+
+
+def test_two_dimensional_patches_and_transfer(volumes, tmp_path):
+    first = tmp_path / "first"
+    result = _vol("train", volumes["raw"], volumes["distance"], "--out", first, "--patch",
+                  "1,16,16", "--steps", "2", *TINY)
+    assert result.exit_code == 0, result.output
+    config = json.loads((first / "config.json").read_text())
+    assert config["loss"] == "mse" and config["model"]["architecture"] == "unet2d"
+
+    tuned = tmp_path / "tuned"
+    result = _vol("train", volumes["raw"], volumes["distance"], "--out", tuned, "--patch",
+                  "1,16,16", "--steps", "2", "--init", first / "model.pt", "--freeze",
+                  "all-but-last-1", *TINY[4:])
+    assert result.exit_code == 0, result.output
+    before = torch.load(first / "model.pt", weights_only=True)["state_dict"]
+    after = torch.load(tuned / "model.pt", weights_only=True)["state_dict"]
+    assert torch.equal(before["encoder.0.conv1.weight"], after["encoder.0.conv1.weight"])
+    assert not torch.equal(before["head.weight"], after["head.weight"])
+
+
+def _unet2d_checkpoint(path):
+    save_checkpoint(path, build_model("unet2d", depth=1, features=4), architecture="unet2d",
+                    model_config={"depth": 1, "features": 4}, spatial_dims=2, in_channels=1,
+                    out_channels=1)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("shapes", "shape"),
+        ("voxel sizes", "voxel"),
+        ("patch too large", "patch"),
+        ("empty cubes", "empty"),
+        ("loss vs target", r"--loss bce needs a target with values in [0, 1]"),
+        ("other architecture", "holds a unet2d network, not unet3d"),
+        ("2D model on 3D patches", "--model unet2d needs 2D patches"),
+        ("steps and epochs", "not both"),
+        ("freeze", "--freeze"),
+        ("loss name", "unknown loss"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(volumes, tmp_path, case, message):
+    raw, mask = volumes["raw"], volumes["mask"]
+    extra: tuple = ()
+    target = mask
+    if case == "shapes":
+        target = volumes["small"]
+    elif case == "voxel sizes":
+        target = volumes["scaled"]
+    elif case == "patch too large":
+        extra = ("--patch", "8,16,64")
+    elif case == "empty cubes":
+        cubes = tmp_path / "cubes.json"
+        cubes.write_text(json.dumps({"cube_shape": [8, 16, 16], "cubes": []}))
+        extra = ("--cubes", cubes)
+    elif case == "loss vs target":
+        target, extra = volumes["distance"], ("--loss", "bce")
+    elif case == "other architecture":
+        extra = ("--init", _unet2d_checkpoint(tmp_path / "ckpt.pt"), "--model", "unet3d")
+    elif case == "2D model on 3D patches":
+        extra = ("--model", "unet2d")
+    elif case == "steps and epochs":
+        extra = ("--epochs", "2")
+    elif case == "freeze":
+        extra = ("--freeze", "decoder")
+    elif case == "loss name":
+        extra = ("--loss", "focal")
+    run = tmp_path / "run"
+    patch = () if "--patch" in extra else ("--patch", "8,16,16")
+    line = _error(_vol("train", raw, target, "--out", run, *patch, "--steps", "2", *TINY, *extra))
+    assert message in line
+    assert not (run / "model.pt").exists()

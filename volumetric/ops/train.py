@@ -1,0 +1,298 @@
+"""``vol train``: train a network on patches read lazily from OME-Zarr volumes.
+
+The run directory is described in :mod:`volumetric.train.rundir`. A run is
+defined by its ``config.json``; ``--resume`` continues a run with the same
+configuration (only the device, the number of loader workers and the
+volumetric version may change) from its last finished epoch.
+"""
+
+from __future__ import annotations
+
+import logging
+import json
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from volumetric._version import __version__
+from volumetric.errors import DestinationError, InputError
+from volumetric.io.intensity import intensity_stats
+from volumetric.io.ome import open_image
+from volumetric.models.checkpoint import read_checkpoint
+from volumetric.models.factory import build_network, is_custom
+from volumetric.models.transfer import freeze as freeze_layers
+from volumetric.models.transfer import load_initial_weights, parse_freeze
+from volumetric.ops.output import check_writable
+from volumetric.train import rundir
+from volumetric.train.losses import get_loss
+from volumetric.train.loop import FitResult, TrainSettings, fit, resolve_device
+from volumetric.train.rundir import ModelSpec
+
+log = logging.getLogger("volumetric")
+
+# Settings that may differ when a run is resumed: they do not change its result on CPU.
+RESUMABLE_CHANGES = ("device", "workers", "version")
+DIMS_OF = {"unet2d": 2, "unet3d": 3, "attention-resunet2d": 2, "attention-resunet3d": 3}
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """Where patches come from.
+
+    Parameters
+    ----------
+    raw, target : str
+        OME-Zarr images of one shape and voxel size.
+    mask : str, optional
+        Loss mask image (nonzero: the voxel counts).
+    patch : (z, y, x), optional
+        Patch shape (``1,y,x`` for 2D patches); default 64^3, or 1x256x256
+        for 2D images, clipped to the image.
+    sampler : {"random", "grid", "foreground"}
+        Training patch sampler (see :class:`volumetric.train.dataset.PatchDataset`).
+    foreground_probability : float
+        Share of foreground-centred patches (foreground sampler).
+    foreground : str
+        Which target voxels are foreground, e.g. ``">0"`` or ``"<5"``.
+    augment : bool
+        The default augmentation (:class:`volumetric.kernels.augment.AugmentConfig`).
+    normalize : {"percentile", "zscore", "none"}
+        Raw intensity normalisation; stored with the model for inference.
+    cubes : str, optional
+        Cube list from ``vol discover`` restricting sampling.
+    val_fraction : float
+        Share of each volume (slabs along its longest axis) kept for
+        validation; 0 disables validation.
+    val_patches : int
+        Validation patches (the same ones every epoch, not augmented).
+    steps_per_epoch : int
+        Optimiser steps per epoch (``steps_per_epoch * batch`` patches).
+    """
+
+    raw: str
+    target: str
+    mask: str | None = None
+    patch: tuple[int, ...] | None = None
+    sampler: str = "random"
+    foreground_probability: float = 0.5
+    foreground: str = ">0"
+    augment: bool = True
+    normalize: str = "percentile"
+    cubes: str | None = None
+    val_fraction: float = 0.2
+    val_patches: int = 32
+    steps_per_epoch: int = 100
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """Which network to train.
+
+    Parameters
+    ----------
+    name : str, optional
+        A registered architecture or ``module:factory``; default ``unet2d``
+        or ``unet3d`` by the patch (or the ``--init`` checkpoint's).
+    config : dict
+        Factory keyword arguments (built-ins also get ``in_channels``,
+        ``out_channels`` and, for ``attention-resunet``, ``spatial_dims``).
+    init : str, optional
+        Checkpoint whose weights start the training.
+    freeze : str
+        ``none``, ``encoder`` or ``all-but-last-N`` (see :mod:`volumetric.models.transfer`).
+    """
+
+    name: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    init: str | None = None
+    freeze: str = "none"
+
+
+@dataclass
+class TrainReport:
+    """What :func:`train` did."""
+
+    run_dir: Path
+    architecture: str
+    result: FitResult
+    seconds: float
+
+
+def _target_range(path: str) -> tuple[float, float, str]:
+    """Smallest and largest target value over a sample of chunks, and the dtype."""
+    array = open_image(path).array(0)
+    stats = intensity_stats(array, percentiles=(0.0, 100.0))
+    return stats["low"], stats["high"], str(array.dtype)
+
+
+def _stored_run(out: Path, resume: bool) -> dict[str, Any] | None:
+    """The ``config.json`` of the run in ``out`` to continue (None: start one); refuses clashes."""
+    check_writable(out)
+    if out.exists() and not out.is_dir():
+        raise DestinationError(f"{out} exists and is not a folder")
+    stored = rundir.read_config(out) if out.is_dir() else None
+    if stored is None:
+        if out.is_dir() and any(out.iterdir()):
+            raise DestinationError(
+                f"{out} is not empty and holds no training run; choose another --out"
+            )
+        return None
+    if not resume:
+        raise DestinationError(f"{out} already holds a training run; pass --resume to continue it "
+                               "or choose another --out")
+    return stored
+
+
+def _check_same_run(out: Path, stored: dict[str, Any], config: dict[str, Any]) -> None:
+    differ = [k for k in sorted(set(stored) | set(config))
+              if k not in RESUMABLE_CHANGES and stored.get(k) != config.get(k)]
+    if differ:
+        raise InputError(f"--resume: the options differ from the run in {out} "
+                         f"({', '.join(differ)}); rerun with the options of its config.json")
+
+
+def _architecture(choice: ModelChoice, dims: int, checkpoint: dict[str, Any] | None) -> str:
+    name = choice.name or (checkpoint["architecture"] if checkpoint else f"unet{dims}d")
+    wanted = DIMS_OF.get(name)
+    if wanted is not None and wanted != dims:
+        raise InputError(f"--model {name} needs {wanted}D patches but --patch gives {dims}D "
+                         f"patches; use --model {name[:-2]}{dims}d or another --patch")
+    return name
+
+
+def _model_config(name: str, choice: ModelChoice, checkpoint: dict[str, Any] | None,
+                  dims: int, in_channels: int, out_channels: int) -> dict[str, Any]:
+    config: dict[str, Any] = {}
+    if checkpoint is not None and checkpoint["architecture"] == name:
+        config.update(checkpoint["model_config"])
+    if not is_custom(name):
+        config.update(in_channels=in_channels, out_channels=out_channels, output_activation="none")
+        if name == "attention-resunet":
+            config["spatial_dims"] = dims
+    config.update(choice.config)
+    return config
+
+
+def train(
+    data: DataSettings,
+    out: str | Path,
+    *,
+    model: ModelChoice = ModelChoice(),
+    settings: TrainSettings = TrainSettings(),
+    resume: bool = False,
+    progress: bool = True,
+) -> TrainReport:
+    """Train a network on ``data`` and write the run directory ``out``.
+
+    Parameters
+    ----------
+    data : DataSettings
+        Volumes, patches, sampling, augmentation and validation split.
+    out : str or Path
+        Run directory (created).
+    model : ModelChoice
+        Architecture, its configuration, initial weights and freezing.
+    settings : TrainSettings
+        Loss, optimiser, schedule, steps, device, workers, seed. Loss ``auto``
+        is ``bce-dice`` for targets within [0, 1] and ``mse`` otherwise.
+    resume : bool
+        Continue the run in ``out`` (same options); without a run there, start one.
+    progress : bool
+        Show the progress bar.
+
+    Returns
+    -------
+    TrainReport
+
+    Raises
+    ------
+    InputError
+        Mismatched volumes, a patch that does not fit, an empty cube list, a
+        target that does not suit the loss, a checkpoint of another
+        architecture, or options that differ from the resumed run.
+    DestinationError
+        ``out`` holds another run (without ``--resume``) or other files.
+    """
+    import torch
+
+    from volumetric.kernels.augment import AugmentConfig
+    from volumetric.ops.patches import default_patch
+    from volumetric.train.dataset import PatchDataset, VolumePair
+
+    started = time.perf_counter()
+    out = Path(out)
+    stored = _stored_run(out, resume)
+    resolve_device(settings.device)
+    parse_freeze(model.freeze)
+    low, high, dtype = _target_range(data.target)
+    if settings.loss == "auto":
+        settings = replace(settings, loss="bce-dice" if 0 <= low and high <= 1 else "mse")
+    loss = get_loss(settings.loss)
+    loss.check_target(low, high, dtype)
+    checkpoint = read_checkpoint(model.init) if model.init else None
+
+    patch = data.patch or default_patch(data.raw)
+    pairs = [VolumePair(data.raw, data.target, data.mask)]
+    common = {"sampler": data.sampler, "foreground_probability": data.foreground_probability,
+              "foreground": data.foreground, "seed": settings.seed, "cubes": data.cubes,
+              "normalize": data.normalize, "val_fraction": data.val_fraction}
+    train_set = PatchDataset(
+        pairs, patch, augment=AugmentConfig() if data.augment else None,
+        samples_per_epoch=data.steps_per_epoch * settings.batch,
+        split="train" if data.val_fraction > 0 else None, **common,
+    )
+    val_set = None
+    if data.val_fraction > 0:
+        val_set = PatchDataset(pairs, patch, samples_per_epoch=data.val_patches, split="val",
+                               **{**common, "sampler": "random" if data.sampler == "grid"
+                                  else data.sampler, "seed": settings.seed + 1})
+    sample = train_set[0]
+    dims = sample["image"].dim() - 1
+    in_channels, out_channels = sample["image"].shape[0], sample["target"].shape[0]
+
+    name = _architecture(model, dims, checkpoint)
+    config = _model_config(name, model, checkpoint, dims, in_channels, out_channels)
+    run_config = {
+        "version": __version__,
+        "data": {**asdict(data), "patch": list(patch)},
+        "model": {"architecture": name, "config": config, "init": model.init,
+                  "freeze": model.freeze},
+        **settings.to_json(),
+    }
+    run_config = json.loads(json.dumps(run_config))
+    if stored is not None:
+        _check_same_run(out, stored, run_config)
+    # A run stopped before its first epoch ended has no last.pt and starts again.
+    resuming = stored is not None and (out / rundir.LAST).is_file()
+
+    torch.manual_seed(settings.seed)
+    net = build_network(name, config)
+    if checkpoint is not None and not resuming:
+        load_initial_weights(net, checkpoint, name, source=str(model.init))
+    frozen = freeze_layers(net, model.freeze)
+    if frozen:
+        log.info("froze %d parameter tensors (%s)", frozen, model.freeze)
+    _check_output(net, sample, name)
+
+    out.mkdir(parents=True, exist_ok=True)
+    rundir.write_config(out, run_config)
+    spec = ModelSpec(name, config, dims, in_channels, out_channels, loss.output_activation,
+                     {"normalize": data.normalize}, tuple(patch))
+    result = fit(net, train_set, val_set, spec, settings, out, resume=resuming,
+                 data_range=max(high - low, 1e-12), progress=progress)
+    return TrainReport(out, name, result, time.perf_counter() - started)
+
+
+def _check_output(net: Any, sample: dict[str, Any], name: str) -> None:
+    """Refuse a network whose output does not have the target's shape."""
+    import torch
+
+    net.eval()
+    with torch.no_grad():
+        output = net(sample["image"][None])
+    expected = (1, *sample["target"].shape)
+    if tuple(output.shape) != expected:
+        raise InputError(f"--model {name} maps a patch {tuple(sample['image'][None].shape)} to "
+                         f"{tuple(output.shape)}, but the target patch is {expected}")
+

@@ -1,0 +1,443 @@
+"""The training loop: epochs of patches, validation, checkpoints and exact resume.
+
+Each epoch draws ``len(train_set)`` patches (the dataset decides which, from
+its seed and the epoch), takes optimiser steps on batches, validates on the
+same validation patches every epoch and writes the run directory (see
+:mod:`volumetric.train.rundir`). Everything that influences later epochs —
+weights, optimiser, scheduler, gradient scaler, early-stopping counters and
+torch's random state — is saved in ``last.pt`` after every epoch, so a run
+resumed from there continues exactly as if it had not stopped (bit for bit
+on CPU).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from volumetric.errors import InputError
+from volumetric.kernels.metrics import confusion, mask_scores, psnr_from_mse, ssim
+from volumetric.models.checkpoint import read_checkpoint
+from volumetric.models.export import WithActivation, save_torchscript, to_torchscript
+from volumetric.models.transfer import hold_frozen_norms
+from volumetric.train import rundir
+from volumetric.train.losses import Loss, get_loss
+from volumetric.train.rundir import ModelSpec
+
+log = logging.getLogger("volumetric")
+
+OPTIMIZERS = ("adam", "adamw")
+SCHEDULERS = ("none", "cosine", "exponential")
+
+
+class PatchSource(Protocol):
+    """What the loop needs from a dataset (e.g. :class:`volumetric.train.dataset.PatchDataset`)."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]: ...
+
+    def set_epoch(self, epoch: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Optimisation settings of a run.
+
+    Parameters
+    ----------
+    loss : str
+        A name in :data:`volumetric.train.losses.LOSSES`, or ``auto``
+        (resolved by :func:`volumetric.ops.train.train` from the target).
+    optimizer : {"adam", "adamw"}
+    lr : float
+        Initial learning rate.
+    weight_decay : float
+        Decoupled weight decay for AdamW, L2 penalty for Adam.
+    batch : int
+        Patches per optimiser step.
+    epochs : int
+        Number of epochs.
+    steps : int, optional
+        Stop after this many optimiser steps in total (may end an epoch early).
+    scheduler : {"none", "cosine", "exponential"}
+        ``cosine``: cosine annealing to 0 over ``epochs``; ``exponential``:
+        multiply the rate by ``decay_gamma`` every epoch after ``decay_after`` epochs.
+    patience : int, optional
+        Stop when the monitored loss (validation, else training) has not
+        improved for this many epochs.
+    min_delta : float
+        Smallest decrease of the monitored loss that counts as an improvement.
+    clip_grad : float, optional
+        Clip the global gradient norm to this value.
+    amp : bool
+        Mixed precision on CUDA (bf16 where supported, else fp16 with a
+        gradient scaler); ignored on CPU.
+    device : str
+        ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
+    workers : int, optional
+        DataLoader worker processes (0: load in the main process); by default
+        0 on CPU (the cores train) and up to 4 on CUDA.
+    seed : int
+        Seed of torch's random generator (initial weights, dropout).
+    """
+
+    loss: str = "bce-dice"
+    optimizer: str = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    batch: int = 4
+    epochs: int = 10
+    steps: int | None = None
+    scheduler: str = "none"
+    decay_after: int = 10
+    decay_gamma: float = 0.9
+    patience: int | None = None
+    min_delta: float = 0.0
+    clip_grad: float | None = None
+    amp: bool = True
+    device: str = "auto"
+    workers: int | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.loss != "auto":
+            get_loss(self.loss)
+        for value, allowed, what in ((self.optimizer, OPTIMIZERS, "optimizer"),
+                                     (self.scheduler, SCHEDULERS, "scheduler")):
+            if value not in allowed:
+                raise InputError(f"unknown {what} {value!r}; choose one of {', '.join(allowed)}")
+        if self.batch < 1 or self.epochs < 1 or (self.steps is not None and self.steps < 1):
+            raise InputError("--batch, --epochs and --steps must be positive")
+        if self.lr <= 0:
+            raise InputError(f"--lr must be positive, got {self.lr}")
+
+    def to_json(self) -> dict[str, Any]:
+        """The settings as a JSON-ready dict."""
+        return asdict(self)
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` did."""
+
+    epochs: int
+    steps: int
+    best_epoch: int
+    best_loss: float
+    stopped_early: bool
+    history: list[dict[str, float]]
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available else CPU; refuses CUDA where there is none.
+
+    Raises
+    ------
+    InputError
+        CUDA asked for but not available, or an unknown device.
+    """
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise InputError(f"unknown --device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError(f"--device {name}: CUDA is not available on this machine")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise InputError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s)")
+    elif device.type != "cpu":
+        raise InputError(f"--device {name}: only cpu and cuda are supported")
+    return device
+
+
+def _scheduler(settings: TrainSettings, optimizer: torch.optim.Optimizer) -> Any:
+    if settings.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings.epochs)
+    if settings.scheduler == "exponential":
+        after, gamma = settings.decay_after, settings.decay_gamma
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda epoch: gamma ** max(0, epoch - after)
+        )
+    return None
+
+
+def _optimizer(settings: TrainSettings, model: nn.Module) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise InputError("every parameter is frozen; nothing to train (check --freeze)")
+    kind = torch.optim.AdamW if settings.optimizer == "adamw" else torch.optim.Adam
+    return kind(params, lr=settings.lr, weight_decay=settings.weight_decay)
+
+
+class _Validation:
+    """Accumulates the validation loss and metrics over batches."""
+
+    def __init__(self, loss: Loss, data_range: float):
+        self.loss, self.data_range = loss, data_range
+        self.total = self.squared = self.ssim_sum = 0.0
+        self.samples = self.voxels = self.ssim_samples = 0
+        self.counts = {"tp": 0, "fp": 0, "fn": 0}
+
+    def add(self, output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None) -> None:
+        """Count one batch; voxels outside ``mask`` count for no metric but SSIM."""
+        n = output.shape[0]
+        self.total += float(self.loss.function(output, target, mask)) * n
+        self.samples += n
+        inside = torch.ones_like(target, dtype=torch.bool) if mask is None else (
+            (mask > 0).expand_as(target))
+        if self.loss.for_masks:
+            for key, value in confusion((output > 0) & inside, (target > 0.5) & inside).items():
+                self.counts[key] += value
+            return
+        self.squared += float(((output - target) ** 2)[inside].sum())
+        self.voxels += int(inside.sum())
+        if min(target.shape[2:]) >= 7:
+            self.ssim_sum += ssim(output, target, data_range=self.data_range) * n
+            self.ssim_samples += n
+
+    def result(self) -> dict[str, float]:
+        row = {"val_loss": self.total / self.samples}
+        if self.loss.for_masks:
+            row.update({f"val_{k}": v for k, v in mask_scores(self.counts).items()})
+        else:
+            mse = self.squared / max(self.voxels, 1)
+            row.update({"val_mse": mse, "val_psnr": psnr_from_mse(mse, data_range=self.data_range)})
+            if self.ssim_samples:
+                row["val_ssim"] = self.ssim_sum / self.ssim_samples
+        return row
+
+
+class _Step:
+    """One optimiser step: forward (autocast on CUDA), backward (scaled for fp16), clip, update."""
+
+    def __init__(self, loss: Loss, optimizer: torch.optim.Optimizer, clip_grad: float | None,
+                 device: torch.device, amp: bool):
+        self.loss, self.optimizer, self.clip_grad = loss, optimizer, clip_grad
+        self.device_type = device.type
+        self.amp = amp and device.type == "cuda"
+        self.dtype = (torch.bfloat16 if self.amp and torch.cuda.is_bf16_supported()
+                      else torch.float16)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and self.dtype == torch.float16)
+
+    def __call__(self, model: nn.Module, image: torch.Tensor, target: torch.Tensor,
+                 mask: torch.Tensor | None) -> float:
+        with torch.autocast(self.device_type, dtype=self.dtype, enabled=self.amp):
+            value = self.loss.function(model(image), target, mask)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(value).backward()
+        if self.clip_grad:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(model.parameters(), self.clip_grad)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return float(value.detach())
+
+
+def _loader(dataset: PatchSource, settings: TrainSettings, device: torch.device, epoch: int,
+            *, drop_last: bool = False) -> torch.utils.data.DataLoader:
+    dataset.set_epoch(epoch)
+    workers = settings.workers
+    if workers is None:
+        workers = min(4, os.cpu_count() or 1) if device.type == "cuda" else 0
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=settings.batch, shuffle=False, num_workers=workers,
+        drop_last=drop_last and len(dataset) >= settings.batch, pin_memory=device.type == "cuda",
+        generator=torch.Generator().manual_seed(settings.seed + epoch),
+    )
+
+
+def _progress(total: int, label: str, enabled: bool) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=label, unit="patch", disable=not enabled, file=sys.stderr,
+                dynamic_ncols=True, leave=False,
+                mininterval=0.5 if sys.stderr.isatty() else 10.0)
+
+
+def fit(
+    model: nn.Module,
+    train_set: PatchSource,
+    val_set: PatchSource | None,
+    spec: ModelSpec,
+    settings: TrainSettings,
+    run_dir: str | Path,
+    *,
+    resume: bool = False,
+    data_range: float = 1.0,
+    progress: bool = True,
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
+) -> FitResult:
+    """Train ``model`` and write the run directory.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The network, outputting raw values (logits for mask losses); frozen
+        parameters (``requires_grad=False``) stay unchanged.
+    train_set, val_set : dataset
+        Patch datasets with ``set_epoch``; items are dicts with ``image`` and
+        ``target`` tensors. ``val_set`` may be None (no validation; the
+        training loss then selects the best epoch).
+    spec : ModelSpec
+        Architecture and metadata stored with the weights.
+    settings : TrainSettings
+        Optimisation settings.
+    run_dir : str or Path
+        Output folder (created; ``config.json`` is written by the caller).
+    resume : bool
+        Continue from ``run_dir/last.pt``.
+    data_range : float
+        Value span of the targets, for PSNR and SSIM (image losses).
+    progress : bool
+        Show a progress bar with the loss and patches/s.
+    on_epoch : callable, optional
+        Called with each epoch's metrics row.
+
+    Returns
+    -------
+    FitResult
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    loss = get_loss(settings.loss)
+    device = resolve_device(settings.device)
+    model.to(device)
+    optimizer = _optimizer(settings, model)
+    scheduler = _scheduler(settings, optimizer)
+    train_step = _Step(loss, optimizer, settings.clip_grad, device, settings.amp)
+    steps_per_epoch = len(train_set) // settings.batch if len(train_set) >= settings.batch else 1
+    max_steps = settings.steps or steps_per_epoch * settings.epochs
+    epochs = min(settings.epochs, math.ceil(max_steps / steps_per_epoch))
+
+    state: dict[str, Any] = {"epoch": 0, "step": 0, "best_loss": math.inf, "best_epoch": 0,
+                             "stale_epochs": 0, "history": []}
+    if resume and (run_dir / rundir.LAST).is_file():
+        state = _restore(run_dir / rundir.LAST, model, optimizer, scheduler, train_step.scaler,
+                         device)
+        log.info("resuming %s after epoch %d", run_dir, state["epoch"])
+    else:
+        torch.manual_seed(settings.seed)
+    stopped_early = settings.patience is not None and state["stale_epochs"] >= settings.patience
+    example: torch.Tensor | None = None
+
+    while state["epoch"] < epochs and state["step"] < max_steps and not stopped_early:
+        epoch = state["epoch"]
+        model.train()
+        hold_frozen_norms(model)
+        started, seen, running = time.perf_counter(), 0, 0.0
+        todo = min(steps_per_epoch, max_steps - state["step"])
+        bar = _progress(todo * settings.batch, f"epoch {epoch + 1}/{epochs}", progress)
+        for i, batch in enumerate(_loader(train_set, settings, device, epoch, drop_last=True)):
+            if i == todo:
+                break
+            image, target, mask = _to_device(batch, device)
+            if example is None:
+                example = image[:1].cpu()
+            value = train_step(model, image, target, mask)
+            state["step"] += 1
+            seen += image.shape[0]
+            running += value * image.shape[0]
+            bar.set_postfix(loss=f"{value:.4g}", refresh=False)
+            bar.update(image.shape[0])
+        bar.close()
+        seconds = time.perf_counter() - started
+        row = {"epoch": epoch + 1, "step": state["step"], "lr": optimizer.param_groups[0]["lr"],
+               "train_loss": running / max(seen, 1)}
+        if scheduler is not None:
+            scheduler.step()
+        if val_set is not None:
+            row.update(_validate(model, val_set, loss, settings, device, data_range))
+        row.update({"seconds": seconds, "patches_per_s": seen / seconds if seconds else 0.0})
+        state["epoch"] += 1
+        state["history"].append(row)
+        monitored = row.get("val_loss", row["train_loss"])
+        if monitored < state["best_loss"] - settings.min_delta:
+            state.update(best_loss=monitored, best_epoch=epoch + 1, stale_epochs=0)
+            _save_best(run_dir, model, spec, example, row)
+        else:
+            state["stale_epochs"] += 1
+        stopped_early = settings.patience is not None and state["stale_epochs"] >= settings.patience
+        _save_last(run_dir / rundir.LAST, model, spec, optimizer, scheduler, train_step.scaler,
+                   state)
+        rundir.write_metrics(run_dir, state["history"])
+        rundir.plot_curves(run_dir, state["history"])
+        summary = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in ("epoch", "step"))
+        if progress:
+            bar.write(f"epoch {epoch + 1}/{epochs}: {summary}", file=sys.stderr)
+        log.info("epoch %d: %s", epoch + 1, summary)
+        if on_epoch is not None:
+            on_epoch(row)
+
+    return FitResult(state["epoch"], state["step"], state["best_epoch"], state["best_loss"],
+                     stopped_early, state["history"])
+
+
+def _validate(model: nn.Module, val_set: PatchSource, loss: Loss, settings: TrainSettings,
+              device: torch.device, data_range: float) -> dict[str, float]:
+    model.eval()
+    meter = _Validation(loss, data_range)
+    with torch.no_grad():
+        for batch in _loader(val_set, settings, device, 0):
+            image, target, mask = _to_device(batch, device)
+            meter.add(model(image).float(), target, mask)
+    return meter.result()
+
+
+def _to_device(batch: dict[str, torch.Tensor],
+               device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Image, target and loss mask (None without one) of a batch, on ``device``."""
+    image = batch["image"].to(device, non_blocking=True)
+    target = batch["target"].to(device, non_blocking=True)
+    mask = batch["mask"].to(device, non_blocking=True) if "mask" in batch else None
+    return image, target, mask
+
+
+def _save_best(run_dir: Path, model: nn.Module, spec: ModelSpec, example: torch.Tensor,
+               row: dict[str, float]) -> None:
+    rundir.save_state(run_dir / rundir.BEST, model, spec, inference=True, training={"metrics": row})
+    scripted = to_torchscript(WithActivation(model, spec.output_activation), example)
+    save_torchscript(scripted, run_dir / rundir.TORCHSCRIPT, spec.metadata())
+
+
+def _save_last(path: Path, model: nn.Module, spec: ModelSpec, optimizer: torch.optim.Optimizer,
+               scheduler: Any, scaler: torch.amp.GradScaler, state: dict[str, Any]) -> None:
+    training = {
+        **state,
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict() if scheduler is not None else {},
+        "scaler": scaler.state_dict(),
+        "rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+    rundir.save_state(path, model, spec, inference=False, training=training)
+
+
+def _restore(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+             scaler: torch.amp.GradScaler, device: torch.device) -> dict[str, Any]:
+    """Load ``last.pt`` into the live objects; returns the loop state."""
+    payload = read_checkpoint(path, map_location=str(device))
+    training = payload["training"]
+    model.load_state_dict(payload["state_dict"])
+    optimizer.load_state_dict(training["optimizer"])
+    if scheduler is not None:
+        scheduler.load_state_dict(training["scheduler"])
+    if training["scaler"]:
+        scaler.load_state_dict(training["scaler"])
+    torch.set_rng_state(training["rng"].cpu())
+    if training["cuda_rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in training["cuda_rng"]])
+    return {key: training[key] for key in
+            ("epoch", "step", "best_loss", "best_epoch", "stale_epochs", "history")}
