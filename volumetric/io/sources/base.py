@@ -10,6 +10,7 @@ so block tasks can read them from any worker process.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -44,6 +45,11 @@ def parse_axes(axes: str | None, shape: Sequence[int], *, what: str) -> str:
     if not {"y", "x"} <= set(axes):
         raise InputError(f"axes {axes!r} need both y and x")
     return axes
+
+
+def natural_key(name: str) -> list[Any]:
+    """Sort key that orders ``frame_2`` before ``frame_10``."""
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
 
 
 def ngff_order(native_axes: str) -> str:
