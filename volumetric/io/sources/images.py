@@ -4,7 +4,7 @@ Files are sorted in natural order (``img_2`` before ``img_10``) and must all
 have the same shape and data type; RGB(A) images get a ``c`` axis. A block
 task reads only the files of its planes: TIFF planes through
 :func:`~volumetric.io.sources.tiff.read_tiff` (only the strips or bytes of the
-box), other formats decoded whole by imageio and cropped.
+box), other formats decoded whole by Pillow (through imageio) and cropped.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def _props(path: str) -> tuple[tuple[int, ...], np.dtype]:
                 return tuple(series.shape), np.dtype(series.dtype).newbyteorder("=")
         import imageio.v3 as iio
 
-        props = iio.improps(path)
+        props = iio.improps(path, plugin="pillow")
         return tuple(props.shape), np.dtype(props.dtype)
     except InputError:
         raise
@@ -119,7 +119,7 @@ class ImageStack(Source):
         import imageio.v3 as iio
 
         try:
-            plane = iio.imread(name)
+            plane = iio.imread(name, plugin="pillow")
         except Exception as exc:  # imageio's plugins raise many types for damaged files
             raise InputError(f"{name}: cannot read ({type(exc).__name__}: {exc})") from None
         if plane.shape != self.plane_shape or plane.dtype != self.dtype:
