@@ -24,7 +24,7 @@ def convert_and_check(src: Any, dst: Any, expected: np.ndarray, client: Any, *,
     from ome_zarr_models import open_ome_zarr
 
     # One chunk per block task, so that every task reads a small box of the source.
-    with mock.patch.object(convert_module, "BLOCK_TARGET_BYTES", 1):
+    with mock.patch.multiple(convert_module, BLOCK_TARGET_BYTES=1, BLOCK_LIMIT_BYTES=1):
         report = convert_module.convert(str(src), str(dst), chunks=chunks, client=client,
                                          progress=False, **options)
     assert report.blocks > 1, "the test volume must span several blocks"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from volumetric.errors import InputError
 from volumetric.geometry import Box
 from volumetric.io.ome import open_image
 from volumetric.io.sources import TiffSource, open_source
+from volumetric.ops import convert as convert_module
 
 rng = np.random.default_rng(7)
 STACK = rng.integers(0, 60000, (12, 50, 70), dtype=np.uint16)
@@ -115,6 +117,18 @@ def test_block_read_decodes_only_its_pages(tmp_path):
     np.testing.assert_array_equal(source.read(Box((0, 0, 0), (11, 50, 70))), STACK[:11])
     with pytest.raises(InputError, match="cannot read TIFF data"):
         source.read(Box((8, 0, 0), (12, 50, 70)))
+
+
+def test_blocks_cover_whole_strips_and_rows(tmp_path):
+    tifffile.imwrite(tmp_path / "strips.tif", STACK, compression="zlib", rowsperstrip=8)
+    tifffile.imwrite(tmp_path / "tiles.tif", STACK, compression="zlib", tile=(16, 32))
+    tifffile.imwrite(tmp_path / "mapped.tif", STACK)
+    reads = {name: open_source(str(tmp_path / name)).chunks
+             for name in ("strips.tif", "tiles.tif", "mapped.tif")}
+    assert reads == {"strips.tif": (1, 8, 70), "tiles.tif": (1, 16, 32), "mapped.tif": (1, 1, 70)}
+    with mock.patch.object(convert_module, "BLOCK_TARGET_BYTES", 1):  # no growth beyond
+        grid = convert_module._write_grid(STACK.shape, (4, 16, 16), None, 2, reads["strips.tif"])
+    assert grid.block == (4, 16, 70)  # whole rows of two whole strips
 
 
 def test_rewritten_file_is_read_afresh(tmp_path):

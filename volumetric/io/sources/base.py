@@ -57,6 +57,12 @@ def ngff_order(native_axes: str) -> str:
     return "".join(a for a in NGFF_AXES if a in native_axes)
 
 
+def to_ngff(native_axes: str, values: Sequence[int]) -> tuple[int, ...]:
+    """Per-axis values (a shape, chunks) from native to NGFF axis order."""
+    by_axis = dict(zip(native_axes, values))
+    return tuple(by_axis[a] for a in ngff_order(native_axes))
+
+
 class Source:
     """A readable array with axis and physical metadata.
 
@@ -74,7 +80,7 @@ class Source:
     channel_names: tuple[str, ...] | None = None
     time_step: float | None = None
     time_unit: str | None = None
-    chunks: tuple[int, ...] | None = None  # storage chunks in NGFF order, if any
+    chunks: tuple[int, ...] | None = None  # smallest efficient read, NGFF order, if known
 
     _handle: Any = None
 
@@ -84,8 +90,7 @@ class Source:
 
     @property
     def shape(self) -> tuple[int, ...]:
-        dims = dict(zip(self.native_axes, self.native_shape))
-        return tuple(dims[a] for a in self.axes)
+        return to_ngff(self.native_axes, self.native_shape)
 
     @property
     def nbytes(self) -> int:

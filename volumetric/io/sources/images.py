@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from volumetric.errors import InputError
-from volumetric.io.sources.base import Source, natural_key, parse_axes
-from volumetric.io.sources.tiff import TIFF_SUFFIXES, read_tiff, tifffile_errors
+from volumetric.io.sources.base import Source, natural_key, parse_axes, to_ngff
+from volumetric.io.sources.tiff import TIFF_SUFFIXES, read_tiff, read_unit, tifffile_errors
 
 IMAGE_SUFFIXES = (*TIFF_SUFFIXES, ".png", ".jpg", ".jpeg", ".bmp", ".webp", ".jp2")
 
@@ -27,19 +27,20 @@ def _is_tiff(path: str) -> bool:
     return path.lower().endswith(TIFF_SUFFIXES)
 
 
-def _props(path: str) -> tuple[tuple[int, ...], np.dtype]:
-    """Shape and dtype of one 2D image, from its header only."""
+def _props(path: str) -> tuple[tuple[int, ...], np.dtype, tuple[int, ...]]:
+    """Shape, dtype and smallest efficient read of one 2D image, from its header only."""
     try:
         if _is_tiff(path):
             import tifffile
 
             with tifffile_errors(path), tifffile.TiffFile(path) as tif:
                 series = tif.series[0]
-                return tuple(series.shape), np.dtype(series.dtype).newbyteorder("=")
+                dtype = np.dtype(series.dtype).newbyteorder("=")
+                return tuple(series.shape), dtype, read_unit(series)
         import imageio.v3 as iio
 
         props = iio.improps(path, plugin="pillow")
-        return tuple(props.shape), np.dtype(props.dtype)
+        return tuple(props.shape), np.dtype(props.dtype), tuple(props.shape)
     except InputError:
         raise
     except Exception as exc:  # imageio and tifffile raise many types for unreadable files
@@ -80,9 +81,9 @@ class ImageStack(Source):
         self.path = path
         self.stacked = os.path.isdir(path) or not os.path.isfile(path)
         self.files = list_images(path) if self.stacked else [path]
-        shape, dtype = _props(self.files[0])
+        shape, dtype, unit = _props(self.files[0])
         for name in self.files[1:]:
-            other = _props(name)
+            other = _props(name)[:2]
             if other != (shape, dtype):
                 raise InputError(
                     f"{name}: shape {other[0]} {other[1]} differs from {self.files[0]}: "
@@ -98,6 +99,7 @@ class ImageStack(Source):
         if self.stacked and (self.native_axes[1:3] != "yx" or self.native_axes[3:] not in "c"):
             raise InputError(f"--axes {axes!r}: a stack's axes are the stacking axis (z, t or c), "
                              "then y, x, then c for RGB images: e.g. zyx, tyx, zyxc")
+        self.chunks = to_ngff(self.native_axes, (1, *unit) if self.stacked else unit)
 
     def identity(self) -> dict[str, Any]:
         stats = hashlib.sha256()

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from volumetric.errors import InputError
-from volumetric.io.sources.base import Source, parse_axes
+from volumetric.io.sources.base import Source, parse_axes, to_ngff
 from volumetric.io.sources.tiff_metadata import physical_metadata
 
 TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8")  # .ome.tif and .ome.tiff included
@@ -102,6 +102,19 @@ def _check_extent(series: Any, path: str) -> None:
         raise InputError(
             f"{path}: truncated TIFF: its image data needs {end} bytes but the file has {size}"
         )
+
+
+def read_unit(series: Any) -> tuple[int, ...]:
+    """The smallest box of a series that decodes nothing outside it, in its own axis order.
+
+    One strip (all columns) or tile of a page; one row of a memory-mapped series.
+    """
+    page = series.keyframe
+    rows, columns = page.chunks[:2]  # (rows per strip or tile height, width or tile width)
+    if series.dataoffset is not None and page.is_memmappable:
+        rows = 1
+    sizes = {"Y": rows, "X": columns, "S": page.samplesperpixel}
+    return tuple(sizes.get(a, 1) for a in series.axes)
 
 
 class _SeriesReader:
@@ -195,9 +208,11 @@ class TiffSource(Source):
                              f"got {series!r}") from None
         try:
             with tifffile_errors(path), tifffile.TiffFile(path) as tif:
+                if not tif.series:
+                    raise InputError(f"{path}: the TIFF file holds no image")
                 if not 0 <= self.series < len(tif.series):
                     raise InputError(f"{path} has {len(tif.series)} image series; "
-                                     f"--dataset {series} is not one of them")
+                                     f"--dataset {self.series} is not one of them")
                 s = tif.series[self.series]
                 if s.dtype is None:
                     raise InputError(f"{path}: unsupported TIFF sample format")
@@ -207,6 +222,7 @@ class TiffSource(Source):
                 self.native_shape = tuple(s.shape)
                 self.dtype = np.dtype(s.dtype).newbyteorder("=")
                 _check_extent(s, path)
+                self.chunks = to_ngff(self.native_axes, read_unit(s))
                 phys = physical_metadata(tif, self.series, self.native_axes)
                 self.voxel_size, self.unit = phys.voxel_size, phys.unit
                 self.channel_names = phys.channel_names

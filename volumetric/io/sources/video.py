@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from volumetric.errors import InputError
-from volumetric.io.sources.base import Source, parse_axes
+from volumetric.io.sources.base import Source, parse_axes, to_ngff
 
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv",
                   ".flv", ".ogv")
@@ -72,6 +72,7 @@ class VideoSource(Source):
         self.native_shape = (frames, height, width) + ((channels,) if channels > 1 else ())
         default = "tyxc" if channels > 1 else "tyx"
         self.native_axes = parse_axes(axes or default, self.native_shape, what=path)
+        self.chunks = to_ngff(self.native_axes, (1, *self.native_shape[1:]))  # whole frames
         if self.native_axes[0] == "t" and self.fps > 0:
             self.time_step, self.time_unit = 1 / self.fps, "second"
 
