@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import imageio
 import numpy as np
 import pytest
@@ -53,6 +55,18 @@ def test_h264_blocks_seek_to_their_own_frames(tmp_path, client):
                       chunks=(7, 3, 32, 48))
 
 
+def test_reads_in_any_order_reuse_or_restart_the_decoder(tmp_path):
+    frames = rng.integers(0, 255, (40, 16, 16, 3), dtype=np.uint8)
+    path = tmp_path / "clip.mp4"
+    _write_video(path, frames, 25, codec="libx264rgb", pixelformat="rgb24", quality=None,
+                 output_params=["-qp", "0", "-g", "12"])
+    source = VideoSource(str(path))
+    # forward from a seek, backwards (new decoder), continuing, skipping ahead, the end
+    for start, stop in [(14, 21), (0, 7), (7, 14), (30, 35), (35, 40)]:
+        got = source.read(Box((start, 0, 0, 0), (stop, 3, 16, 16)))
+        np.testing.assert_array_equal(got, frames[start:stop].transpose(0, 3, 1, 2))
+
+
 def test_video_frames_as_z_slices_in_gray(tmp_path):
     frames = rng.integers(0, 255, (6, 16, 16), dtype=np.uint8)
     rgb = np.repeat(frames[..., None], 3, axis=-1)
@@ -69,6 +83,20 @@ def test_axes_that_do_not_fit_a_video(tmp_path, vol):
     result = vol("convert", tmp_path / "clip.mkv", dst, "--axes", "cyx")
     assert_one_line_failure(result, vol, dst, mentions="for a video must be")
     assert not dst.exists()
+
+
+def test_truncated_video(tmp_path, vol):
+    path = tmp_path / "clip.mp4"
+    _write_video(path, rng.integers(0, 255, (40, 16, 16, 3), dtype=np.uint8), 25,
+                 codec="libx264rgb", pixelformat="rgb24", quality=None, output_params=["-qp", "0"])
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    dst = tmp_path / "out.zarr"
+    result = vol("convert", path, dst)
+    assert result.exit_code == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("vol: error")]
+    assert len(errors) == 1 and str(path) in errors[0], result.stderr
+    if dst.exists():
+        assert json.loads(vol("info", dst, "--json").stdout)["complete"] is False
 
 
 def test_unreadable_video(tmp_path):

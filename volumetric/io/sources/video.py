@@ -2,12 +2,18 @@
 
 Frames become the ``t`` axis (``z`` with ``--axes zyx`` for a z-sweep);
 colour videos keep their three RGB channels as ``c``, grayscale videos (and
-any video with ``--axes tyx``) are decoded to one channel. A block task
-starts ffmpeg at its first frame (input seeking, exact for constant frame
-rate videos) and decodes only its own frames.
+any video with ``--axes tyx``) are decoded to one channel.
+
+Seeking in a compressed video decodes from the keyframe before the target,
+often hundreds of frames, so each worker process keeps one ffmpeg decoder
+running and lets the next block continue from where the last one stopped
+(skipping forward if needed); only a jump backwards or far ahead seeks anew
+(input seeking, exact for constant frame rate videos).
 """
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 
@@ -21,8 +27,11 @@ _FORMATS = {"rgb24": ("uint8", 3), "gray": ("uint8", 1), "gray16le": ("uint16", 
 
 
 def _ffmpeg_error(path: str, exc: Exception) -> InputError:
-    lines = [line for line in str(exc).splitlines() if line.strip()]
-    return InputError(f"{path}: not a readable video ({lines[-1] if lines else exc})")
+    """One line from ffmpeg's report: its last error, else the failure's first lines."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    errors = [line for line in lines if "error" in line.lower() or "invalid" in line.lower()]
+    detail = errors[-1] if errors else " ".join(lines[:2]) or type(exc).__name__
+    return InputError(f"{path}: not a readable video ({detail})")
 
 
 def _pixel_format(source_format: str, gray: bool | None) -> str:
@@ -77,29 +86,68 @@ class VideoSource(Source):
             self.time_step, self.time_unit = 1 / self.fps, "second"
 
     def _read_native(self, index: tuple[slice, ...]) -> np.ndarray:
-        import imageio_ffmpeg
-
         frames = range(*index[0].indices(self.native_shape[0]))
         plane = self.native_shape[1:]
-        # Half a frame early, so rounding never skips the first wanted frame.
-        seek = ["-ss", f"{(frames.start - 0.5) / self.fps:.6f}"] if frames.start else []
-        reader = imageio_ffmpeg.read_frames(
-            self.path, pix_fmt=self.pix_fmt, bpp=int(np.prod(plane[2:], dtype=int)) *
-            self.dtype.itemsize, input_params=seek, output_params=["-frames:v", str(len(frames))],
-        )
-        out = []
+        st = os.stat(self.path)
+        key = (self.path, self.pix_fmt, st.st_size, st.st_mtime_ns)
+        decoder = _DECODERS.pop(key, None)  # owned by this task while it reads
+        if decoder is not None and not (
+            decoder.position <= frames.start <= decoder.position + SKIP_LIMIT
+        ):
+            decoder.close()
+            decoder = None
         try:
-            next(reader)
-            for raw in reader:
-                out.append(np.frombuffer(raw, self.dtype).reshape(plane)[index[1:]])
-        except (OSError, RuntimeError) as exc:
+            if decoder is None:
+                decoder = _Decoder(self.path, self.pix_fmt, self.fps, frames.start,
+                                   int(np.prod(plane[2:])) * self.dtype.itemsize)
+            raw = decoder.read(frames.start, frames.stop)
+        except (OSError, RuntimeError, StopIteration) as exc:
+            if decoder is not None:
+                decoder.close()
             raise _ffmpeg_error(self.path, exc) from None
-        finally:
-            reader.close()
-        if len(out) != len(frames):
+        if len(raw) != len(frames):
+            decoder.close()
             raise InputError(
-                f"{self.path}: the video ended at frame "
-                f"{frames.start + len(out)}, before frame {frames.stop - 1} (truncated file, or "
-                "a variable frame rate)"
+                f"{self.path}: the video ended at frame {frames.start + len(raw)}, before "
+                f"frame {frames.stop - 1} (truncated file, or a variable frame rate)"
             )
-        return np.stack(out)
+        while len(_DECODERS) >= MAX_DECODERS:
+            _DECODERS.pop(next(iter(_DECODERS))).close()
+        _DECODERS[key] = decoder
+        return np.stack([np.frombuffer(b, self.dtype).reshape(plane)[index[1:]] for b in raw])
+
+
+class _Decoder:
+    """An ffmpeg process decoding one video forward, from a given frame on."""
+
+    def __init__(self, path: str, pix_fmt: str, fps: float, start: int, pixel_bytes: int):
+        import imageio_ffmpeg
+
+        # Half a frame early, so rounding never skips the first wanted frame.
+        seek = ["-ss", f"{(start - 0.5) / fps:.6f}"] if start else []
+        self.frames = imageio_ffmpeg.read_frames(path, pix_fmt=pix_fmt, bpp=pixel_bytes,
+                                                 input_params=seek)
+        self.position = start  # index of the next frame it yields
+        next(self.frames)  # ffmpeg's metadata
+
+    def read(self, start: int, stop: int) -> list[bytes]:
+        """Frames ``start`` to ``stop`` (fewer if the video ends first)."""
+        out: list[bytes] = []
+        for raw in self.frames:
+            self.position += 1
+            if self.position > start:
+                out.append(raw)
+            if self.position >= stop:
+                break
+        return out
+
+    def close(self) -> None:
+        self.frames.close()
+
+
+# One decoder per video (and pixel format) in each worker process.
+_DECODERS: dict[tuple[str, str, int, int], _Decoder] = {}
+MAX_DECODERS = 2
+# Decoding and dropping up to this many frames is cheaper than a seek, which
+# decodes from the previous keyframe (x264 places one every 250 frames).
+SKIP_LIMIT = 250
