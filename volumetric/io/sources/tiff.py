@@ -110,7 +110,10 @@ def read_unit(series: Any) -> tuple[int, ...]:
     One strip (all columns) or tile of a page; one row of a memory-mapped series.
     """
     page = series.keyframe
-    rows, columns = page.chunks[:2]  # (rows per strip or tile height, width or tile width)
+    if page.is_tiled:
+        rows, columns = page.tilelength, page.tilewidth
+    else:
+        rows, columns = min(page.rowsperstrip, page.imagelength), page.imagewidth
     if series.dataoffset is not None and page.is_memmappable:
         rows = 1
     sizes = {"Y": rows, "X": columns, "S": page.samplesperpixel}
@@ -175,9 +178,7 @@ def read_tiff(path: str, index: tuple[slice, ...], *, series: int = 0) -> np.nda
     try:
         with tifffile_errors(path):
             return _reader(path, series, (st.st_size, st.st_mtime_ns)).read(index)
-    except InputError:
-        raise
-    except MemoryError:
+    except (InputError, MemoryError):
         raise
     except Exception as exc:  # tifffile, zlib, imagecodecs and numpy raise many types
         raise InputError(f"{path}: cannot read TIFF data ({type(exc).__name__}: {exc})") from None

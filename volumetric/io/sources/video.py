@@ -74,6 +74,8 @@ class VideoSource(Source):
         if not frames:
             raise InputError(f"{path}: the video holds no frames")
         self.fps = float(meta["fps"])
+        if not self.fps > 0:
+            raise InputError(f"{path}: the video states no frame rate, so frames cannot be sought")
         width, height = meta["size"]
         self.pix_fmt = _pixel_format(meta["pix_fmt"], None if axes is None else len(axes) == 3)
         dtype, channels = _FORMATS[self.pix_fmt]
@@ -82,7 +84,7 @@ class VideoSource(Source):
         default = "tyxc" if channels > 1 else "tyx"
         self.native_axes = parse_axes(axes or default, self.native_shape, what=path)
         self.chunks = to_ngff(self.native_axes, (1, *self.native_shape[1:]))  # whole frames
-        if self.native_axes[0] == "t" and self.fps > 0:
+        if self.native_axes[0] == "t":
             self.time_step, self.time_unit = 1 / self.fps, "second"
 
     def _read_native(self, index: tuple[slice, ...]) -> np.ndarray:
