@@ -10,7 +10,8 @@ from volumetric_cli.options import cluster_options, float_tuple, int_tuple
 @click.command()
 @click.argument("src")
 @click.argument("dst")
-@click.option("--dataset", metavar="PATH", help="Dataset or group of frames inside an HDF5 file.")
+@click.option("--dataset", metavar="PATH", help="Dataset or group of frames inside an HDF5 file, "
+              "array inside a Zarr group, or series number of a TIFF.")
 @click.option("--axes", metavar="STR", help="Axis order of the source, e.g. cxyz (default: "
               "metadata, else yx / zyx / czyx / tczyx).")
 @click.option("--chunks", metavar="Z,Y,X", callback=int_tuple, help="Chunk shape (default: about 2 MB).")
@@ -41,6 +42,7 @@ def convert(src: str, dst: str, dataset, axes, chunks, shards, levels, downsampl
     Example:
       vol convert brain.h5 brain.zarr --voxel-size 2,0.5,0.5 --unit um --levels 4
       vol convert frames.h5 frames.zarr --dataset frames --axes cxyz
+      vol convert 'scans/*.png' scans.zarr --voxel-size 1,0.5,0.5 --unit um
     """
     from volumetric.ops.convert import convert as run_convert
 

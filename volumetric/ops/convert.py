@@ -19,7 +19,7 @@ import numpy as np
 
 from volumetric.engine import run_blocks, session
 from volumetric.errors import InputError
-from volumetric.geometry import BlockGrid, Box, block_shape_for
+from volumetric.geometry import BlockGrid, Box, block_shape_for, ceil_div
 from volumetric.io.codecs import DEFAULT_COMPRESSOR, parse_compressor
 from volumetric.io.ome import SPATIAL_AXES, LevelSpec, OmeImage, create_image, open_image
 from volumetric.io.pyramid import plan_levels
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("volumetric")
 
 BLOCK_TARGET_BYTES = 16 * 2**20
+BLOCK_LIMIT_BYTES = 64 * 2**20  # blocks may grow this far to cover whole source reads
 CHUNK_TARGET_BYTES = 2 * 2**20
 
 
@@ -122,10 +123,29 @@ class ConvertReport:
     resumed: bool
 
 
+def _cover_reads(unit: Sequence[int], reads: Sequence[int], shape: Sequence[int],
+                 itemsize: int) -> tuple[int, ...]:
+    """Grow a write unit to whole source reads (a TIFF strip, a video frame), last axis first.
+
+    Otherwise every task crossing a strip would decode all of it again. Growth
+    stops at the first axis that would exceed ``BLOCK_LIMIT_BYTES``.
+    """
+    grown = list(unit)
+    for axis in reversed(range(len(grown))):
+        trial = grown.copy()
+        trial[axis] = min(ceil_div(reads[axis], grown[axis]) * grown[axis], shape[axis])
+        if itemsize * int(np.prod(trial)) > BLOCK_LIMIT_BYTES:
+            break
+        grown = trial
+    return tuple(grown)
+
+
 def _write_grid(shape: Sequence[int], chunks: Sequence[int], shards: Sequence[int] | None,
-                itemsize: int, block_bytes: int) -> BlockGrid:
+                itemsize: int, block_bytes: int, reads: Sequence[int] | None = None) -> BlockGrid:
     unit = tuple(shards) if shards else tuple(chunks)
     unit = tuple(min(u, s) for u, s in zip(unit, shape))
+    if reads is not None:
+        unit = _cover_reads(unit, reads, shape, itemsize)
     return BlockGrid(tuple(shape), block_shape_for(shape, unit, itemsize, block_bytes))
 
 
@@ -244,7 +264,8 @@ def convert(
     with session(client, cluster, workers, quiet=not progress) as cl:
         t0 = time.monotonic()
         for k, spec in enumerate(specs):
-            grid = _write_grid(spec.shape, chunk_shape, shard_shape, itemsize, block_bytes)
+            reads = source.chunks if k == 0 else None
+            grid = _write_grid(spec.shape, chunk_shape, shard_shape, itemsize, block_bytes, reads)
             array = f"{dst}/{spec.path}"
             if k == 0:
                 task: Any = CopyFromSource(source, array)

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from volumetric.errors import InputError
-from volumetric.io.sources.base import Source, parse_axes
+from volumetric.io.sources.base import Source, parse_axes, to_ngff
 
 
 class NpySource(Source):
@@ -81,7 +81,7 @@ class ZarrSource(Source):
         self.native_axes = parse_axes(axes or guess, node.shape, what=path)
         self.native_shape = tuple(node.shape)
         self.dtype = node.dtype
-        self.chunks = tuple(node.chunks)
+        self.chunks = to_ngff(self.native_axes, node.chunks)
         if meta is not None and axes is None:
             self.voxel_size, self.unit = meta.voxel_size, meta.unit
             self.channel_names = meta.channel_names

@@ -10,6 +10,7 @@ so block tasks can read them from any worker process.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -46,9 +47,20 @@ def parse_axes(axes: str | None, shape: Sequence[int], *, what: str) -> str:
     return axes
 
 
+def natural_key(name: str) -> list[Any]:
+    """Sort key that orders ``frame_2`` before ``frame_10``."""
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
+
+
 def ngff_order(native_axes: str) -> str:
     """The NGFF order (``tczyx`` subsequence) of a set of axis names."""
     return "".join(a for a in NGFF_AXES if a in native_axes)
+
+
+def to_ngff(native_axes: str, values: Sequence[int]) -> tuple[int, ...]:
+    """Per-axis values (a shape, chunks) from native to NGFF axis order."""
+    by_axis = dict(zip(native_axes, values))
+    return tuple(by_axis[a] for a in ngff_order(native_axes))
 
 
 class Source:
@@ -68,7 +80,7 @@ class Source:
     channel_names: tuple[str, ...] | None = None
     time_step: float | None = None
     time_unit: str | None = None
-    chunks: tuple[int, ...] | None = None  # storage chunks in NGFF order, if any
+    chunks: tuple[int, ...] | None = None  # smallest efficient read, NGFF order, if known
 
     _handle: Any = None
 
@@ -78,8 +90,7 @@ class Source:
 
     @property
     def shape(self) -> tuple[int, ...]:
-        dims = dict(zip(self.native_axes, self.native_shape))
-        return tuple(dims[a] for a in self.axes)
+        return to_ngff(self.native_axes, self.native_shape)
 
     @property
     def nbytes(self) -> int:

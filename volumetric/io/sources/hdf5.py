@@ -13,16 +13,11 @@ from typing import Any
 import numpy as np
 
 from volumetric.errors import InputError
-from volumetric.io.sources.base import Source, ngff_order, parse_axes
+from volumetric.io.sources.base import Source, natural_key, ngff_order, parse_axes
 from volumetric.io.units import normalize_unit
 
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5", ".nwb")
 _VOXEL_ATTRS = ("element_size_um", "voxel_size", "voxel_size_um", "spacing", "resolution", "scale")
-
-
-def natural_key(name: str) -> list[Any]:
-    """Sort key that orders ``frame_2`` before ``frame_10``."""
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
 
 
 def _open(path: str) -> Any:

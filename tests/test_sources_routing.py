@@ -1,0 +1,41 @@
+"""open_source picks the reader from the path: suffix, folder kind or glob pattern."""
+
+from __future__ import annotations
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import tifffile
+import zarr
+from source_checks import assert_one_line_failure
+
+from volumetric.io.sources import ImageStack, TiffSource, ZarrSource, open_source
+
+PLANE = np.arange(12 * 16, dtype=np.uint8).reshape(12, 16)
+
+
+@pytest.mark.parametrize("name", ["a.ome.tif", "a.ome.tiff", "a.tif", "a.TIFF", "a.btf"])
+def test_tiff_suffixes(tmp_path, name):
+    tifffile.imwrite(tmp_path / name, PLANE, bigtiff=name.endswith(".btf"))
+    source = open_source(str(tmp_path / name))
+    assert isinstance(source, TiffSource) and source.shape == PLANE.shape
+
+
+def test_folders_and_patterns(tmp_path):
+    zarr.open_array(tmp_path / "array.zarr", mode="w", shape=(4, 12, 16), dtype="uint8")
+    (tmp_path / "scans").mkdir()
+    for i in range(3):
+        iio.imwrite(tmp_path / "scans" / f"s{i}.png", PLANE)
+    assert isinstance(open_source(str(tmp_path / "array.zarr")), ZarrSource)
+    folder = open_source(str(tmp_path / "scans"))
+    pattern = open_source(str(tmp_path / "scans" / "s[01].png"))
+    assert isinstance(folder, ImageStack) and folder.shape == (3, 12, 16)
+    assert isinstance(pattern, ImageStack) and pattern.shape == (2, 12, 16)
+
+
+def test_unknown_format(tmp_path, vol):
+    (tmp_path / "volume.xyz").write_bytes(b"\x00" * 64)
+    dst = tmp_path / "out.zarr"
+    result = vol("convert", tmp_path / "volume.xyz", dst)
+    assert_one_line_failure(result, vol, dst, mentions="volume.xyz: unknown input format")
+    assert not dst.exists()
