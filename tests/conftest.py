@@ -6,6 +6,11 @@ import logging
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import settings
+
+# Shared 2-core machines make per-example timings meaningless.
+settings.register_profile("volumetric", deadline=None)
+settings.load_profile("volumetric")
 
 
 @pytest.fixture(scope="session")
