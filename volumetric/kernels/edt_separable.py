@@ -36,15 +36,20 @@ def axis_distance_sq(mask: np.ndarray, axis: int, spacing: float) -> np.ndarray:
         Same shape as ``mask``; ``inf`` on lines without a True voxel.
     """
     m = np.moveaxis(np.asarray(mask, dtype=bool), axis, 0)
-    n = m.shape[0]
-    far = 4 * n + 4
-    index = np.arange(n, dtype=np.int64).reshape((n,) + (1,) * (m.ndim - 1))
-    last = np.maximum.accumulate(np.where(m, index, -far), axis=0)
-    following = np.minimum.accumulate(np.where(m, index, far)[::-1], axis=0)[::-1]
-    steps = np.minimum(index - last, following - index)
-    out = (steps * float(spacing)) ** 2
-    out[steps > n] = np.inf
-    return np.moveaxis(out, 0, axis)
+    shape = m.shape
+    m = m.reshape(shape[0], -1)
+    steps = np.empty(m.shape, dtype=np.float64)
+    nearest = np.full(m.shape[1], -np.inf)  # last True position seen, per line
+    for q in range(shape[0]):
+        nearest[m[q]] = q
+        np.subtract(q, nearest, out=steps[q])
+    nearest.fill(np.inf)
+    for q in reversed(range(shape[0])):
+        nearest[m[q]] = q
+        np.minimum(steps[q], nearest - q, out=steps[q])
+    steps *= float(spacing)
+    steps **= 2
+    return np.moveaxis(steps.reshape(shape), 0, axis)
 
 
 def parabolic_envelope(f: np.ndarray, axis: int, spacing: float) -> np.ndarray:

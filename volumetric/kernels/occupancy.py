@@ -29,7 +29,10 @@ def counts_per_cube(block: np.ndarray, cube_shape: Sequence[int], threshold: flo
     >>> counts_per_cube(np.arange(6).reshape(2, 3), (1, 2), 2).tolist()
     [[0, 0], [2, 1]]
     """
-    counts = (np.asarray(block) > threshold).astype(np.int64)
-    for axis, size in enumerate(cube_shape):
-        counts = np.add.reduceat(counts, np.arange(0, counts.shape[axis], size), axis=axis)
+    foreground = np.asarray(block) > threshold
+    grid = tuple(-(-s // c) for s, c in zip(foreground.shape, cube_shape))
+    counts = np.zeros(grid, dtype=np.int64)
+    for index in np.ndindex(*grid):
+        cube = tuple(slice(i * c, (i + 1) * c) for i, c in zip(index, cube_shape))
+        counts[index] = np.count_nonzero(foreground[cube])
     return counts

@@ -64,7 +64,7 @@ from volumetric.ops.output import complete_output, open_output
 if TYPE_CHECKING:
     from distributed import Client
 
-BLOCK_TARGET_BYTES = 32 * 2**20
+BLOCK_TARGET_BYTES = 8 * 2**20
 LINE_TARGET_BYTES = 64 * 2**20
 _SHOWN_VALUES = 6
 
@@ -243,7 +243,7 @@ def distance(
     overwrite : bool
         Replace an existing output.
     block_bytes : int, optional
-        Target size of a block's output (default: 32 MiB clipped, 64 MiB per
+        Target size of a block's output (default: 8 MiB clipped, 64 MiB per
         pass unclipped); blocks are whole chunks, so small values give chunk-sized blocks.
     client, cluster, workers, progress
         Where and how to run (see :func:`volumetric.ops.convert.convert`).
