@@ -17,9 +17,12 @@ from volumetric_cli.options import cluster_options
 @click.option("--power", type=float, metavar="P", help="Raise distances to P after clipping.")
 @click.option("--normalize", is_flag=True, help="Divide by D**P after clipping (values within [-1, 1]).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
+@click.option("--block-mb", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Target size of one block task in MiB, whole chunks (default: 8 clipped, "
+                   "64 per pass unclipped).")
 @cluster_options
-def distance(mask: str, out: str, clip, signed, invert, power, normalize, overwrite, cluster,
-             workers) -> None:
+def distance(mask: str, out: str, clip, signed, invert, power, normalize, overwrite, block_mb,
+             cluster, workers) -> None:
     """Distance from every voxel of MASK to its nearest nonzero voxel, written to OUT (float32).
 
     Distances are physical (the voxel size, anisotropic) and exact. The volume's
@@ -34,8 +37,9 @@ def distance(mask: str, out: str, clip, signed, invert, power, normalize, overwr
     from volumetric.ops.distance import distance as run_distance
 
     report = run_distance(mask, out, clip=clip, signed=signed, invert=invert, power=power,
-                          normalize=normalize, overwrite=overwrite, cluster=cluster,
-                          workers=workers)
+                          normalize=normalize, overwrite=overwrite,
+                          block_bytes=int(block_mb * 2**20) if block_mb else None,
+                          cluster=cluster, workers=workers)
     click.echo(
         f"wrote {out}: {'x'.join(map(str, report.image.shape))} float32, {report.blocks} blocks "
         f"({report.blocks_written} written), {report.seconds:.1f} s"

@@ -16,8 +16,10 @@ from volumetric_cli.options import cluster_options
               show_default=True, help="The reduction.")
 @click.option("--png", metavar="FILE", help="Also write a colour preview (first time point).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
+@click.option("--block-mb", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Target size of one block task in MiB, whole chunks (default: 32).")
 @cluster_options
-def project(src: str, out: str, axis, mode, png, overwrite, cluster, workers) -> None:
+def project(src: str, out: str, axis, mode, png, overwrite, block_mb, cluster, workers) -> None:
     """Project SRC along one axis, per channel and time point, into the OME-Zarr image OUT.
 
     A block-wise tree reduction: blocks are reduced to partials, partials are
@@ -31,6 +33,7 @@ def project(src: str, out: str, axis, mode, png, overwrite, cluster, workers) ->
     from volumetric.ops.project import project as run_project
 
     report = run_project(src, out, axis=axis, mode=mode, png=png, overwrite=overwrite,
+                         block_bytes=int(block_mb * 2**20) if block_mb else None,
                          cluster=cluster, workers=workers)
     click.echo(
         f"wrote {out}: {'x'.join(map(str, report.image.shape))} {report.image.array(0).dtype}, "
