@@ -20,6 +20,7 @@ import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -61,10 +62,13 @@ class CubeList:
         grid = self.grid
         return [grid.box(c) for c in self.cubes]
 
+    @cached_property
+    def _listed(self) -> frozenset[tuple[int, ...]]:
+        return frozenset(self.cubes)
+
     def touches(self, box: Box) -> bool:
         """Whether ``box`` (spatial voxel coordinates) overlaps a listed cube."""
-        listed = set(self.cubes)
-        return any(c in listed for c in self.grid.indices_touching(box))
+        return any(c in self._listed for c in self.grid.indices_touching(box))
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -56,8 +56,8 @@ class ReduceBlock:
     """Block task: reduce ``step`` inputs along ``axis`` into one partial (or the output).
 
     The write box has length 1 along ``axis``; its index ``j`` there reads
-    inputs ``j * step .. (j + 1) * step - 1``. The first level reads the
-    source, later levels read the previous level's partials.
+    inputs ``j * step .. (j + 1) * step - 1``: voxels of the source on the
+    first level, partials of the previous level (a Zarr array path) later.
     """
 
     src: Source | str
@@ -65,7 +65,6 @@ class ReduceBlock:
     axis: int
     step: int
     mode: str
-    first: bool
     length: int | None = None  # set on the last level: the source's length along axis
     dtype: str | None = None
 
@@ -75,13 +74,14 @@ class ReduceBlock:
         start, stop = list(box.start), list(box.stop)
         start[self.axis] = box.start[self.axis] * self.step
         stop[self.axis] = start[self.axis] + self.step
-        if self.first:
-            read = Box(tuple(start), tuple(stop)).clip(self.src.shape)  # type: ignore[union-attr]
-            part = partial_projection(self.src.read(read), self.axis, self.mode)  # type: ignore[union-attr]
+        wanted = Box(tuple(start), tuple(stop))
+        if isinstance(self.src, str):
+            partials = zarr.open_array(self.src, mode="r")
+            part = combine_partials(partials[wanted.clip(partials.shape).slices], self.axis,
+                                    self.mode)
         else:
-            src = zarr.open_array(self.src, mode="r")
-            read = Box(tuple(start), tuple(stop)).clip(src.shape)
-            part = combine_partials(src[read.slices], self.axis, self.mode)
+            part = partial_projection(self.src.read(wanted.clip(self.src.shape)), self.axis,
+                                      self.mode)
         if self.length is not None:
             part = finish(part, self.mode, self.length, np.dtype(self.dtype))
         zarr.open_array(self.dst, mode="r+")[box.slices] = part
@@ -217,7 +217,7 @@ def project(
             last = level == len(levels) - 1
             task = ReduceBlock(
                 source if level == 0 else partial[level - 1], partial[level], k, step, mode,
-                first=level == 0, length=shape[k] if last else None,
+                length=shape[k] if last else None,
                 dtype=str(np.dtype(source.dtype)) if last else None,
             )
             level_shape = tuple(n if i == k else s for i, s in enumerate(shape))
