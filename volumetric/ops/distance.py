@@ -195,6 +195,29 @@ def _target(signed: bool, invert: bool) -> str:
     return "background" if invert else "foreground"
 
 
+def _separable_passes(
+    source: Source, spatial: tuple[int, ...], spacing: tuple[float, ...], chunks: tuple[int, ...],
+    target: str, power: float | None, out_array: str, scratch: Path, block_bytes: int,
+) -> list[tuple[str, Any, BlockGrid]]:
+    """One job per spatial axis: its task and its grid of blocks spanning that axis."""
+    shape, kinds = source.shape, target_masks(target)
+    jobs: list[tuple[str, Any, BlockGrid]] = []
+    for k, axis in enumerate(spatial):
+        last = k == len(spatial) - 1
+        written_to = out_array if last else str(scratch / str(k))
+        task: Any
+        if k == 0:
+            task = FirstAxisPass(source, written_to, spatial, spacing[0], kinds)
+        else:
+            task = EnvelopePass(str(scratch / str(k - 1)), written_to, spatial, k, spacing[k],
+                                target if last else None, power)
+        base = [shape[i] if i == axis else c for i, c in enumerate(chunks)]
+        others = [i for i in spatial if i != axis]
+        block = grow_block(shape, base, others, 4 * len(kinds), block_bytes)
+        jobs.append((f"pass-{source.axes[axis]}", task, BlockGrid(shape, block)))
+    return jobs
+
+
 def _check_options(clip: float | None, power: float | None, normalize: bool) -> None:
     if clip is not None and not clip > 0:
         raise InputError(f"--clip must be a positive distance, got {clip}")
@@ -266,8 +289,6 @@ def distance(
     out_array = str(Path(dst) / "0")
     scratch = Path(dst) / JOURNAL_DIR / "passes"
     fill = 0.0
-    jobs: list[tuple[str, Any, BlockGrid]] = []
-    task: Any
     if clip is not None:
         fill = float(shape_distance(np.float32(clip), clip=clip, power=power, normalize=normalize))
         halo = tuple(
@@ -276,22 +297,11 @@ def distance(
         )
         task = ClippedDistanceBlock(source, out_array, spatial, spacing, halo, target, clip,
                                     power, normalize)
-        jobs.append(("distance", task, BlockGrid(shape, grow_block(
-            shape, chunks, spatial, 4, block_bytes or BLOCK_TARGET_BYTES))))
+        block = grow_block(shape, chunks, spatial, 4, block_bytes or BLOCK_TARGET_BYTES)
+        jobs = [("distance", task, BlockGrid(shape, block))]
     else:
-        for k, axis in enumerate(spatial):
-            last = k == len(spatial) - 1
-            written_to = out_array if last else str(scratch / str(k))
-            if k == 0:
-                task = FirstAxisPass(source, written_to, spatial, spacing[0], kinds)
-            else:
-                task = EnvelopePass(str(scratch / str(k - 1)), written_to, spatial, k, spacing[k],
-                                    target if last else None, power)
-            base = [shape[i] if i == axis else c for i, c in enumerate(chunks)]
-            others = [i for i in spatial if i != axis]
-            block = grow_block(shape, base, others, 4 * len(kinds),
-                               block_bytes or LINE_TARGET_BYTES)
-            jobs.append((f"pass-{source.axes[axis]}", task, BlockGrid(shape, block)))
+        jobs = _separable_passes(source, spatial, spacing, chunks, target, power, out_array,
+                                 scratch, block_bytes or LINE_TARGET_BYTES)
     layout = {
         "operation": "distance",
         "source": source.identity(),
