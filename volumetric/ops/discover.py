@@ -63,7 +63,8 @@ class CountCubes:
 
     ``fixed`` holds the index of every non-spatial axis of the source (the
     chosen time point and channel) and None for spatial axes. When every
-    cube of the group is wanted the group is read at once.
+    cube of the group is wanted the group is read at once, otherwise each run
+    of wanted cubes along the last axis; other cubes are never read.
     """
 
     source: Source
@@ -79,17 +80,28 @@ class CountCubes:
         full = Box(tuple(a for a, _ in bounds), tuple(b for _, b in bounds))
         return self.source.read(full).reshape(box.shape)
 
+    def _count(self, grid: BlockGrid, first: Coord, last: Coord) -> dict[Coord, int]:
+        """Counts of the cubes from ``first`` to ``last`` (inclusive), read at once."""
+        box = Box(grid.box(first).start, grid.box(last).stop)
+        counts = counts_per_cube(self._read(box), self.cube_shape, self.threshold)
+        return {
+            tuple(f + i for f, i in zip(first, index)): int(n)
+            for index, n in np.ndenumerate(counts)
+        }
+
     def __call__(self, group: Box) -> dict[Coord, int]:
         grid = BlockGrid(self.shape, self.cube_shape)
         inside = list(grid.indices_touching(group))
-        wanted = inside if self.cubes is None else [c for c in inside if c in self.cubes]
-        if len(wanted) == len(inside):
-            counts = counts_per_cube(self._read(group), self.cube_shape, self.threshold)
-            first = grid.index_of(group.start)
-            return {c: int(counts[tuple(i - f for i, f in zip(c, first))]) for c in wanted}
-        return {
-            c: int(np.count_nonzero(self._read(grid.box(c)) > self.threshold)) for c in wanted
-        }
+        if self.cubes is None or all(c in self.cubes for c in inside):
+            return self._count(grid, inside[0], inside[-1])
+        # Runs of consecutive wanted cubes along the last axis are read at once.
+        runs: list[list[Coord]] = []
+        for c in (c for c in inside if c in self.cubes):
+            if runs and runs[-1][-1][:-1] == c[:-1] and runs[-1][-1][-1] + 1 == c[-1]:
+                runs[-1].append(c)
+            else:
+                runs.append([c])
+        return {c: n for run in runs for c, n in self._count(grid, run[0], run[-1]).items()}
 
 
 def _fixed_indices(source: Source, t: int | None, channel: int | None) -> tuple[int | None, ...]:
