@@ -35,7 +35,7 @@ class NeuriteBlock:
 
 
 def write_image(path: Path, volume: Neurites, *, raw: bool, chunks: int, client) -> float:
-    """Write the raw image (uint16) or the mask (uint8) of ``volume``; returns the foreground fraction."""
+    """Write the raw image (uint16) or mask (uint8) of ``volume``; return the foreground share."""
     meta = ImageMeta("zyx", volume.voxel_size, unit="micrometer", name=path.name)
     create_image(path, meta, [LevelSpec("0", volume.shape, (1, 1, 1))],
                  dtype=np.uint16 if raw else np.uint8, chunks=(chunks,) * 3)

@@ -15,7 +15,8 @@ from volumetric_cli.options import cluster_options
 @click.option("--signed", is_flag=True, help="Negative distances inside the mask.")
 @click.option("--invert", is_flag=True, help="Distance to the background instead.")
 @click.option("--power", type=float, metavar="P", help="Raise distances to P after clipping.")
-@click.option("--normalize", is_flag=True, help="Divide by D**P after clipping (values within [-1, 1]).")
+@click.option("--normalize", is_flag=True,
+              help="Divide by D**P after clipping (values within [-1, 1]).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 @click.option("--block-mb", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Target size of one block task in MiB, whole chunks (default: 8 clipped, "

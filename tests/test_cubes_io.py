@@ -36,8 +36,10 @@ def test_zarr_attribute_round_trip(tmp_path):
     ([1, 2], "expected a JSON object"),
     ({"shape": [20, 30, 40], "cubes": []}, "missing cube_shape"),
     ({"shape": [20, 30, 40], "cube_shape": [8, 16], "cubes": []}, "invalid cube_shape"),
-    ({"shape": [20, 30, 40], "cube_shape": [8, 16, 16], "cubes": [[3, 0, 0]]}, "outside the cube grid"),
-    ({"shape": [20, 30, 40], "cube_shape": [8, 16, 16], "cubes": [["a", 0, 0]]}, "must hold integers"),
+    ({"shape": [20, 30, 40], "cube_shape": [8, 16, 16], "cubes": [[3, 0, 0]]},
+     "outside the cube grid"),
+    ({"shape": [20, 30, 40], "cube_shape": [8, 16, 16], "cubes": [["a", 0, 0]]},
+     "must hold integers"),
 ])
 def test_malformed_lists_are_refused(tmp_path, data, message):
     (tmp_path / "c.json").write_text(json.dumps(data))
@@ -47,7 +49,7 @@ def test_malformed_lists_are_refused(tmp_path, data, message):
 
 def test_other_volume_or_missing_list_is_refused(tmp_path):
     write_cubes(tmp_path / "c.json", _cubes())
-    with pytest.raises(InputError, match=r"made for a volume of shape \(20, 30, 40\), not \(20, 30, 41\)"):
+    with pytest.raises(InputError, match=r"shape \(20, 30, 40\), not \(20, 30, 41\)"):
         read_cubes(tmp_path / "c.json", shape=(20, 30, 41))
     path = write_image(tmp_path / "raw.zarr", np.zeros((4, 4, 4), np.uint8))
     with pytest.raises(InputError, match="has no stored cube list"):

@@ -182,3 +182,21 @@ def test_cli_bad_swc_line(vol, tmp_path, raw):
     swc.write_text("# header\n1 1 0 0 0 1 -1\n2 3 1 1 oops 1 1\n")
     result = vol("discover", raw[1], tmp_path / "c.json", "--seeds-swc", swc)
     assert result.exit_code == 2 and "bad.swc:3" in result.stderr
+
+
+def test_resume_reuses_saved_counts_without_reading(client, tmp_path, raw):
+    from volumetric.io.sources import open_source
+    from volumetric.ops.discover import CountStore
+
+    v, path = raw
+    out = tmp_path / "c.json"
+    # An interrupted run had counted the rod's first cube and found the second one empty.
+    store = CountStore(out, open_source(path), (None, None, None), CUBE, 100.0)
+    store.counts = {(0, 0, 0): 256, (0, 1, 0): 0}
+    store.save()
+    result = discover(path, str(out), seeds=[(3, 5, 4)], threshold=100, client=client,
+                      progress=False)
+    assert (0, 1, 0) not in result.cubes and result.cubes == ((0, 0, 0),)
+    assert not (tmp_path / "c.json.partial").exists()
+    other = CountStore(out, open_source(path), (None, None, None), CUBE, 50.0)
+    assert other.counts == {}  # another threshold never reuses them

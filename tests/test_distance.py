@@ -10,6 +10,7 @@ import zarr
 from scipy import ndimage as ndi
 
 from image_files import write_image
+from volumetric.geometry import BlockGrid
 from volumetric.io.ome import open_image
 from volumetric.kernels.edt_clip import distance_map, shape_distance
 from volumetric.kernels.edt_separable import axis_distance_sq, parabolic_envelope
@@ -182,3 +183,28 @@ def test_cli_missing_voxel_size_states_assumption(vol, tmp_path):
     expected = np.minimum(ndi.distance_transform_edt(m == 0), 5)
     np.testing.assert_allclose(zarr.open_array(str(tmp_path / "d.zarr" / "0"))[...], expected,
                                atol=1e-5)
+
+
+def test_interrupted_run_resumes_only_unfinished_blocks(client, tmp_path, mask_image):
+    m, path = mask_image
+    out = tmp_path / "d.zarr"
+    distance(path, str(out), clip=3.0, block_bytes=1, client=client, progress=False)
+    complete = zarr.open_array(str(out / "0"))[...]
+    # Turn it back into a run killed half way: incomplete, half of the blocks marked done,
+    # the data of one done and one unfinished block lost.
+    group = zarr.open_group(str(out), mode="r+")
+    group.attrs["volumetric"] = {**group.attrs["volumetric"], "complete": False}
+    done = out / ".volumetric" / "done" / "distance"
+    done.mkdir(parents=True)
+    boxes = list(BlockGrid(m.shape, CHUNKS).boxes())
+    for box in boxes[: len(boxes) // 2]:
+        (done / box.key()).write_text("")
+    array = zarr.open_array(str(out / "0"), mode="r+")
+    array[boxes[0].slices] = -1.0
+    array[boxes[-1].slices] = -1.0
+    report = distance(path, str(out), clip=3.0, block_bytes=1, client=client, progress=False)
+    assert report.resumed and report.blocks_written <= len(boxes) - len(boxes) // 2
+    result = zarr.open_array(str(out / "0"))[...]
+    assert np.all(result[boxes[0].slices] == -1.0)  # marked done: not recomputed
+    np.testing.assert_array_equal(result[boxes[-1].slices], complete[boxes[-1].slices])
+    assert open_image(out).complete

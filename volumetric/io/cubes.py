@@ -94,12 +94,12 @@ def _parse(data: Any, where: str) -> CubeList:
         cubes = tuple(sorted({tuple(int(v) for v in c) for c in data["cubes"]}))
     except (TypeError, ValueError):
         raise InputError(f"{where}: shape, cube_shape and cubes must hold integers") from None
-    if len(cube_shape) != len(shape) or any(c <= 0 for c in cube_shape) or any(s <= 0 for s in shape):
+    if not shape or len(cube_shape) != len(shape) or any(v <= 0 for v in cube_shape + shape):
         raise InputError(f"{where}: invalid cube_shape {cube_shape} for shape {shape}")
     grid = BlockGrid(shape, cube_shape)
     for c in cubes:
         if len(c) != len(shape) or any(not 0 <= i < g for i, g in zip(c, grid.grid_shape)):
-            raise InputError(f"{where}: cube {list(c)} lies outside the cube grid {grid.grid_shape}")
+            raise InputError(f"{where}: cube {list(c)} is outside the cube grid {grid.grid_shape}")
     skip = {"format", "version", "shape", "cube_shape", "grid_shape", "cubes"}
     return CubeList(shape, cube_shape, cubes, {k: v for k, v in data.items() if k not in skip})
 

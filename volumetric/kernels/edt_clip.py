@@ -30,7 +30,7 @@ TARGETS = ("foreground", "background", "signed", "signed-inverted")
 
 
 def target_masks(target: str) -> tuple[str, ...]:
-    """The unsigned transforms a ``target`` needs: distances to ``"foreground"`` and/or ``"background"``."""
+    """The unsigned maps a ``target`` needs: distances to ``"foreground"``, ``"background"``."""
     if target not in TARGETS:
         raise ValueError(f"unknown distance target {target!r}")
     return {"foreground": ("foreground",), "background": ("background",)}.get(
@@ -84,7 +84,7 @@ def shape_distance(
     distance: np.ndarray, *, clip: float | None = None, power: float | None = None,
     normalize: bool = False,
 ) -> np.ndarray:
-    """Training-target shaping: clip to ``[-clip, clip]``, then ``|d|**power``, then ``/ clip**power``.
+    """Shape training targets: clip to ``[-clip, clip]``, then ``|d|**power``, ``/ clip**power``.
 
     The sign of signed distances is kept through the power.
 

@@ -165,14 +165,21 @@ def _seed_points(
 
 
 class CountStore:
-    """Cube counts known so far, saved next to the output for resume."""
+    """Cube counts known so far, saved next to the output (``OUT.partial``) for resume.
 
-    def __init__(self, path: Path, layout: dict):
-        self.path = path
-        self.hash = layout_hash(layout)
+    Counts depend only on what is read and how it is counted, so a store is
+    reused by any later search of the same image, time point, channel, cube
+    shape and threshold.
+    """
+
+    def __init__(self, out: Path, source: Source, fixed: tuple[int | None, ...],
+                 cube_shape: Coord, threshold: float):
+        self.path = out.with_name(out.name + ".partial")
+        self.hash = layout_hash({"source": source.identity(), "fixed": list(fixed),
+                                 "cube_shape": list(cube_shape), "threshold": float(threshold)})
         self.counts: dict[Coord, int] = {}
         try:
-            saved = json.loads(path.read_text())
+            saved = json.loads(self.path.read_text())
             if saved.get("hash") == self.hash:
                 self.counts = {tuple(c[:-1]): int(c[-1]) for c in saved["counts"]}
         except (OSError, ValueError, KeyError, TypeError):
@@ -291,10 +298,7 @@ def discover(
     groups = BlockGrid(shape, grow_block(shape, cube_shape, range(len(shape)),
                                          np.dtype(source.dtype).itemsize,
                                          group_bytes or GROUP_TARGET_BYTES))
-    store = CountStore(out_path.with_name(out_path.name + ".partial"), {
-        "source": source.identity(), "fixed": list(fixed), "cube_shape": list(cube_shape),
-        "threshold": threshold,
-    })
+    store = CountStore(out_path, source, fixed, cube_shape, threshold)
     t0 = time.monotonic()
 
     def count(cubes: list[Coord], cl: Client, label: str) -> dict[Coord, int]:

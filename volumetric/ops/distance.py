@@ -340,7 +340,8 @@ def distance(
             values.update(v for v, _ in results.values() if v is not None)
             if len(values) > 1:
                 shown = ", ".join(str(v) for v in sorted({0, *values}))
-                raise InputError(f"MASK {src} is not binary: values {shown} seen in different blocks")
+                raise InputError(f"MASK {src} is not binary: values {shown} seen in "
+                                 "different blocks")
     shutil.rmtree(scratch, ignore_errors=True)
     complete_output(dst, journal)
     return DistanceReport(open_image(dst), blocks, written, time.monotonic() - t0, resumed)

@@ -124,7 +124,7 @@ def render(
     source = open_input(like, what="RAW")
     spatial = spatial_positions(source.axes)
     if len(spatial) != 3:
-        raise InputError(f"RAW {like} has spatial axes {source.axes!r}; rendering SWC needs z, y, x")
+        raise InputError(f"RAW {like} has axes {source.axes!r}; rendering SWC needs z, y and x")
     spacing = spacing_of(source, what="RAW")
     shape = tuple(source.shape[i] for i in spatial)
     chunks = tuple(chunks_of(source, np.uint8)[i] for i in spatial)
@@ -135,9 +135,11 @@ def render(
     if outside:
         log.warning("%d of %d SWC nodes lie outside RAW's volume %s (voxel size %s); "
                     "only the parts inside are rendered", outside, len(skeleton), shape, spacing)
-    grid = BlockGrid(shape, grow_block(shape, chunks, range(3), 1, block_bytes or BLOCK_TARGET_BYTES))
+    block = grow_block(shape, chunks, range(3), 1, block_bytes or BLOCK_TARGET_BYTES)
+    grid = BlockGrid(shape, block)
     lo, hi = segment_bounds(table, spacing)
-    touched = sorted({i for a, b in zip(lo, hi) for i in grid.indices_touching(Box(tuple(a), tuple(b)))})
+    touched = sorted({i for a, b in zip(lo, hi)
+                      for i in grid.indices_touching(Box(tuple(a), tuple(b)))})
     st = os.stat(swc)
     layout = {
         "operation": "render",
