@@ -8,6 +8,7 @@ every few milliseconds while the command runs.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -76,6 +77,21 @@ def run_measured(cmd: Sequence[str], *, interval: float = 0.02, check: bool = Tr
     if check and proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{err[-3000:]}")
     return Measurement(seconds, sampler.peak, proc.returncode, out)
+
+
+def measure_call(func: Callable[[], Any], *, interval: float = 0.02) -> tuple[Measurement, Any]:
+    """Run ``func()`` in this process; its wall time, the peak RSS of this process tree
+    (dask workers of an embedded cluster included) and its result."""
+    sampler = _Sampler(os.getpid(), interval)
+    sampler.start()
+    t0 = time.perf_counter()
+    try:
+        value = func()
+    finally:
+        seconds = time.perf_counter() - t0
+        sampler.stop.set()
+        sampler.join()
+    return Measurement(seconds, sampler.peak), value
 
 
 def python_cmd(code: str) -> list[str]:

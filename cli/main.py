@@ -20,8 +20,12 @@ from volumetric.errors import VolumetricError
 # name -> "module:attribute"; modules are imported only when the command is used.
 COMMANDS = {
     "convert": "volumetric_cli.convert:convert",
+    "discover": "volumetric_cli.discover:discover",
+    "distance": "volumetric_cli.distance:distance",
     "info": "volumetric_cli.info:info",
     "patches": "volumetric_cli.patches:patches",
+    "project": "volumetric_cli.project:project",
+    "render": "volumetric_cli.render:render",
     "synth": "volumetric_cli.synth:synth",
     "train": "volumetric_cli.train:train",
 }

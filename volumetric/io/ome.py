@@ -28,6 +28,8 @@ from volumetric.io.units import normalize_unit
 NGFF_AXES = "tczyx"
 SPATIAL_AXES = "zyx"
 NGFF_VERSIONS = ("0.5", "0.4")
+# Default display colours of channels (OME ``omero`` metadata and previews), cycled.
+CHANNEL_COLOURS = ("00FF00", "FF00FF", "00FFFF", "FFFF00", "FF0000", "0000FF", "FFFFFF")
 _AXIS_TYPES = {"t": "time", "c": "channel", "z": "space", "y": "space", "x": "space"}
 
 
@@ -184,12 +186,11 @@ def _omero(meta: ImageMeta, shape: Sequence[int], dtype: np.dtype) -> dict[str, 
         lo, hi = float(np.iinfo(dtype).min), float(np.iinfo(dtype).max)
     else:
         lo, hi = 0.0, 1.0
-    colours = ("00FF00", "FF00FF", "00FFFF", "FFFF00", "FF0000", "0000FF", "FFFFFF")
     return {
         "channels": [
             {
                 "label": names[i] if i < len(names) else f"channel {i}",
-                "color": colours[i % len(colours)],
+                "color": CHANNEL_COLOURS[i % len(CHANNEL_COLOURS)],
                 "active": True,
                 "window": {"min": lo, "max": hi, "start": lo, "end": hi},
             }

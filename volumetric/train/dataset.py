@@ -219,10 +219,15 @@ class PatchDataset(torch.utils.data.Dataset):
             if entry is None:
                 out.append(None)
                 continue
-            listing = entry if isinstance(entry, CubeList) else read_cubes(entry)
+            shape = tuple(imgs["raw"].spatial_shape)
+            listing = entry if isinstance(entry, CubeList) else read_cubes(entry, shape=shape)
+            name = "the cube list" if isinstance(entry, CubeList) else f"cube list {entry}"
+            if listing.shape != shape:
+                raise InputError(f"{name} was made for a volume of shape {listing.shape}, "
+                                 f"not {shape}")
             if not listing.cubes:
-                raise InputError(f"{listing.source} is empty: no cube to sample patches from")
-            out.append(listing.boxes(imgs["raw"].spatial_shape))
+                raise InputError(f"{name} is empty: no cube to sample patches from")
+            out.append(listing.boxes())
         return out
 
     def _stats(self, pair: int) -> list[dict[str, float]]:

@@ -1,0 +1,120 @@
+"""Sparse cube discovery (BFS from the neurons' roots) vs the full scan (--all) on synthetic raw.
+
+A raw uint16 volume of :mod:`volumetric.testing.neurites` (Poisson
+background of 100 photons, brighter branching tubes, well under 1 %
+foreground) is written as OME-Zarr; then ``discover`` runs from the trees'
+roots and with ``scan_all`` on the same embedded cluster. Both
+must return the same cubes; the cubes read by the search must lie within
+the kept cubes plus their neighbours (and the seed cubes). Each mode runs
+``--repeat`` times, alternating, after one untimed search that warms the
+workers up; the best times and the medians are compared.
+
+    python -m benchmarks.discover [--shape 1024,1024,1024] [--cube 64] [--workers 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import tempfile
+from itertools import product
+from pathlib import Path
+
+from benchmarks.measure import measure_call, report
+from benchmarks.neurites import roots, write_image
+from volumetric.engine.cluster import local_cluster
+from volumetric.ops.discover import discover
+from volumetric.testing.neurites import neurites
+
+THRESHOLD = 200
+
+
+def neighbourhood(cubes, grid_shape) -> set:
+    """The cubes plus their 26 neighbours inside the grid."""
+    out = set()
+    for c in cubes:
+        for step in product((-1, 0, 1), repeat=3):
+            n = tuple(a + s for a, s in zip(c, step))
+            if all(0 <= a < g for a, g in zip(n, grid_shape)):
+                out.add(n)
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shape", default="1024,1024,1024", help="volume shape z,y,x")
+    parser.add_argument("--cube", type=int, default=64, help="chunk and cube side")
+    parser.add_argument("--trees", type=int, default=1, help="neurons in the volume")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--dir", default=None, help="scratch folder (default: a temp folder)")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch files")
+    args = parser.parse_args(argv)
+    shape = tuple(int(v) for v in args.shape.split(","))
+
+    from distributed import Client
+
+    scratch = Path(args.dir or tempfile.mkdtemp(prefix="vol-bench-discover-"))
+    scratch.mkdir(parents=True, exist_ok=True)
+    try:
+        with local_cluster(args.workers, dashboard_address=":0") as cluster, Client(cluster) as cl:
+            volume = neurites(shape, count=args.trees, seed=args.seed)
+            raw = scratch / "raw.zarr"
+            foreground = write_image(raw, volume, raw=True, chunks=args.cube, client=cl)
+            common = dict(seeds=roots(volume), threshold=THRESHOLD, client=cl, progress=False,
+                          overwrite=True)
+            discover(str(raw), str(scratch / "warm-up.json"), **common)  # workers import zarr
+            runs: dict[str, list] = {"search": [], "all": []}
+            for _ in range(args.repeat):
+                runs["search"].append(measure_call(
+                    lambda: discover(str(raw), str(scratch / "search.json"), **common)))
+                runs["all"].append(measure_call(
+                    lambda: discover(str(raw), str(scratch / "all.json"), scan_all=True,
+                                     **common)))
+        best = {mode: min(r, key=lambda m: m[0].seconds) for mode, r in runs.items()}
+        search, full = best["search"][1], best["all"][1]
+        kept = set(search.cubes)
+        seed_cubes = {tuple(c) for c in search.info["seed_cubes"]}
+        bound = neighbourhood(kept, search.grid.grid_shape) | seed_cubes
+        t_search, t_all = best["search"][0].seconds, best["all"][0].seconds
+        results = {
+            "shape": list(shape), "cube": args.cube, "workers": args.workers,
+            "foreground_fraction": foreground, "cubes_total": search.grid.num_blocks,
+            "cubes_kept": len(kept), "cubes_read_search": search.info["cubes_read"],
+            "cubes_read_all": full.info["cubes_read"], "kept_plus_neighbours": len(bound),
+            "read_within_kept_plus_neighbours": search.info["cubes_read"] <= len(bound),
+            "levels": search.info["levels"], "same_cubes": search.cubes == full.cubes,
+            "search": {"seconds": [m.seconds for m, _ in runs["search"]],
+                       "peak_rss_mib": best["search"][0].peak_rss_mib},
+            "all": {"seconds": [m.seconds for m, _ in runs["all"]],
+                    "peak_rss_mib": best["all"][0].peak_rss_mib},
+            "speedup": t_all / t_search,
+            "speedup_of_medians": statistics.median(m.seconds for m, _ in runs["all"])
+            / statistics.median(m.seconds for m, _ in runs["search"]),
+            "load_average": list(os.getloadavg()),
+            "targets": {"foreground_fraction_below": 0.01, "speedup_at_least": 5.0},
+        }
+        rows = [
+            ("search from the roots", f"{t_search:.2f}", str(search.info["cubes_read"]),
+             f"{best['search'][0].peak_rss_mib:.0f}"),
+            ("--all (full scan)", f"{t_all:.2f}", str(full.info["cubes_read"]),
+             f"{best['all'][0].peak_rss_mib:.0f}"),
+        ]
+        print(f"volume {shape} uint16, cubes {args.cube}^3, foreground {100 * foreground:.3f} %, "
+              f"{len(kept)} cubes kept of {search.grid.num_blocks}, {search.info['levels']} levels")
+        report("discover", results, rows, ("mode", "seconds", "cubes read", "peak RSS MiB"))
+        print(f"search reads {search.info['cubes_read']} <= kept + neighbours {len(bound)}: "
+              f"{results['read_within_kept_plus_neighbours']}; same cubes: "
+              f"{results['same_cubes']}; speedup {results['speedup']:.1f}x (best of "
+              f"{args.repeat}), {results['speedup_of_medians']:.1f}x (medians)")
+        return results
+    finally:
+        if not args.keep:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
