@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import subprocess
 import sys
 import threading
@@ -31,6 +32,7 @@ class Measurement:
     peak_rss: int
     returncode: int = 0
     stdout: str = ""
+    cpu_seconds: float = 0.0
 
     @property
     def peak_rss_mib(self) -> float:
@@ -65,7 +67,12 @@ class _Sampler(threading.Thread):
 
 
 def run_measured(cmd: Sequence[str], *, interval: float = 0.02, check: bool = True) -> Measurement:
-    """Run ``cmd`` in a subprocess; return its wall time and peak tree RSS."""
+    """Run ``cmd`` in a subprocess; return its wall time, CPU time and peak tree RSS.
+
+    CPU time (user + system, every descendant included once reaped) is the
+    steadier figure on a shared machine.
+    """
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.Popen(list(cmd), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     sampler = _Sampler(proc.pid, interval)
@@ -74,9 +81,11 @@ def run_measured(cmd: Sequence[str], *, interval: float = 0.02, check: bool = Tr
     seconds = time.perf_counter() - t0
     sampler.stop.set()
     sampler.join()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if check and proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{err[-3000:]}")
-    return Measurement(seconds, sampler.peak, proc.returncode, out)
+    return Measurement(seconds, sampler.peak, proc.returncode, out, cpu)
 
 
 def measure_call(func: Callable[[], Any], *, interval: float = 0.02) -> tuple[Measurement, Any]:
