@@ -21,7 +21,9 @@ from volumetric.errors import VolumetricError
 COMMANDS = {
     "convert": "volumetric_cli.convert:convert",
     "info": "volumetric_cli.info:info",
+    "overlay": "volumetric_cli.overlay:overlay",
     "patches": "volumetric_cli.patches:patches",
+    "predict": "volumetric_cli.predict:predict",
     "synth": "volumetric_cli.synth:synth",
     "train": "volumetric_cli.train:train",
 }
