@@ -106,5 +106,6 @@ def test_output_blocks_read_every_region_that_overlaps_them(plan):
     for i in plan.blocks.indices():
         box = plan.blocks.box(i)
         expected = [j for j in evaluated if not plan.region_of(j).intersect(box).empty]
-        assert plan.sources_of(i) == expected
+        assert [j for j, _ in plan.sources_of(i)] == expected
+        assert all(region == plan.region_of(j) for j, region in plan.sources_of(i))
         assert (i in written) == bool(expected)

@@ -215,15 +215,15 @@ class WindowPlan:
                 candidates.update(self.blocks.indices_touching(Box(first, stop)))
         return sorted(i for i in candidates if self.windows_of(i))
 
-    def sources_of(self, index: Sequence[int]) -> list[Coord]:
-        """Phase-1 blocks whose regions overlap output block ``index``, in C order."""
+    def sources_of(self, index: Sequence[int]) -> list[tuple[Coord, Box]]:
+        """Phase-1 blocks whose regions overlap output block ``index``, with those regions."""
         box = self.blocks.box(index)
         reach = Box(tuple(a - w + 1 for a, w in zip(box.start, self.windows.window)), box.stop)
         found = []
         for j in self.blocks.indices_touching(reach):
             region = self.region_of(j)
             if region is not None and not region.intersect(box).empty:
-                found.append(j)
+                found.append((j, region))
         return found
 
     def output_blocks(self, evaluated: Sequence[Coord]) -> list[Coord]:

@@ -42,7 +42,7 @@ from volumetric.kernels.inference import AMP_DTYPES
 from volumetric.kernels.normalize import METHODS
 from volumetric.models.loading import ModelSpec, cached_model, resolve_device
 from volumetric.ops.convert import resolve_chunks
-from volumetric.ops.output import complete_output, open_output
+from volumetric.ops.output import check_writable, complete_output, open_output
 from volumetric.ops.predict_tasks import (
     BlendBlock,
     EvaluateWindows,
@@ -61,6 +61,7 @@ DTYPES = ("float32", "float16", "uint8")
 DEFAULT_WINDOW = 64
 DEFAULT_PERCENTILES = (1.0, 99.8)
 REGION_TARGET_BYTES = 256 * 2**20
+MIN_BLOCKS = 8
 
 
 @dataclass
@@ -124,17 +125,29 @@ def _window_grid(shape: Coord, window: Sequence[int] | None, overlap: Sequence[f
 
 
 def _default_block(shape: Coord, chunks: Coord, window: Coord, channels: int) -> Coord:
-    """Chunk multiples about two windows wide, smaller if the region gets too big."""
+    """Chunk multiples about two windows wide.
+
+    Blocks shrink (by halving their longest side, never below a chunk) while
+    a block's region would exceed ``REGION_TARGET_BYTES``, or, down to half a
+    window, while the volume has fewer than ``MIN_BLOCKS`` blocks, so that a
+    small volume still keeps several workers busy.
+    """
     block = [min(ceil_div(max(2 * w, c), c) * c, ceil_div(s, c) * c)
              for s, c, w in zip(shape, chunks, window)]
+
+    def half(axis: int) -> int:
+        return max(chunks[axis], block[axis] // 2 // chunks[axis] * chunks[axis])
+
     while True:
         region = np.prod([b + w for b, w in zip(block, window)], dtype=np.int64)
-        if region * (channels + 1) * 4 <= REGION_TARGET_BYTES:
+        too_big = region * (channels + 1) * 4 > REGION_TARGET_BYTES
+        too_few = np.prod([ceil_div(s, b) for s, b in zip(shape, block)]) < MIN_BLOCKS
+        floor = [c if too_big else max(c, w // 2) for c, w in zip(chunks, window)]
+        axes = [a for a in range(len(block)) if floor[a] <= half(a) < block[a]]
+        if not (too_big or too_few) or not axes:
             return tuple(block)
-        axis = int(np.argmax([b // c for b, c in zip(block, chunks)]))
-        if block[axis] <= chunks[axis]:
-            return tuple(block)
-        block[axis] = max(chunks[axis], block[axis] // 2 // chunks[axis] * chunks[axis])
+        axis = max(axes, key=lambda a: block[a])
+        block[axis] = half(axis)
 
 
 def _listed_cubes(cubes: str, shape: Coord) -> tuple[Coord, frozenset[Coord]]:
@@ -254,6 +267,7 @@ def predict(
     if cubes is not None and mask is not None:
         raise InputError("give --cubes or --mask, not both")
     dtype = "uint8" if threshold is not None else (dtype or "float32")
+    check_writable(out)
     source = open_source(raw)
     spatial_axes, shape = _spatial(source, raw)
     chosen = _channels(source, channels)
@@ -318,7 +332,7 @@ def predict(
         journal, resumed = open_output(out, layout, create, overwrite=overwrite, inputs=(raw,))
         if resumed:
             log.info("resuming the interrupted prediction of %s", out)
-        partials = Path(out) / JOURNAL_DIR / "partials"
+        partials = Path(out).resolve() / JOURNAL_DIR / "partials"
         partials.mkdir(parents=True, exist_ok=True)
         evaluated = plan.evaluation_blocks()
         evaluate = EvaluateWindows(plan, reader, spec, run_device, blend, batch, amp,
@@ -327,8 +341,8 @@ def predict(
                             journal=journal, job="windows", label="predict windows",
                             progress=progress, resources=gpu)
         written = plan.output_blocks(evaluated)
-        blend_task = BlendBlock(plan, str(partials), str(Path(out) / "0"), out_channels, dtype,
-                                clip, threshold)
+        blend_task = BlendBlock(plan, str(partials), str(Path(out).resolve() / "0"), out_channels,
+                                dtype, clip, threshold)
         run_blocks(blend_task, [blocks.box(i) for i in written], client=cl, journal=journal,
                    job="blend", label="predict blend", progress=progress)
     shutil.rmtree(partials)

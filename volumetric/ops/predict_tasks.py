@@ -108,8 +108,8 @@ def _batches(items: Sequence[Coord], size: int) -> Iterator[Sequence[Coord]]:
 class EvaluateWindows:
     """Phase 1 block task: evaluate the windows a block owns; returns their number.
 
-    The input is read in slabs along the first axis by a background thread,
-    one slab ahead of the windows being evaluated, so reading overlaps the
+    The input is read in slabs along the first axis, in the order the rows
+    of windows need them, by a background thread, so reading overlaps the
     model's work.
     """
 
@@ -145,7 +145,8 @@ class EvaluateWindows:
         outer = Box(tuple(min(a) for a in zip(*starts)),
                     tuple(max(a) + w for a, w in zip(zip(*starts), window)))
         image = np.zeros((len(self.reader.stats), *outer.shape), dtype=np.float32)
-        acc = Accumulator(outer.clip(self.plan.windows.shape), self.out_channels, window_weights(window, self.blend),
+        weights = window_weights(window, self.blend)
+        acc = Accumulator(outer.clip(self.plan.windows.shape), self.out_channels, weights,
                           device=device)
         rows = [list(row) for _, row in groupby(starts, key=lambda s: s[0])]
         with ThreadPoolExecutor(1) as pool:
@@ -191,9 +192,7 @@ class BlendBlock:
 
         index = self.plan.blocks.index_of(box.start)
         sums = np.zeros((self.out_channels + 1, *box.shape), dtype=np.float32)
-        for j in self.plan.sources_of(index):
-            region = self.plan.region_of(j)
-            assert region is not None
+        for j, region in self.plan.sources_of(index):
             part = np.load(partial_path(self.partials, self.plan.blocks.box(j)), mmap_mode="r")
             if part.shape[1:] != region.shape:
                 raise InputError(f"scratch data of block {j} does not match its region; rerun with --overwrite")

@@ -1,0 +1,287 @@
+"""``vol predict`` against MONAI's ``sliding_window_inference`` on the whole volume.
+
+Same small 3D U-Net (TorchScript), same volumes, same window, overlap and
+Gaussian blending. Each side runs in its own subprocess; the parent samples
+the resident memory of that subprocess and all its children (the dask
+scheduler, nannies and workers of the embedded cluster) and keeps the peak.
+
+Cases:
+
+- ``dense``: a volume and the same volume grown 4x (y and x doubled). Time
+  ratio vol / MONAI (target <= 1.1), and peak RSS of each side (vol's should
+  stay flat, MONAI's grows with the volume).
+- ``sparse``: a volume 4x larger again, with about 2 % of its 64^3 cubes
+  listed (a "neurite" along x); vol runs with ``--cubes``, MONAI on the whole
+  volume (target: vol >= 10x faster).
+
+Each side runs ``--repeats`` times per case, alternating with the other, and
+the fastest run counts (the peak RSS is the highest seen). Every case
+reports window evaluations / the minimum (MONAI's window count;
+for the sparse case the windows touching a listed cube), target 1.00, and
+the largest difference from MONAI's result (over the listed cubes for the
+sparse case).
+
+Run: ``python -m benchmarks.predict [--quick] [--json FILE]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+WINDOW = (64, 64, 64)
+OVERLAP = 0.25
+CUBE = 64
+
+
+def unet(base: int = 8) -> Any:
+    """A small two-level 3D U-Net (one input and one output channel)."""
+    import torch
+    from torch import nn
+
+    def double(i: int, o: int) -> nn.Module:
+        return nn.Sequential(nn.Conv3d(i, o, 3, padding=1), nn.ReLU(inplace=True),
+                             nn.Conv3d(o, o, 3, padding=1), nn.ReLU(inplace=True))
+
+    class UNet(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            c = base
+            self.enc1, self.enc2, self.bottom = double(1, c), double(c, 2 * c), double(2 * c, 4 * c)
+            self.up2, self.dec2 = nn.ConvTranspose3d(4 * c, 2 * c, 2, 2), double(4 * c, 2 * c)
+            self.up1, self.dec1 = nn.ConvTranspose3d(2 * c, c, 2, 2), double(2 * c, c)
+            self.head = nn.Conv3d(c, 1, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            e1 = self.enc1(x)
+            e2 = self.enc2(nn.functional.max_pool3d(e1, 2))
+            b = self.bottom(nn.functional.max_pool3d(e2, 2))
+            d2 = self.dec2(torch.cat([self.up2(b), e2], 1))
+            d1 = self.dec1(torch.cat([self.up1(d2), e1], 1))
+            return torch.sigmoid(self.head(d1))
+
+    torch.manual_seed(0)
+    return UNet().eval()
+
+
+def make_volume(path: Path, shape: tuple[int, ...]) -> str:
+    """Smooth random intensities as an OME-Zarr image with 64^3 chunks."""
+    import zarr
+    from scipy import ndimage
+
+    from volumetric.io.ome import ImageMeta, LevelSpec, create_image, finalize_image
+
+    create_image(path, ImageMeta("zyx", (1.0, 1.0, 1.0), "micrometer"),
+                 [LevelSpec("0", shape, (1, 1, 1))], dtype="uint16", chunks=(64, 64, 64))
+    array = zarr.open_array(str(path / "0"), mode="r+")
+    rng = np.random.default_rng(0)
+    for z in range(0, shape[0], 64):
+        slab = rng.normal(size=(min(64, shape[0] - z), *shape[1:]))
+        array[z:z + 64] = (ndimage.gaussian_filter(slab, 2) * 4000 + 10000).astype(np.uint16)
+    finalize_image(path)
+    return str(path)
+
+
+def neurite_cubes(shape: tuple[int, ...], fraction: float = 0.02) -> list[tuple[int, ...]]:
+    """About ``fraction`` of the cubes, contiguous along x through the middle of the volume."""
+    grid = [-(-s // CUBE) for s in shape]
+    count = max(1, round(fraction * np.prod(grid)))
+    return [(grid[0] // 2, grid[1] // 2, (grid[2] - count) // 2 + i) for i in range(count)]
+
+
+def minimum_windows(shape: tuple[int, ...], cubes: list[tuple[int, ...]] | None) -> int:
+    """Windows MONAI places that a correct run must evaluate (touching a cube, if cubes)."""
+    from monai.data.utils import dense_patch_slices
+    from monai.inferers.utils import _get_scan_interval
+
+    interval = _get_scan_interval(shape, WINDOW, 3, (OVERLAP,) * 3)
+    slices = dense_patch_slices(shape, WINDOW, interval)
+    if cubes is None:
+        return len(slices)
+
+    def touches(sl: tuple[slice, ...]) -> bool:
+        return any(all(s.start < (i + 1) * CUBE and s.stop > i * CUBE for s, i in zip(sl, cube))
+                   for cube in cubes)
+
+    return sum(touches(sl) for sl in slices)
+
+
+# -- the two sides, each run in a child process -------------------------------------------
+
+def _warm() -> None:
+    import torch  # noqa: F401
+
+    import volumetric.ops.predict_tasks  # noqa: F401
+
+
+def child_vol(args: dict[str, Any]) -> dict[str, Any]:
+    from volumetric.engine import connect
+    from volumetric.ops.predict import predict
+
+    with connect("local", workers=args["workers"], quiet=True) as client:
+        client.run(_warm)  # imports, as MONAI's process has them before its clock starts
+        t0 = time.perf_counter()
+        report = predict(args["raw"], args["out"], model=args["model"], window=WINDOW,
+                         overlap=(OVERLAP,), blend="gaussian", normalize="zscore",
+                         cubes=args.get("cubes"), device="cpu", client=client, progress=False)
+        seconds = time.perf_counter() - t0
+    return {"seconds": seconds, "evaluations": report.evaluations, "windows": report.windows}
+
+
+def child_monai(args: dict[str, Any]) -> dict[str, Any]:
+    import torch
+    import zarr
+    from monai.inferers import sliding_window_inference
+
+    from volumetric.io.intensity import intensity_stats
+    from volumetric.kernels.normalize import normalize
+
+    torch.set_num_threads(args["workers"])
+    model = torch.jit.load(args["model"])
+    array = zarr.open_array(f"{args['raw']}/0", mode="r")
+    data = array[:]
+    t0 = time.perf_counter()
+    x = normalize(data, intensity_stats(array), "zscore")
+    with torch.inference_mode():
+        out = sliding_window_inference(torch.from_numpy(x)[None, None], WINDOW, 1, model,
+                                       overlap=OVERLAP, mode="gaussian")
+    seconds = time.perf_counter() - t0
+    np.save(args["out"], out[0].numpy())
+    return {"seconds": seconds}
+
+
+def run_child(side: str, args: dict[str, Any]) -> dict[str, Any]:
+    """Run one side in a subprocess; add the peak RSS of its whole process tree."""
+    import psutil
+
+    with tempfile.TemporaryFile("w+") as stdout:
+        proc = psutil.Popen([sys.executable, "-m", "benchmarks.predict", "--child", side,
+                             json.dumps(args)], stdout=stdout)
+        peak = 0
+        while proc.poll() is None:
+            rss = 0
+            for p in [proc, *proc.children(recursive=True)]:
+                try:
+                    rss += p.memory_info().rss
+                except psutil.Error:
+                    pass
+            peak = max(peak, rss)
+            time.sleep(0.02)
+        if proc.returncode:
+            raise RuntimeError(f"{side} child failed with status {proc.returncode}")
+        stdout.seek(0)
+        result = json.loads(stdout.read().strip().splitlines()[-1])
+    result["peak_rss_mib"] = round(peak / 2**20, 1)
+    return result
+
+
+def best(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The fastest of repeated runs, with the highest peak RSS seen and every time."""
+    fastest = dict(min(runs, key=lambda r: r["seconds"]))
+    fastest["peak_rss_mib"] = max(r["peak_rss_mib"] for r in runs)
+    fastest["all_seconds"] = [round(r["seconds"], 2) for r in runs]
+    return fastest
+
+
+def max_difference(vol_out: str, monai_out: str, cubes: list[tuple[int, ...]] | None) -> float:
+    import zarr
+
+    got = zarr.open_array(f"{vol_out}/0", mode="r")
+    ref = np.load(monai_out, mmap_mode="r")
+    if cubes is None:
+        return float(np.abs(got[:] - ref).max())
+    worst = 0.0
+    for cube in cubes:
+        index = (slice(None), *(slice(i * CUBE, (i + 1) * CUBE) for i in cube))
+        worst = max(worst, float(np.abs(got[index] - ref[index]).max()))
+    return worst
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="Smaller volumes (a smoke run).")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=2,
+                        help="Runs of each side per case; the fastest counts (shared machines).")
+    parser.add_argument("--json", help="Also write the results to this file.")
+    opts = parser.parse_args()
+    base = (64, 128, 128) if opts.quick else (64, 192, 192)
+    cases = {
+        "dense 1x": (base, False),
+        "dense 4x": ((base[0], base[1] * 2, base[2] * 2), False),
+        "sparse 16x": ((base[0], base[1] * 4, base[2] * 4), True),
+    }
+    results: dict[str, Any] = {"window": WINDOW, "overlap": OVERLAP, "workers": opts.workers,
+                               "repeats": opts.repeats, "cpu_count": os.cpu_count(),
+                               "load_average_at_start": os.getloadavg(), "cases": {}}
+    with tempfile.TemporaryDirectory(prefix="vol-bench-predict-") as tmp:
+        import torch
+
+        model = str(Path(tmp) / "unet.pt")
+        torch.jit.save(torch.jit.script(unet()), model)
+        for name, (shape, sparse) in cases.items():
+            folder = Path(tmp) / name.replace(" ", "-")
+            folder.mkdir()
+            raw = make_volume(folder / "raw.zarr", shape)
+            cubes = neurite_cubes(shape) if sparse else None
+            common = {"raw": raw, "model": model, "workers": opts.workers}
+            vol_args = {**common, "out": str(folder / "pred.zarr")}
+            if cubes is not None:
+                vol_args["cubes"] = str(folder / "cubes.json")
+                Path(vol_args["cubes"]).write_text(json.dumps(
+                    {"cube_shape": [CUBE] * 3, "volume_shape": list(shape),
+                     "cubes": [list(c) for c in cubes]}))
+            vol_runs, monai_runs = [], []
+            for _ in range(opts.repeats):  # alternated, so both sides see the same machine load
+                shutil.rmtree(vol_args["out"], ignore_errors=True)
+                vol_runs.append(run_child("vol", vol_args))
+                monai_runs.append(run_child("monai", {**common, "out": str(folder / "monai.npy")}))
+            vol, monai = best(vol_runs), best(monai_runs)
+            minimum = minimum_windows(shape, cubes)
+            n_cubes = int(np.prod([-(-s // CUBE) for s in shape]))
+            results["cases"][name] = {
+                "shape": shape,
+                "cubes": f"{len(cubes)}/{n_cubes}" if cubes else None,
+                "vol": vol,
+                "monai": monai,
+                "time_ratio_vol_over_monai": round(vol["seconds"] / monai["seconds"], 3),
+                "speedup_over_monai": round(monai["seconds"] / vol["seconds"], 2),
+                "evaluations_over_minimum": round(vol["evaluations"] / minimum, 3),
+                "voxels_per_second_vol": round(float(np.prod(shape)) / vol["seconds"]),
+                "max_abs_difference": max_difference(vol_args["out"], f"{folder}/monai.npy", cubes),
+            }
+    dense = results["cases"]
+    results["rss_growth_4x"] = {
+        side: round(dense["dense 4x"][side]["peak_rss_mib"] / dense["dense 1x"][side]["peak_rss_mib"], 3)
+        for side in ("vol", "monai")
+    }
+    print(json.dumps(results, indent=1))
+    print()
+    print(f"{'case':<11} {'shape':<16} {'vol s':>7} {'MONAI s':>8} {'vol/MONAI':>9} "
+          f"{'vol RSS':>9} {'MONAI RSS':>9} {'evals/min':>9} {'max diff':>9}")
+    for name, case in results["cases"].items():
+        print(f"{name:<11} {'x'.join(map(str, case['shape'])):<16} {case['vol']['seconds']:7.1f} "
+              f"{case['monai']['seconds']:8.1f} {case['time_ratio_vol_over_monai']:9.3f} "
+              f"{case['vol']['peak_rss_mib']:8.0f}M {case['monai']['peak_rss_mib']:8.0f}M "
+              f"{case['evaluations_over_minimum']:9.2f} {case['max_abs_difference']:9.1e}")
+    growth = results["rss_growth_4x"]
+    print(f"peak RSS growth for a 4x volume: vol {growth['vol']:.3f}x, MONAI {growth['monai']:.3f}x")
+    if opts.json:
+        Path(opts.json).write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        side, payload = sys.argv[2], json.loads(sys.argv[3])
+        print(json.dumps((child_vol if side == "vol" else child_monai)(payload)))
+    else:
+        main()
