@@ -21,7 +21,8 @@ for the sparse case the windows touching a listed cube), target 1.00, and
 the largest difference from MONAI's result (over the listed cubes for the
 sparse case).
 
-Run: ``python -m benchmarks.predict [--quick] [--json FILE]``.
+Run: ``python -m benchmarks.predict [--quick] [--repeats N]``; results also go to
+``benchmarks/out/predict.json``.
 """
 
 from __future__ import annotations
@@ -38,39 +39,21 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.measure import report, run_measured
+
 WINDOW = (64, 64, 64)
 OVERLAP = 0.25
 CUBE = 64
 
 
-def unet(base: int = 8) -> Any:
-    """A small two-level 3D U-Net (one input and one output channel)."""
+def unet() -> Any:
+    """The built-in 3D U-Net, small: depth 2, 8 features, sigmoid output."""
     import torch
-    from torch import nn
 
-    def double(i: int, o: int) -> nn.Module:
-        return nn.Sequential(nn.Conv3d(i, o, 3, padding=1), nn.ReLU(inplace=True),
-                             nn.Conv3d(o, o, 3, padding=1), nn.ReLU(inplace=True))
-
-    class UNet(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            c = base
-            self.enc1, self.enc2, self.bottom = double(1, c), double(c, 2 * c), double(2 * c, 4 * c)
-            self.up2, self.dec2 = nn.ConvTranspose3d(4 * c, 2 * c, 2, 2), double(4 * c, 2 * c)
-            self.up1, self.dec1 = nn.ConvTranspose3d(2 * c, c, 2, 2), double(2 * c, c)
-            self.head = nn.Conv3d(c, 1, 1)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            e1 = self.enc1(x)
-            e2 = self.enc2(nn.functional.max_pool3d(e1, 2))
-            b = self.bottom(nn.functional.max_pool3d(e2, 2))
-            d2 = self.dec2(torch.cat([self.up2(b), e2], 1))
-            d1 = self.dec1(torch.cat([self.up1(d2), e1], 1))
-            return torch.sigmoid(self.head(d1))
+    from volumetric.models.unet import unet3d
 
     torch.manual_seed(0)
-    return UNet().eval()
+    return unet3d(depth=2, features=8, output_activation="sigmoid").eval()
 
 
 def make_volume(path: Path, shape: tuple[int, ...]) -> str:
@@ -124,10 +107,13 @@ def _warm() -> None:
 
 
 def child_vol(args: dict[str, Any]) -> dict[str, Any]:
-    from volumetric.engine import connect
+    from distributed import Client
+
+    from volumetric.engine import local_cluster
     from volumetric.ops.predict import predict
 
-    with connect("local", workers=args["workers"], quiet=True) as client:
+    with local_cluster(args["workers"], dashboard_address=":0") as cluster, \
+            Client(cluster) as client:
         client.run(_warm)  # imports, as MONAI's process has them before its clock starts
         t0 = time.perf_counter()
         report = predict(args["raw"], args["out"], model=args["model"], window=WINDOW,
@@ -161,26 +147,10 @@ def child_monai(args: dict[str, Any]) -> dict[str, Any]:
 
 def run_child(side: str, args: dict[str, Any]) -> dict[str, Any]:
     """Run one side in a subprocess; add the peak RSS of its whole process tree."""
-    import psutil
-
-    with tempfile.TemporaryFile("w+") as stdout:
-        proc = psutil.Popen([sys.executable, "-m", "benchmarks.predict", "--child", side,
-                             json.dumps(args)], stdout=stdout)
-        peak = 0
-        while proc.poll() is None:
-            rss = 0
-            for p in [proc, *proc.children(recursive=True)]:
-                try:
-                    rss += p.memory_info().rss
-                except psutil.Error:
-                    pass
-            peak = max(peak, rss)
-            time.sleep(0.02)
-        if proc.returncode:
-            raise RuntimeError(f"{side} child failed with status {proc.returncode}")
-        stdout.seek(0)
-        result = json.loads(stdout.read().strip().splitlines()[-1])
-    result["peak_rss_mib"] = round(peak / 2**20, 1)
+    measured = run_measured([sys.executable, "-m", "benchmarks.predict", "--child", side,
+                             json.dumps(args)])
+    result = json.loads(measured.stdout.strip().splitlines()[-1])
+    result["peak_rss_mib"] = round(measured.peak_rss_mib, 1)
     return result
 
 
@@ -212,7 +182,6 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2,
                         help="Runs of each side per case; the fastest counts (shared machines).")
-    parser.add_argument("--json", help="Also write the results to this file.")
     opts = parser.parse_args()
     base = (64, 128, 128) if opts.quick else (64, 192, 192)
     cases = {
@@ -226,8 +195,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="vol-bench-predict-") as tmp:
         import torch
 
+        from volumetric.models.export import to_torchscript
+
         model = str(Path(tmp) / "unet.pt")
-        torch.jit.save(torch.jit.script(unet()), model)
+        torch.jit.save(to_torchscript(unet(), torch.zeros(1, 1, *WINDOW)), model)
         for name, (shape, sparse) in cases.items():
             folder = Path(tmp) / name.replace(" ", "-")
             folder.mkdir()
@@ -264,20 +235,18 @@ def main() -> None:
         side: round(dense["dense 4x"][side]["peak_rss_mib"] / dense["dense 1x"][side]["peak_rss_mib"], 3)
         for side in ("vol", "monai")
     }
-    print(json.dumps(results, indent=1))
-    print()
-    print(f"{'case':<11} {'shape':<16} {'vol s':>7} {'MONAI s':>8} {'vol/MONAI':>9} "
-          f"{'vol RSS':>9} {'MONAI RSS':>9} {'evals/min':>9} {'max diff':>9}")
-    for name, case in results["cases"].items():
-        print(f"{name:<11} {'x'.join(map(str, case['shape'])):<16} {case['vol']['seconds']:7.1f} "
-              f"{case['monai']['seconds']:8.1f} {case['time_ratio_vol_over_monai']:9.3f} "
-              f"{case['vol']['peak_rss_mib']:8.0f}M {case['monai']['peak_rss_mib']:8.0f}M "
-              f"{case['evaluations_over_minimum']:9.2f} {case['max_abs_difference']:9.1e}")
+    rows = [
+        (name, "x".join(map(str, case["shape"])), case["cubes"] or "all",
+         f"{case['vol']['seconds']:.1f}", f"{case['monai']['seconds']:.1f}",
+         f"{case['time_ratio_vol_over_monai']:.3f}", f"{case['vol']['peak_rss_mib']:.0f}",
+         f"{case['monai']['peak_rss_mib']:.0f}", f"{case['evaluations_over_minimum']:.2f}",
+         f"{case['max_abs_difference']:.1e}")
+        for name, case in results["cases"].items()
+    ]
+    report("predict", results, rows, ("case", "shape", "cubes", "vol s", "MONAI s", "vol/MONAI",
+                                      "vol RSS MiB", "MONAI RSS MiB", "evals/min", "max diff"))
     growth = results["rss_growth_4x"]
     print(f"peak RSS growth for a 4x volume: vol {growth['vol']:.3f}x, MONAI {growth['monai']:.3f}x")
-    if opts.json:
-        Path(opts.json).write_text(json.dumps(results, indent=1))
-
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--child":

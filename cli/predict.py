@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import click
-
 from volumetric_cli.options import cluster_options, int_tuple
 
 
@@ -35,7 +34,8 @@ def _channels(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
               help="TorchScript file, checkpoint from `vol train`, or module:factory.")
 @click.option("--weights", metavar="W", help="State dict or checkpoint for a module:factory model.")
 @click.option("--window", metavar="Z,Y,X", callback=int_tuple,
-              help="Window shape; a size-1 axis feeds a 2D model (default: the checkpoint's, else 64).")
+              help="Window shape; a size-1 axis feeds a 2D model (default: the model's training "
+                   "patch, else 64).")
 @click.option("--overlap", default="0.5", show_default=True, callback=_overlap,
               help="Overlap fraction, one value or one per axis.")
 @click.option("--blend", type=click.Choice(["gaussian", "hann", "constant"]), default="gaussian",

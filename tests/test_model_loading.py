@@ -40,6 +40,28 @@ def test_checkpoint_of_a_registered_architecture(tmp_path):
     assert not loaded.module.training
 
 
+def test_torchscript_written_by_vol_train_says_what_it_expects(tmp_path):
+    from volumetric.models.export import save_torchscript as export
+
+    model = tiny(in_channels=2, out_channels=3)
+    export(torch.jit.script(model), tmp_path / "model.ts", {
+        "format": "volumetric-torchscript", "spatial_dims": 3, "in_channels": 2,
+        "out_channels": 3, "preprocess": {"normalize": "percentile"}, "patch": [32, 48, 48],
+    })
+    loaded = load_model(ModelSpec(str(tmp_path / "model.ts")))
+    assert (loaded.in_channels, loaded.out_channels, loaded.spatial_dims) == (2, 3, 3)
+    assert loaded.window == (32, 48, 48) and loaded.preprocess == {"normalize": "percentile"}
+
+
+def test_checkpoint_of_a_module_factory(tmp_path):
+    model = tiny(out_channels=1)
+    save_checkpoint(tmp_path / "ck.pt", model, architecture="predict_models:tiny",
+                    model_config={"out_channels": 1}, spatial_dims=3, in_channels=1,
+                    out_channels=1, training={"patch": [16, 16, 16]})
+    loaded = load_model(ModelSpec(str(tmp_path / "ck.pt")))
+    assert same_output(loaded.module, model) and loaded.window == (16, 16, 16)
+
+
 def test_factory_with_state_dict_and_with_checkpoint(tmp_path):
     model = tiny()
     with torch.no_grad():
@@ -66,7 +88,7 @@ def test_unsafe_pickles_are_refused(tmp_path):
 def test_bad_specs(tmp_path):
     with pytest.raises(InputError, match="no such model file"):
         load_model(ModelSpec(str(tmp_path / "missing.pt")))
-    with pytest.raises(InputError, match="cannot import"):
+    with pytest.raises(InputError, match="has no callable"):
         load_model(ModelSpec("predict_models:nothing_here"))
     path = save_torchscript(tiny(), tmp_path / "m.pt")
     with pytest.raises(InputError, match="module:factory only"):

@@ -33,7 +33,7 @@ def test_grey_overlay_equals_the_formula_on_the_whole_volume(vol, tmp_path):
 
 
 def test_rgb_overlay_with_the_default_clip(vol, tmp_path):
-    raw, raw_path, pred, pred_path = make_inputs(tmp_path, shape=(6, 40, 30))
+    raw, raw_path, _, pred_path = make_inputs(tmp_path, shape=(6, 40, 30))
     result = vol("overlay", raw_path, pred_path, tmp_path / "o.zarr", "--rgb")
     assert result.exit_code == 0, result.output
     clip = intensity_stats(zarr.open_array(f"{pred_path}/0"), channel_axis=0)["high"][0]

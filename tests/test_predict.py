@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib
 import json
-from itertools import product
 from pathlib import Path
 
 import numpy as np
@@ -232,7 +231,8 @@ def test_a_mask_selects_cubes_like_a_cube_list(client, tmp_path, raw, model_file
     mask[3, 5, 7] = 1
     mask[30, 40, 20] = 1
     mask_path = write_image(tmp_path / "mask.zarr", mask, chunks=(8, 8, 8))
-    common = dict(window=(16, 16, 16), normalize="zscore", chunks=(8, 8, 8), block=(16, 16, 16))
+    common = {"window": (16, 16, 16), "normalize": "zscore", "chunks": (8, 8, 8),
+              "block": (16, 16, 16)}
     by_mask = run(client, raw, tmp_path / "m.zarr", model_file, mask=mask_path, **common)
     by_cubes = run(client, raw, tmp_path / "c.zarr", model_file,
                    cubes=write_cubes(tmp_path / "cubes.json", [(0, 0, 0), (3, 5, 2)]), **common)
@@ -247,8 +247,9 @@ def done_markers(out: Path, job: str) -> set[str]:
 
 
 def test_interrupted_runs_resume_and_equal_the_uninterrupted_run(client, tmp_path, raw, data):
-    window, options = (16, 16, 16), dict(window=(16, 16, 16), normalize="zscore",
-                                         chunks=(8, 8, 8), block=(8, 8, 8), batch=2)
+    window = (16, 16, 16)
+    options = {"window": window, "normalize": "zscore", "chunks": (8, 8, 8), "block": (8, 8, 8),
+               "batch": 2}
     out = tmp_path / "p.zarr"
     FLAKY_FLAG.write_text("6")  # each worker's model fails from its 7th call on
     try:
@@ -263,7 +264,7 @@ def test_interrupted_runs_resume_and_equal_the_uninterrupted_run(client, tmp_pat
     # Phase 2 fails on the blocks whose chunks cannot be stored (z chunk 1 of channel 0).
     (out / "0" / "c" / "0").mkdir(parents=True, exist_ok=True)
     (out / "0" / "c" / "0" / "1").write_text("in the way")
-    with pytest.raises(Exception):
+    with pytest.raises(OSError):
         run(client, raw, out, "predict_models:flaky", **options)
     evaluated_second = done_markers(out, "windows")
     blended = done_markers(out, "blend")
@@ -279,13 +280,13 @@ def test_interrupted_runs_resume_and_equal_the_uninterrupted_run(client, tmp_pat
     assert open_image(out).complete and not (out / ".volumetric" / "partials").exists()
 
 
-def test_checkpoint_gives_the_normalisation_default(client, tmp_path, raw, data):
+def test_checkpoint_gives_the_default_normalisation_and_window(client, tmp_path, raw, data):
     client.run(importlib.import_module, "predict_models")  # registers "test-tiny" on the workers
     model = tiny(out_channels=1)
     path = tmp_path / "ckpt.pt"
     save_checkpoint(path, model, architecture="test-tiny", model_config={"out_channels": 1},
                     spatial_dims=3, in_channels=1, out_channels=1,
-                    preprocess={"normalize": "zscore", "window": [16, 16, 16]})
+                    preprocess={"normalize": "zscore"}, training={"patch": [16, 16, 16]})
     report = run(client, raw, tmp_path / "p.zarr", path, chunks=(8, 8, 8), block=(16, 16, 16))
     expected = monai(zscore(data, raw)[None], model, (16, 16, 16), 0.5)
     got = zarr.open_array(f"{tmp_path}/p.zarr/0")[:]

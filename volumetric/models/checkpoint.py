@@ -121,16 +121,16 @@ def check_checkpoint(payload: Any, path: str | Path) -> dict[str, Any]:
 
 
 def model_from_checkpoint(payload: dict[str, Any]) -> Any:
-    """Rebuild the model of a checkpoint dict and load its weights.
+    """Rebuild the model of a checkpoint dict (registered or ``module:factory``) with its weights.
 
     Raises
     ------
     InputError
         When the weights do not fit the architecture.
     """
-    from volumetric.models.registry import build_model
+    from volumetric.models.factory import build_network
 
-    model = build_model(payload["architecture"], **payload["model_config"])
+    model = build_network(payload["architecture"], payload["model_config"])
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as exc:

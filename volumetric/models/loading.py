@@ -2,7 +2,8 @@
 
 ``--model`` takes one of
 
-- a TorchScript file (``torch.jit.save``);
+- a TorchScript file (``torch.jit.save``; ``vol train``'s ``model.ts`` also
+  says what it expects, see :mod:`volumetric.models.export`);
 - a checkpoint written by ``vol train`` (rebuilt from the model registry,
   loaded with ``weights_only=True``);
 - ``package.module:factory``, a function returning a ``torch.nn.Module``,
@@ -15,7 +16,7 @@ loading them would run arbitrary code.
 
 from __future__ import annotations
 
-import importlib
+import json
 import os
 import re
 import warnings
@@ -31,6 +32,8 @@ from volumetric.models.checkpoint import (
     load_weights_only,
     model_from_checkpoint,
 )
+from volumetric.models.export import METADATA_FILE
+from volumetric.models.factory import load_factory
 
 _FACTORY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
@@ -70,9 +73,10 @@ class ModelSpec:
 class LoadedModel:
     """A model ready for inference and what is known about it.
 
-    ``in_channels``, ``out_channels`` and ``spatial_dims`` are known for
-    checkpoints and None otherwise; ``preprocess`` is the checkpoint's record
-    of the input normalisation it was trained with.
+    ``in_channels``, ``out_channels``, ``spatial_dims``, ``preprocess`` (the
+    input normalisation it was trained with) and ``window`` (its training
+    patch) come from checkpoints and ``vol train``'s TorchScript files, and
+    are None (empty) for other models.
     """
 
     module: Any
@@ -81,6 +85,16 @@ class LoadedModel:
     out_channels: int | None = None
     spatial_dims: int | None = None
     preprocess: dict[str, Any] = field(default_factory=dict)
+    window: tuple[int, ...] | None = None
+
+    def describe(self, info: dict[str, Any]) -> None:
+        """Take what a checkpoint or TorchScript metadata says about the model."""
+        self.in_channels = int(info["in_channels"])
+        self.out_channels = int(info["out_channels"])
+        self.spatial_dims = int(info["spatial_dims"])
+        self.preprocess = dict(info.get("preprocess") or {})
+        patch = info.get("patch") or (info.get("training") or {}).get("patch")
+        self.window = tuple(int(p) for p in patch) if patch else None
 
 
 def _is_torchscript(path: str) -> bool:
@@ -92,30 +106,35 @@ def _is_torchscript(path: str) -> bool:
 
 def _from_checkpoint(payload: dict[str, Any], path: str) -> LoadedModel:
     payload = check_checkpoint(payload, path)
-    return LoadedModel(
-        model_from_checkpoint(payload), "checkpoint",
-        in_channels=int(payload["in_channels"]), out_channels=int(payload["out_channels"]),
-        spatial_dims=int(payload["spatial_dims"]), preprocess=dict(payload.get("preprocess") or {}),
-    )
+    loaded = LoadedModel(model_from_checkpoint(payload), "checkpoint")
+    loaded.describe(payload)
+    return loaded
+
+
+def _from_torchscript(path: str) -> LoadedModel:
+    import torch
+
+    extra = {METADATA_FILE: ""}
+    try:
+        with warnings.catch_warnings():  # deprecated in recent torch, still the common format
+            warnings.simplefilter("ignore", DeprecationWarning)
+            module = torch.jit.load(path, map_location="cpu", _extra_files=extra)
+    except RuntimeError as exc:
+        raise InputError(f"{path}: not a loadable TorchScript file ({exc})") from None
+    loaded = LoadedModel(module, "torchscript")
+    if extra[METADATA_FILE]:
+        loaded.describe(json.loads(extra[METADATA_FILE]))
+    return loaded
 
 
 def _from_factory(spec: ModelSpec) -> LoadedModel:
-    module_name, _, attr = spec.model.partition(":")
-    try:
-        factory = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise InputError(f"cannot import the model factory {spec.model}: {exc}") from None
-    module = factory()
-    loaded = LoadedModel(module, "factory")
+    loaded = LoadedModel(load_factory(spec.model)(), "factory")
     if spec.weights is None:
         return loaded
     payload = load_weights_only(spec.weights)
     if is_checkpoint(payload):
         payload = check_checkpoint(payload, spec.weights)
-        loaded.preprocess = dict(payload.get("preprocess") or {})
-        loaded.in_channels = int(payload["in_channels"])
-        loaded.out_channels = int(payload["out_channels"])
-        loaded.spatial_dims = int(payload["spatial_dims"])
+        loaded.describe(payload)
         state = payload["state_dict"]
     elif isinstance(payload, dict) and isinstance(payload.get("state_dict"), dict):
         state = payload["state_dict"]
@@ -124,7 +143,7 @@ def _from_factory(spec: ModelSpec) -> LoadedModel:
     if not isinstance(state, dict):
         raise InputError(f"{spec.weights} holds no state dict")
     try:
-        module.load_state_dict(state)
+        loaded.module.load_state_dict(state)
     except RuntimeError as exc:
         first = str(exc).splitlines()[0]
         raise InputError(f"{spec.weights} does not fit {spec.model}: {first}") from None
@@ -148,13 +167,7 @@ def load_model(spec: ModelSpec, *, device: Any = "cpu") -> LoadedModel:
     elif spec.weights is not None:
         raise InputError("--weights goes with --model module:factory only")
     elif _is_torchscript(spec.model):
-        try:
-            with warnings.catch_warnings():  # deprecated in recent torch, still the common format
-                warnings.simplefilter("ignore", DeprecationWarning)
-                module = torch.jit.load(spec.model, map_location="cpu")
-            loaded = LoadedModel(module, "torchscript")
-        except RuntimeError as exc:
-            raise InputError(f"{spec.model}: not a loadable TorchScript file ({exc})") from None
+        loaded = _from_torchscript(spec.model)
     else:
         loaded = _from_checkpoint(load_weights_only(spec.model), spec.model)
     if not isinstance(loaded.module, torch.nn.Module):

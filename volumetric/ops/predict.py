@@ -25,7 +25,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -33,7 +33,7 @@ from volumetric.engine import check_resources, layout_hash, run_blocks, session
 from volumetric.engine.cluster import CLUSTER_ENV
 from volumetric.engine.journal import JOURNAL_DIR
 from volumetric.errors import InputError
-from volumetric.geometry import BlockGrid, Box, Coord, block_shape_for, ceil_div
+from volumetric.geometry import BlockGrid, Coord, block_shape_for, ceil_div
 from volumetric.io.cubes import read_cubes
 from volumetric.io.ome import LevelSpec, OmeImage, create_image, open_image, with_axes
 from volumetric.io.sources import Source, open_source
@@ -107,8 +107,8 @@ def _channels(source: Source, channels: Sequence[int] | None) -> tuple[int, ...]
 
 
 def _window_grid(shape: Coord, window: Sequence[int] | None, overlap: Sequence[float],
-                 pad: bool, preprocess: dict[str, Any]) -> WindowGrid:
-    window = tuple(window or preprocess.get("window") or (DEFAULT_WINDOW,) * len(shape))
+                 pad: bool, trained: Sequence[int] | None) -> WindowGrid:
+    window = tuple(window or trained or (DEFAULT_WINDOW,) * len(shape))
     if len(window) != len(shape):
         raise InputError(f"--window has {len(window)} values for a {len(shape)}D volume {shape}")
     try:
@@ -215,7 +215,7 @@ def predict(
     weights : str, optional
         State dict or checkpoint for a ``module:factory`` model.
     window : sequence of int, optional
-        Window shape (default: the checkpoint's ``preprocess["window"]``, else 64 per axis).
+        Window shape (default: the training patch recorded in the model file, else 64 per axis).
         A size-1 axis makes 2D model input.
     overlap : sequence of float
         Overlap fraction, one value or one per axis.
@@ -277,7 +277,7 @@ def predict(
     run_device = resolve_device(device, check=local or device == "auto")
     loaded = cached_model(spec, device="cpu")
     preprocess = loaded.preprocess
-    windows = _window_grid(shape, window, overlap, pad, preprocess)
+    windows = _window_grid(shape, window, overlap, pad, loaded.window)
     out_channels = probe_model(loaded, n_in, windows.window)
     method = normalize or preprocess.get("normalize") or "none"
     _check_choice(method, METHODS, "normalisation")

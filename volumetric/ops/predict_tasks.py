@@ -75,7 +75,8 @@ class _SourceArray:
         return self.source.chunks or tuple(min(s, 64) for s in self.source.shape)
 
     def __getitem__(self, index: tuple[slice, ...]) -> np.ndarray:
-        return self.source.read(Box(tuple(s.start for s in index), tuple(s.stop for s in index)))
+        bounds = [s.indices(n)[:2] for s, n in zip(index, self.shape)]
+        return self.source.read(Box(tuple(a for a, _ in bounds), tuple(b for _, b in bounds)))
 
 
 def normalized_input(source: Source, channels: tuple[int, ...] | None, method: str,
