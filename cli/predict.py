@@ -60,7 +60,8 @@ def _channels(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
 @click.option("--clip", type=float, default=None, help="Clip predictions to [0, D] (distance maps).")
 @click.option("--pad/--no-pad", default=True, show_default=True,
               help="Pad axes shorter than the window (as MONAI), or refuse them.")
-@click.option("--chunks", metavar="Z,Y,X", callback=int_tuple, help="Output chunk shape.")
+@click.option("--chunks", metavar="Z,Y,X", callback=int_tuple,
+              help="Output chunk shape (default 64^3, 1 MB of float32).")
 @click.option("--block", metavar="Z,Y,X", callback=int_tuple,
               help="Block shape, a multiple of the chunks (default: about two windows).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")

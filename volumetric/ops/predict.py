@@ -59,6 +59,7 @@ log = logging.getLogger("volumetric")
 
 DTYPES = ("float32", "float16", "uint8")
 DEFAULT_WINDOW = 64
+DEFAULT_CHUNK = {2: 512, 3: 64}  # chunk edge by spatial dimensions: 1 MB of float32
 DEFAULT_PERCENTILES = (1.0, 99.8)
 REGION_TARGET_BYTES = 256 * 2**20
 MIN_BLOCKS = 8
@@ -245,7 +246,8 @@ def predict(
     pad : bool
         Pad axes shorter than the window (as MONAI does); otherwise refuse them.
     chunks, block : sequence of int, optional
-        Output chunk shape and block shape (spatial; blocks are chunk multiples).
+        Output chunk shape (spatial; default 64^3, or 512^2 in 2D) and block shape
+        (chunk multiples; default about two windows).
     overwrite : bool
         Replace an existing output.
     client, cluster, workers, progress
@@ -286,6 +288,7 @@ def predict(
 
     out_axes = "c" + spatial_axes
     out_shape = (out_channels, *shape)
+    chunks = chunks or (DEFAULT_CHUNK.get(len(shape), 64),) * len(shape)
     chunk_shape = resolve_chunks(chunks, out_shape, out_axes, dtype, what="--chunks")
     spatial_chunks = chunk_shape[1:]
     block_shape = tuple(block) if block else _default_block(shape, spatial_chunks, windows.window,
@@ -334,7 +337,8 @@ def predict(
             log.info("resuming the interrupted prediction of %s", out)
         partials = Path(out).resolve() / JOURNAL_DIR / "partials"
         partials.mkdir(parents=True, exist_ok=True)
-        evaluated = plan.evaluation_blocks()
+        # the blocks with the most windows first, so that workers finish together
+        evaluated = sorted(plan.evaluation_blocks(), key=lambda i: -len(plan.windows_of(i)))
         evaluate = EvaluateWindows(plan, reader, spec, run_device, blend, batch, amp,
                                    out_channels, str(partials))
         counts = run_blocks(evaluate, [blocks.box(i) for i in evaluated], client=cl,
