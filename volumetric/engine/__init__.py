@@ -5,18 +5,26 @@ write box; :func:`run_blocks` schedules such tasks on a dask cluster with
 done markers (:class:`Journal`) for resume and a progress line.
 """
 
-from volumetric.engine.cluster import connect, default_workers, local_cluster, session
+from volumetric.engine.cluster import (
+    connect,
+    default_workers,
+    local_cluster,
+    session,
+    worker_threads,
+)
 from volumetric.engine.journal import Journal, layout_hash
 from volumetric.engine.progress import Progress
-from volumetric.engine.run import run_blocks
+from volumetric.engine.run import check_resources, run_blocks
 
 __all__ = [
     "Journal",
     "Progress",
+    "check_resources",
     "connect",
     "default_workers",
     "layout_hash",
     "local_cluster",
     "run_blocks",
     "session",
+    "worker_threads",
 ]

@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from volumetric.errors import VolumetricError
 
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from distributed import Client, LocalCluster
 
 CLUSTER_ENV = "VOLUMETRIC_CLUSTER"
+log = logging.getLogger("volumetric")
 
 
 # distributed sets MALLOC_TRIM_THRESHOLD_=64 KiB in its workers, which also pins glibc's
@@ -39,12 +40,23 @@ def default_workers() -> int:
     return max(1, min(os.cpu_count() or 1, 8))
 
 
+def worker_threads() -> int:
+    """Threads of the dask worker running the caller (CPU cores outside a worker)."""
+    from distributed import get_worker
+
+    try:
+        return int(get_worker().state.nthreads)
+    except ValueError:
+        return os.cpu_count() or 1
+
+
 def local_cluster(
     workers: int | None = None,
     *,
     threads_per_worker: int = 1,
     memory_limit: str | int | None = "auto",
     dashboard_address: str | None = ":8787",
+    gpus: int = 0,
 ) -> LocalCluster:
     """A LocalCluster of worker processes tuned for block tasks.
 
@@ -58,20 +70,36 @@ def local_cluster(
         Per-worker memory limit.
     dashboard_address : str, optional
         Where the dashboard listens (``":0"`` for any free port).
+    gpus : int
+        GPUs to drive: one worker per GPU, with the resource ``GPU: 1`` and its
+        share of the cores (``workers`` and ``threads_per_worker`` are then
+        ignored). dask-cuda's LocalCUDACluster pins each worker to its own GPU
+        when it is installed; otherwise a single worker drives ``cuda``.
     """
     import dask
     from distributed import LocalCluster
 
+    cluster_class: Any = LocalCluster
+    kwargs: dict[str, Any] = {
+        "n_workers": workers or default_workers(), "threads_per_worker": threads_per_worker,
+        "memory_limit": memory_limit, "dashboard_address": dashboard_address,
+        "silence_logs": logging.ERROR, "processes": True,
+    }
+    if gpus > 0:
+        kwargs.update(n_workers=gpus, threads_per_worker=max(1, (os.cpu_count() or 1) // gpus),
+                      resources={"GPU": 1})
+        try:
+            from dask_cuda import LocalCUDACluster
+        except ImportError:
+            if gpus > 1:
+                log.warning("dask-cuda is not installed: using one of %d GPUs", gpus)
+            kwargs["n_workers"] = 1
+        else:
+            cluster_class = LocalCUDACluster
+            del kwargs["processes"]  # always worker processes
     environ = {f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in WORKER_ENVIRON.items()}
     with dask.config.set(environ):
-        return LocalCluster(
-            n_workers=workers or default_workers(),
-            threads_per_worker=threads_per_worker,
-            processes=True,
-            memory_limit=memory_limit,
-            dashboard_address=dashboard_address,
-            silence_logs=logging.ERROR,
-        )
+        return cluster_class(**kwargs)
 
 
 @contextmanager
@@ -83,6 +111,7 @@ def connect(
     memory_limit: str | int | None = "auto",
     stream: TextIO | None = None,
     quiet: bool = False,
+    gpus: int = 0,
 ) -> Iterator[Client]:
     """Yield a dask client for ``address``, starting a LocalCluster when needed.
 
@@ -104,6 +133,8 @@ def connect(
         Where the dashboard link goes (default: stderr).
     quiet : bool
         Do not print the dashboard link.
+    gpus : int
+        GPUs for the embedded cluster (see :func:`local_cluster`).
 
     Yields
     ------
@@ -117,7 +148,8 @@ def connect(
     try:
         if address == "local":
             cluster = local_cluster(
-                workers, threads_per_worker=threads_per_worker, memory_limit=memory_limit
+                workers, threads_per_worker=threads_per_worker, memory_limit=memory_limit,
+                gpus=gpus,
             )
             client = Client(cluster)
         elif address.endswith(".json") and os.path.exists(address):
@@ -144,10 +176,11 @@ def session(
     cluster: str | None = None,
     workers: int | None = None,
     quiet: bool = False,
+    gpus: int = 0,
 ) -> Iterator[Client]:
     """Use ``client`` when given, otherwise connect to ``cluster`` for the duration."""
     if client is not None:
         yield client
         return
-    with connect(cluster, workers=workers, quiet=quiet) as new_client:
+    with connect(cluster, workers=workers, quiet=quiet, gpus=gpus) as new_client:
         yield new_client

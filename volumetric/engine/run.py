@@ -30,6 +30,26 @@ def _execute(box: Box, task: Callable[[Box], Any], journal: Journal | None, job:
     return result
 
 
+def check_resources(client: Client, resources: dict[str, float] | None) -> None:
+    """Refuse task resources (e.g. ``{"GPU": 1}``) that no worker offers: such tasks never start.
+
+    Raises
+    ------
+    VolumetricError
+        When no worker of the cluster has every resource asked for.
+    """
+    if not resources:
+        return
+    workers = client.scheduler_info()["workers"].values()
+    if not any(all(w.get("resources", {}).get(k, 0) >= v for k, v in resources.items())
+               for w in workers):
+        names = ", ".join(f"{k}={v:g}" for k, v in resources.items())
+        raise VolumetricError(
+            f"no worker of the cluster offers the resources {names}; "
+            f"start workers with --resources {names.replace(', ', ',')}"
+        )
+
+
 def run_blocks(
     task: Callable[[Box], R],
     blocks: Sequence[Box],
@@ -40,6 +60,7 @@ def run_blocks(
     label: str | None = None,
     retries: int = 1,
     progress: bool = True,
+    resources: dict[str, float] | None = None,
 ) -> dict[Box, R]:
     """Run ``task(box)`` for every block on the cluster, skipping finished ones.
 
@@ -63,6 +84,8 @@ def run_blocks(
         Times a failed task is retried (e.g. after a worker died).
     progress : bool
         Print a progress line on stderr.
+    resources : dict, optional
+        Worker resources each task holds while it runs, e.g. ``{"GPU": 1}``.
 
     Returns
     -------
@@ -77,6 +100,7 @@ def run_blocks(
     """
     from distributed import as_completed
 
+    check_resources(client, resources)
     label = label or job
     done = journal.done(job) if journal is not None else set()
     todo = [b for b in blocks if b.key() not in done]
@@ -84,7 +108,8 @@ def run_blocks(
     token = uuid.uuid4().hex[:8]
     keys = [f"{label.replace(' ', '-')}-{token}-{i}" for i in range(len(todo))]
     futures = client.map(
-        _execute, todo, task=task, journal=journal, job=job, key=keys, retries=retries, pure=False
+        _execute, todo, task=task, journal=journal, job=job, key=keys, retries=retries, pure=False,
+        resources=resources,
     )
     box_of = {f.key: b for f, b in zip(futures, todo)}
     results: dict[Box, R] = {}

@@ -61,6 +61,38 @@ def save_checkpoint(
     tmp.replace(path)
 
 
+def load_weights_only(path: str | Path, *, map_location: str = "cpu") -> Any:
+    """``torch.load`` with ``weights_only=True``: tensors and plain values, never code.
+
+    Raises
+    ------
+    InputError
+        Missing file, an unsafe pickle, or a file torch cannot read.
+    """
+    import pickle
+
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        raise InputError(
+            f"refusing to load {path}: it holds pickled objects, not plain weights "
+            "(unsafe to load); export it as TorchScript or a state dict"
+        ) from None
+    except (RuntimeError, EOFError, OSError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"{path}: not a readable torch file ({first})") from None
+
+
+def is_checkpoint(payload: Any) -> bool:
+    """Whether a loaded object is a volumetric checkpoint dict."""
+    return isinstance(payload, dict) and payload.get("format") == FORMAT
+
+
 def read_checkpoint(path: str | Path, *, map_location: str = "cpu") -> dict[str, Any]:
     """Load a checkpoint dict safely (``weights_only=True``).
 
@@ -69,23 +101,19 @@ def read_checkpoint(path: str | Path, *, map_location: str = "cpu") -> dict[str,
     InputError
         Missing file, an unsafe pickle, or a file that is not a volumetric checkpoint.
     """
-    import pickle
+    payload = load_weights_only(path, map_location=map_location)
+    return check_checkpoint(payload, path)
 
-    import torch
 
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such checkpoint")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError:
-        raise InputError(
-            f"refusing to load {path}: it holds pickled objects, not plain weights "
-            "(unsafe to load); export it as TorchScript or a state dict"
-        ) from None
-    except (RuntimeError, EOFError, OSError) as exc:
-        raise InputError(f"{path}: not a readable torch file ({exc})") from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+def check_checkpoint(payload: Any, path: str | Path) -> dict[str, Any]:
+    """Return ``payload`` if it is a checkpoint this version can read.
+
+    Raises
+    ------
+    InputError
+        Not a volumetric checkpoint, or one from a newer format.
+    """
+    if not is_checkpoint(payload):
         raise InputError(f"{path} is not a volumetric checkpoint")
     if payload.get("version", 0) > VERSION:
         raise InputError(f"{path} was written by a newer volumetric (format {payload['version']})")
@@ -93,16 +121,16 @@ def read_checkpoint(path: str | Path, *, map_location: str = "cpu") -> dict[str,
 
 
 def model_from_checkpoint(payload: dict[str, Any]) -> Any:
-    """Rebuild the model of a checkpoint dict and load its weights.
+    """Rebuild the model of a checkpoint dict (registered or ``module:factory``) with its weights.
 
     Raises
     ------
     InputError
         When the weights do not fit the architecture.
     """
-    from volumetric.models.registry import build_model
+    from volumetric.models.factory import build_network
 
-    model = build_model(payload["architecture"], **payload["model_config"])
+    model = build_network(payload["architecture"], payload["model_config"])
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as exc:

@@ -1,0 +1,260 @@
+"""``vol predict`` against MONAI's ``sliding_window_inference`` on the whole volume.
+
+Same small 3D U-Net (TorchScript), same volumes, same window, overlap and
+Gaussian blending. Each side runs in its own subprocess; the parent samples
+the resident memory of that subprocess and all its children (the dask
+scheduler, nannies and workers of the embedded cluster) and keeps the peak.
+
+Cases (64^3 windows, overlap 0.25, 64^3 chunks):
+
+- ``dense``: a 64 x 512 x 512 volume and the same grown 4x (y and x
+  doubled). Time ratio vol / MONAI (target <= 1.1), and peak RSS of each
+  side (vol's should stay flat, MONAI's grows with the volume). The smaller
+  volume already has as many chunks as the input statistics sample and
+  unshrunk default blocks, so vol's memory is at its steady state.
+- ``sparse``: the larger volume with about 2 % of its 64^3 cubes listed (a
+  "neurite" along x); vol runs with ``--cubes``, MONAI on the whole volume
+  (the dense runs; target: vol >= 10x faster).
+
+Each side runs ``--repeats`` times per case, alternating with the other, and
+the fastest run counts (the peak RSS is the highest seen). Every case
+reports window evaluations / the minimum (MONAI's window count;
+for the sparse case the windows touching a listed cube), target 1.00, and
+the largest difference from MONAI's result (over the listed cubes for the
+sparse case).
+
+Run: ``python -m benchmarks.predict [--quick] [--repeats N]``; results also go to
+``benchmarks/out/predict.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.measure import report, run_measured
+
+WINDOW = (64, 64, 64)
+OVERLAP = 0.25
+CUBE = 64
+
+
+def unet() -> Any:
+    """The built-in 3D U-Net, small: depth 2, 8 features, sigmoid output."""
+    import torch
+
+    from volumetric.models.unet import unet3d
+
+    torch.manual_seed(0)
+    return unet3d(depth=2, features=8, output_activation="sigmoid").eval()
+
+
+def make_volume(path: Path, shape: tuple[int, ...]) -> str:
+    """Smooth random intensities as an OME-Zarr image with 64^3 chunks."""
+    import zarr
+    from scipy import ndimage
+
+    from volumetric.io.ome import ImageMeta, LevelSpec, create_image, finalize_image
+
+    create_image(path, ImageMeta("zyx", (1.0, 1.0, 1.0), "micrometer"),
+                 [LevelSpec("0", shape, (1, 1, 1))], dtype="uint16", chunks=(64, 64, 64))
+    array = zarr.open_array(str(path / "0"), mode="r+")
+    rng = np.random.default_rng(0)
+    for z in range(0, shape[0], 64):
+        slab = rng.normal(size=(min(64, shape[0] - z), *shape[1:]))
+        array[z:z + 64] = (ndimage.gaussian_filter(slab, 2) * 4000 + 10000).astype(np.uint16)
+    finalize_image(path)
+    return str(path)
+
+
+def neurite_cubes(shape: tuple[int, ...], fraction: float = 0.02) -> list[tuple[int, ...]]:
+    """About ``fraction`` of the cubes, contiguous along x through the middle of the volume."""
+    grid = [-(-s // CUBE) for s in shape]
+    count = max(1, round(fraction * np.prod(grid)))
+    return [(grid[0] // 2, grid[1] // 2, (grid[2] - count) // 2 + i) for i in range(count)]
+
+
+def minimum_windows(shape: tuple[int, ...], cubes: list[tuple[int, ...]] | None) -> int:
+    """Windows MONAI places that a correct run must evaluate (touching a cube, if cubes)."""
+    from monai.data.utils import dense_patch_slices
+    from monai.inferers.utils import _get_scan_interval
+
+    interval = _get_scan_interval(shape, WINDOW, 3, (OVERLAP,) * 3)
+    slices = dense_patch_slices(shape, WINDOW, interval)
+    if cubes is None:
+        return len(slices)
+
+    def touches(sl: tuple[slice, ...]) -> bool:
+        return any(all(s.start < (i + 1) * CUBE and s.stop > i * CUBE for s, i in zip(sl, cube))
+                   for cube in cubes)
+
+    return sum(touches(sl) for sl in slices)
+
+
+# -- the two sides, each run in a child process -------------------------------------------
+
+def _warm() -> None:
+    import torch  # noqa: F401
+
+    import volumetric.ops.predict_tasks  # noqa: F401
+
+
+def child_vol(args: dict[str, Any]) -> dict[str, Any]:
+    from distributed import Client
+
+    from volumetric.engine import local_cluster
+    from volumetric.ops.predict import predict
+
+    with local_cluster(args["workers"], dashboard_address=":0") as cluster, \
+            Client(cluster) as client:
+        client.run(_warm)  # imports, as MONAI's process has them before its clock starts
+        t0 = time.perf_counter()
+        report = predict(args["raw"], args["out"], model=args["model"], window=WINDOW,
+                         overlap=(OVERLAP,), blend="gaussian", normalize="zscore",
+                         cubes=args.get("cubes"), device="cpu", client=client, progress=False)
+        seconds = time.perf_counter() - t0
+    return {"seconds": seconds, "evaluations": report.evaluations, "windows": report.windows}
+
+
+def child_monai(args: dict[str, Any]) -> dict[str, Any]:
+    import torch
+    import zarr
+    from monai.inferers import sliding_window_inference
+
+    from volumetric.io.intensity import intensity_stats
+    from volumetric.kernels.normalize import normalize
+
+    torch.set_num_threads(args["workers"])
+    model = torch.jit.load(args["model"])
+    array = zarr.open_array(f"{args['raw']}/0", mode="r")
+    data = array[:]
+    t0 = time.perf_counter()
+    x = normalize(data, intensity_stats(array), "zscore")
+    with torch.inference_mode():
+        out = sliding_window_inference(torch.from_numpy(x)[None, None], WINDOW, 1, model,
+                                       overlap=OVERLAP, mode="gaussian")
+    seconds = time.perf_counter() - t0
+    np.save(args["out"], out[0].numpy())
+    return {"seconds": seconds}
+
+
+def run_child(side: str, args: dict[str, Any]) -> dict[str, Any]:
+    """Run one side in a subprocess; add the peak RSS of its whole process tree."""
+    measured = run_measured([sys.executable, "-m", "benchmarks.predict", "--child", side,
+                             json.dumps(args)])
+    result = json.loads(measured.stdout.strip().splitlines()[-1])
+    result["peak_rss_mib"] = round(measured.peak_rss_mib, 1)
+    return result
+
+
+def best(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The fastest of repeated runs, with the highest peak RSS seen and every time."""
+    fastest = dict(min(runs, key=lambda r: r["seconds"]))
+    fastest["peak_rss_mib"] = max(r["peak_rss_mib"] for r in runs)
+    fastest["all_seconds"] = [round(r["seconds"], 2) for r in runs]
+    return fastest
+
+
+def max_difference(vol_out: str, monai_out: str, cubes: list[tuple[int, ...]] | None) -> float:
+    import zarr
+
+    got = zarr.open_array(f"{vol_out}/0", mode="r")
+    ref = np.load(monai_out, mmap_mode="r")
+    if cubes is None:
+        return float(np.abs(got[:] - ref).max())
+    worst = 0.0
+    for cube in cubes:
+        index = (slice(None), *(slice(i * CUBE, (i + 1) * CUBE) for i in cube))
+        worst = max(worst, float(np.abs(got[index] - ref[index]).max()))
+    return worst
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="Smaller volumes (a smoke run).")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=2,
+                        help="Runs of each side per case; the fastest counts (shared machines).")
+    opts = parser.parse_args()
+    base = (64, 192, 192) if opts.quick else (64, 512, 512)
+    large = (base[0], base[1] * 2, base[2] * 2)
+    cases = {"dense 1x": (base, False), "dense 4x": (large, False), "sparse 4x": (large, True)}
+    results: dict[str, Any] = {"window": WINDOW, "overlap": OVERLAP, "workers": opts.workers,
+                               "repeats": opts.repeats, "cpu_count": os.cpu_count(),
+                               "load_average_at_start": os.getloadavg(), "cases": {}}
+    with tempfile.TemporaryDirectory(prefix="vol-bench-predict-") as tmp:
+        import torch
+
+        from volumetric.models.export import to_torchscript
+
+        model = str(Path(tmp) / "unet.pt")
+        torch.jit.save(to_torchscript(unet(), torch.zeros(1, 1, *WINDOW)), model)
+        volumes: dict[tuple[int, ...], str] = {}
+        monai_results: dict[tuple[int, ...], dict[str, Any]] = {}
+        for name, (shape, sparse) in cases.items():
+            folder = Path(tmp) / "x".join(map(str, shape))
+            if shape not in volumes:
+                folder.mkdir()
+                volumes[shape] = make_volume(folder / "raw.zarr", shape)
+            cubes = neurite_cubes(shape) if sparse else None
+            common = {"raw": volumes[shape], "model": model, "workers": opts.workers}
+            vol_args = {**common, "out": str(folder / f"{name.replace(' ', '-')}.zarr")}
+            if cubes is not None:
+                vol_args["cubes"] = str(folder / "cubes.json")
+                Path(vol_args["cubes"]).write_text(json.dumps(
+                    {"cube_shape": [CUBE] * 3, "cubes": [list(c) for c in cubes]}))
+            vol_runs, monai_runs = [], []
+            for _ in range(opts.repeats):  # alternated, so both sides see the same machine load
+                shutil.rmtree(vol_args["out"], ignore_errors=True)
+                vol_runs.append(run_child("vol", vol_args))
+                if shape not in monai_results:  # the sparse case reuses the dense MONAI runs
+                    monai_runs.append(run_child("monai", {**common,
+                                                          "out": str(folder / "monai.npy")}))
+            vol = best(vol_runs)
+            monai = monai_results.setdefault(shape, best(monai_runs) if monai_runs else {})
+            minimum = minimum_windows(shape, cubes)
+            n_cubes = int(np.prod([-(-s // CUBE) for s in shape]))
+            results["cases"][name] = {
+                "shape": shape,
+                "cubes": f"{len(cubes)}/{n_cubes}" if cubes else None,
+                "vol": vol,
+                "monai": monai,
+                "time_ratio_vol_over_monai": round(vol["seconds"] / monai["seconds"], 3),
+                "speedup_over_monai": round(monai["seconds"] / vol["seconds"], 2),
+                "evaluations_over_minimum": round(vol["evaluations"] / minimum, 3),
+                "voxels_per_second_vol": round(float(np.prod(shape)) / vol["seconds"]),
+                "max_abs_difference": max_difference(vol_args["out"], f"{folder}/monai.npy", cubes),
+            }
+    dense = results["cases"]
+    results["rss_growth_4x"] = {
+        side: round(dense["dense 4x"][side]["peak_rss_mib"] / dense["dense 1x"][side]["peak_rss_mib"], 3)
+        for side in ("vol", "monai")
+    }
+    rows = [
+        (name, "x".join(map(str, case["shape"])), case["cubes"] or "all",
+         f"{case['vol']['seconds']:.1f}", f"{case['monai']['seconds']:.1f}",
+         f"{case['time_ratio_vol_over_monai']:.3f}", f"{case['vol']['peak_rss_mib']:.0f}",
+         f"{case['monai']['peak_rss_mib']:.0f}", f"{case['evaluations_over_minimum']:.2f}",
+         f"{case['max_abs_difference']:.1e}")
+        for name, case in results["cases"].items()
+    ]
+    report("predict", results, rows, ("case", "shape", "cubes", "vol s", "MONAI s", "vol/MONAI",
+                                      "vol RSS MiB", "MONAI RSS MiB", "evals/min", "max diff"))
+    growth = results["rss_growth_4x"]
+    print(f"peak RSS growth for a 4x volume: vol {growth['vol']:.3f}x, MONAI {growth['monai']:.3f}x")
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        side, payload = sys.argv[2], json.loads(sys.argv[3])
+        print(json.dumps((child_vol if side == "vol" else child_monai)(payload)))
+    else:
+        main()

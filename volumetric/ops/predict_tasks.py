@@ -1,0 +1,256 @@
+"""The block tasks of ``vol predict``: evaluate windows, then blend.
+
+Phase 1 (:class:`EvaluateWindows`) runs once per block that owns windows:
+it reads and normalises the block's input, evaluates each of its windows
+once and stores the fp32 weighted sum and weight sum over its region in a
+scratch file that only this block writes. Phase 2 (:class:`BlendBlock`)
+runs once per output block: it adds up the scratch regions overlapping the
+block, divides by the weights, post-processes and writes its chunks once.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from itertools import groupby
+
+import numpy as np
+
+from volumetric.errors import InputError
+from volumetric.geometry import Box, Coord
+from volumetric.io.intensity import intensity_stats
+from volumetric.io.sources import Source
+from volumetric.kernels.blending import Accumulator, normalize_sums, postprocess, window_weights
+from volumetric.kernels.inference import gather_windows, run_model
+from volumetric.kernels.normalize import normalize
+from volumetric.models.loading import LoadedModel, ModelSpec, cached_model, resolve_device
+from volumetric.windows import WindowPlan
+
+
+@dataclass(frozen=True)
+class NormalizedInput:
+    """Reads spatial boxes of the raw volume as normalised float32 ``(C, ...)``.
+
+    Parameters
+    ----------
+    source : Source
+        The raw volume (axes ``[c]zyx`` or ``[c]yx``).
+    channels : tuple of int, optional
+        Channels fed to the model, in order; None when the source has no ``c`` axis.
+    method : str
+        Normalisation (see :func:`volumetric.kernels.normalize.normalize`).
+    stats : tuple of dict
+        Volume-wide statistics, one per model input channel.
+    """
+
+    source: Source
+    channels: tuple[int, ...] | None
+    method: str
+    stats: tuple[Mapping[str, float], ...]
+
+    def read(self, box: Box) -> np.ndarray:
+        if self.channels is None:
+            data = self.source.read(box)[None]
+        else:
+            lo, hi = min(self.channels), max(self.channels) + 1
+            data = self.source.read(Box((lo, *box.start), (hi, *box.stop)))
+            data = data[[c - lo for c in self.channels]]
+        return np.stack([normalize(d, s, self.method) for d, s in zip(data, self.stats)])
+
+
+@dataclass(frozen=True)
+class _SourceArray:
+    """A source seen as an array, for :func:`intensity_stats`."""
+
+    source: Source
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.source.shape
+
+    @property
+    def chunks(self) -> tuple[int, ...]:
+        return self.source.chunks or tuple(min(s, 64) for s in self.source.shape)
+
+    def __getitem__(self, index: tuple[slice, ...]) -> np.ndarray:
+        bounds = [s.indices(n)[:2] for s, n in zip(index, self.shape)]
+        return self.source.read(Box(tuple(a for a, _ in bounds), tuple(b for _, b in bounds)))
+
+
+def normalized_input(source: Source, channels: tuple[int, ...] | None, method: str,
+                     percentiles: Sequence[float] = (1.0, 99.8)) -> NormalizedInput:
+    """A :class:`NormalizedInput` with statistics measured on ``source`` (a sample of chunks)."""
+    n = 1 if channels is None else len(channels)
+    if method == "none":
+        return NormalizedInput(source, channels, method, ({},) * n)
+    caxis = source.axes.index("c") if channels is not None else None
+    stats = intensity_stats(_SourceArray(source), channel_axis=caxis,
+                            percentiles=(float(percentiles[0]), float(percentiles[1])))
+    keys = ("low", "high", "mean", "std")
+    if channels is None:
+        return NormalizedInput(source, channels, method, ({k: stats[k] for k in keys},))
+    per_channel = tuple({k: stats[k][c] for k in keys} for c in channels)
+    return NormalizedInput(source, channels, method, per_channel)
+
+
+def partial_path(folder: str, box: Box) -> str:
+    """The scratch file of the block whose write box is ``box``."""
+    return os.path.join(folder, f"{box.key()}.npy")
+
+
+def _batches(items: Sequence[Coord], size: int) -> Iterator[Sequence[Coord]]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+@dataclass(frozen=True)
+class EvaluateWindows:
+    """Phase 1 block task: evaluate the windows a block owns; returns their number.
+
+    The input is read in slabs along the first axis, in the order the rows
+    of windows need them, by a background thread, so reading overlaps the
+    model's work.
+    """
+
+    plan: WindowPlan
+    reader: NormalizedInput
+    model: ModelSpec
+    device: str
+    blend: str
+    batch: int
+    amp: str | None
+    out_channels: int
+    partials: str
+
+    def _fill(self, image: np.ndarray, outer: Box, lo: int, hi: int) -> None:
+        box = Box((lo, *outer.start[1:]), (hi, *outer.stop[1:])).clip(self.plan.windows.shape)
+        if not box.empty:
+            image[(slice(None), *box.relative_to(outer))] = self.reader.read(box)
+
+    def __call__(self, box: Box) -> int:
+        import torch
+
+        from volumetric.engine import worker_threads
+
+        index = self.plan.blocks.index_of(box.start)
+        starts = sorted(self.plan.windows_of(index))
+        if not starts:
+            return 0
+        device = resolve_device(self.device)
+        if device == "cpu":
+            torch.set_num_threads(worker_threads())
+        model = cached_model(self.model, device=device).module
+        window = self.plan.windows.window
+        outer = Box(tuple(min(a) for a in zip(*starts)),
+                    tuple(max(a) + w for a, w in zip(zip(*starts), window)))
+        image = np.zeros((len(self.reader.stats), *outer.shape), dtype=np.float32)
+        weights = window_weights(window, self.blend)
+        acc = Accumulator(outer.clip(self.plan.windows.shape), self.out_channels, weights,
+                          device=device)
+        rows = [list(row) for _, row in groupby(starts, key=lambda s: s[0])]
+        with ThreadPoolExecutor(1) as pool:
+            reads, end = [], outer.start[0]
+            for row in rows:
+                stop = row[0][0] + window[0]
+                reads.append(pool.submit(self._fill, image, outer, end, stop))
+                end = stop
+            for row, read in zip(rows, reads):
+                read.result()
+                for batch in _batches(row, self.batch):
+                    x = gather_windows(image, outer.start, batch, window, pin=device != "cpu")
+                    out = run_model(model, x, device=device, amp=self.amp,
+                                    out_channels=self.out_channels)
+                    acc.add(out, batch)
+        sums, finite = acc.result()
+        if not finite:
+            raise InputError("the model produced NaN or infinite values")
+        path = partial_path(self.partials, box)
+        tmp = f"{path}.{os.getpid()}.tmp.npy"
+        np.save(tmp, sums)
+        os.replace(tmp, path)
+        return len(starts)
+
+
+@dataclass(frozen=True)
+class BlendBlock:
+    """Phase 2 block task: sum the overlapping partial results, normalise, write once.
+
+    Returns the number of voxels some window covered.
+    """
+
+    plan: WindowPlan
+    partials: str
+    array: str
+    out_channels: int
+    dtype: str
+    clip: float | None
+    threshold: float | None
+
+    def __call__(self, box: Box) -> int:
+        import zarr
+
+        index = self.plan.blocks.index_of(box.start)
+        sums = np.zeros((self.out_channels + 1, *box.shape), dtype=np.float32)
+        for j, region in self.plan.sources_of(index):
+            part = np.load(partial_path(self.partials, self.plan.blocks.box(j)), mmap_mode="r")
+            if part.shape[1:] != region.shape:
+                raise InputError(f"scratch data of block {j} does not match its region; rerun with --overwrite")
+            both = region.intersect(box)
+            sums[(slice(None), *both.relative_to(box))] += part[(slice(None), *both.relative_to(region))]
+        pred, covered = normalize_sums(sums)
+        count = int(covered.sum())
+        if count:
+            out = postprocess(pred, dtype=self.dtype, clip=self.clip, threshold=self.threshold)
+            zarr.open_array(self.array, mode="r+")[(slice(None), *box.slices)] = out
+        return count
+
+
+@dataclass(frozen=True)
+class OccupiedCubes:
+    """Block task over a mask: indices of the cubes holding a nonzero voxel."""
+
+    source: Source
+    cube_shape: Coord
+
+    def __call__(self, box: Box) -> list[Coord]:
+        data = self.source.read(box)
+        found = []
+        for offset in np.ndindex(*(-(-s // c) for s, c in zip(box.shape, self.cube_shape))):
+            cube = Box.from_shape(self.cube_shape, tuple(o * c for o, c in zip(offset, self.cube_shape)))
+            if data[cube.clip(box.shape).slices].any():
+                found.append(tuple(a // c + o for a, c, o in zip(box.start, self.cube_shape, offset)))
+        return found
+
+
+def probe_model(loaded: LoadedModel, channels: int, window: Sequence[int]) -> int:
+    """Run a loaded model on one empty window; returns its number of output channels.
+
+    Raises
+    ------
+    InputError
+        The model cannot take ``channels`` input channels, or changes the window's shape.
+    """
+    import torch
+
+    if loaded.in_channels is not None and loaded.in_channels != channels:
+        raise InputError(
+            f"the model takes {loaded.in_channels} input channel(s) but {channels} are given "
+            "(choose them with --channels)"
+        )
+    squeezed = sum(w > 1 for w in window)
+    if loaded.spatial_dims is not None and loaded.spatial_dims != squeezed:
+        raise InputError(
+            f"the model is {loaded.spatial_dims}D but the window {tuple(window)} feeds it "
+            f"{squeezed}D input (a size-1 window axis makes 2D input)"
+        )
+    x = torch.zeros((1, channels, *window), dtype=torch.float32)
+    try:
+        out = run_model(loaded.module, x, out_channels=loaded.out_channels)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise InputError(
+            f"the model cannot run on windows of shape {tuple(x.shape)}: {first}"
+        ) from None
+    return int(out.shape[1])
