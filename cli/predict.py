@@ -58,6 +58,8 @@ def _channels(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
               help="Stored type (default float32; uint8 scales 0..1 to 0..255).")
 @click.option("--threshold", type=float, default=None, help="Binary uint8 output: value > T.")
 @click.option("--clip", type=float, default=None, help="Clip predictions to [0, D] (distance maps).")
+@click.option("--fill", type=float, default=None,
+              help="Value where no window ran (outside --cubes/--mask); default: --clip, else 0.")
 @click.option("--pad/--no-pad", default=True, show_default=True,
               help="Pad axes shorter than the window (as MONAI), or refuse them.")
 @click.option("--chunks", metavar="Z,Y,X", callback=int_tuple,
@@ -67,7 +69,7 @@ def _channels(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 @cluster_options
 def predict(raw: str, out: str, model, weights, window, overlap, blend, normalize, channels,
-            cubes, mask, batch, device, amp, dtype, threshold, clip, pad, chunks, block,
+            cubes, mask, batch, device, amp, dtype, threshold, clip, fill, pad, chunks, block,
             overwrite, cluster, workers) -> None:
     """Predict RAW with a model into the OME-Zarr image OUT (OUT/0: c, z, y, x).
 
@@ -86,7 +88,7 @@ def predict(raw: str, out: str, model, weights, window, overlap, blend, normaliz
     report = run_predict(
         raw, out, model=model, weights=weights, window=window, overlap=overlap, blend=blend,
         normalize=normalize, channels=channels, cubes=cubes, mask=mask, batch=batch,
-        device=device, dtype=dtype, threshold=threshold, clip=clip, amp=amp, pad=pad,
+        device=device, dtype=dtype, threshold=threshold, clip=clip, fill=fill, amp=amp, pad=pad,
         chunks=chunks, block=block, overwrite=overwrite, cluster=cluster, workers=workers,
     )
     shape = "x".join(map(str, report.image.shape))

@@ -226,6 +226,22 @@ def test_sparse_run_only_evaluates_windows_touching_listed_cubes(client, tmp_pat
     assert out.nchunks_initialized < out.nchunks / 2
 
 
+def test_where_no_window_ran_the_output_is_the_fill_value(client, tmp_path, raw, data,
+                                                          model_file):
+    cubes = write_cubes(tmp_path / "cubes.json", [(0, 0, 0)])
+    common = {"window": (16, 16, 16), "normalize": "zscore", "chunks": (8, 8, 8),
+              "block": (16, 16, 16), "cubes": cubes}
+    run(client, raw, tmp_path / "d.zarr", model_file, clip=0.5, **common)
+    run(client, raw, tmp_path / "f.zarr", model_file, fill=-1.0, **common)
+    clipped = zarr.open_array(f"{tmp_path}/d.zarr/0")
+    filled = zarr.open_array(f"{tmp_path}/f.zarr/0")
+    assert clipped.fill_value == 0.5 and filled.fill_value == -1.0
+    far = (slice(None), slice(24, 40), slice(24, 40), slice(24, 40))  # no window touches it
+    assert (clipped[far] == 0.5).all() and (filled[far] == -1.0).all()
+    near = (slice(None), slice(0, 8), slice(0, 8), slice(0, 8))
+    np.testing.assert_array_equal(np.clip(filled[near], 0, 0.5), clipped[near])
+
+
 def test_a_mask_selects_cubes_like_a_cube_list(client, tmp_path, raw, model_file):
     mask = np.zeros(SHAPE, dtype=np.uint8)
     mask[3, 5, 7] = 1

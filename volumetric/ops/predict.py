@@ -37,7 +37,7 @@ from volumetric.geometry import BlockGrid, Coord, block_shape_for, ceil_div
 from volumetric.io.cubes import read_cubes
 from volumetric.io.ome import LevelSpec, OmeImage, create_image, open_image, with_axes
 from volumetric.io.sources import Source, open_source
-from volumetric.kernels.blending import BLEND_MODES
+from volumetric.kernels.blending import BLEND_MODES, postprocess
 from volumetric.kernels.inference import AMP_DTYPES
 from volumetric.kernels.normalize import METHODS
 from volumetric.models.loading import ModelSpec, cached_model, resolve_device
@@ -191,6 +191,7 @@ def predict(
     dtype: str | None = None,
     threshold: float | None = None,
     clip: float | None = None,
+    fill: float | None = None,
     amp: str | None = None,
     pad: bool = True,
     chunks: Sequence[int] | None = None,
@@ -240,6 +241,10 @@ def predict(
         Binary uint8 output: prediction > threshold.
     clip : float, optional
         Clip predictions to ``[0, clip]`` (distance-map models).
+    fill : float, optional
+        Prediction assumed where no window ran (outside the listed cubes or
+        the mask); stored as the array's fill value, so those chunks are never
+        written. Default: ``clip`` when given (far from any structure), else 0.
     amp : {"bf16", "fp16"}, optional
         Mixed precision for the model (accumulation stays fp32).
     pad : bool
@@ -268,6 +273,9 @@ def predict(
     if cubes is not None and mask is not None:
         raise InputError("give --cubes or --mask, not both")
     dtype = "uint8" if threshold is not None else (dtype or "float32")
+    fill = float(fill if fill is not None else (clip if clip is not None else 0.0))
+    stored_fill = postprocess(np.full(1, fill, np.float32), dtype=dtype, clip=clip,
+                              threshold=threshold)[0]
     check_writable(out)
     source = open_source(raw)
     spatial_axes, shape = _spatial(source, raw)
@@ -325,11 +333,12 @@ def predict(
             "dtype": dtype,
             "threshold": threshold,
             "clip": clip,
+            "fill": fill,
         }
 
         def create() -> None:
             create_image(out, meta, [LevelSpec("0", out_shape, (1,) * len(out_shape))],
-                         dtype=dtype, chunks=chunk_shape)
+                         dtype=dtype, chunks=chunk_shape, fill_value=stored_fill)
 
         journal, resumed = open_output(out, layout, create, overwrite=overwrite, inputs=(raw,))
         if resumed:
@@ -345,7 +354,7 @@ def predict(
                             progress=progress, resources=gpu)
         written = plan.output_blocks(evaluated)
         blend_task = BlendBlock(plan, str(partials), str(Path(out).resolve() / "0"), out_channels,
-                                dtype, clip, threshold)
+                                dtype, clip, threshold, fill)
         run_blocks(blend_task, [blocks.box(i) for i in written], client=cl, journal=journal,
                    job="blend", label="predict blend", progress=progress)
     shutil.rmtree(partials)

@@ -187,6 +187,7 @@ class BlendBlock:
     dtype: str
     clip: float | None
     threshold: float | None
+    fill: float = 0.0
 
     def __call__(self, box: Box) -> int:
         import zarr
@@ -199,7 +200,7 @@ class BlendBlock:
                 raise InputError(f"scratch data of block {j} does not match its region; rerun with --overwrite")
             both = region.intersect(box)
             sums[(slice(None), *both.relative_to(box))] += part[(slice(None), *both.relative_to(region))]
-        pred, covered = normalize_sums(sums)
+        pred, covered = normalize_sums(sums, fill=self.fill)
         count = int(covered.sum())
         if count:
             out = postprocess(pred, dtype=self.dtype, clip=self.clip, threshold=self.threshold)
