@@ -71,7 +71,7 @@ class VolGroup(click.Group):
 @click.group(cls=VolGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "-V", "--version", prog_name="vol")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
-@click.option("-q", "--quiet", is_flag=True, help="Only errors.")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors: no progress, links or warnings.")
 def vol(verbose: int, quiet: bool) -> None:
     """Out-of-core microscopy volumes: OME-Zarr conversion and block-wise processing.
 
@@ -86,6 +86,9 @@ def vol(verbose: int, quiet: bool) -> None:
     logger.handlers[:] = [handler]
     logger.setLevel(level)
     logger.propagate = False
+    from volumetric.engine import silence
+
+    silence(quiet)
 
 
 if __name__ == "__main__":

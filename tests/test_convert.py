@@ -119,3 +119,11 @@ def test_info_json_contract(vol, tmp_path, volume):
     assert data["axes"] == "zyx" and data["shape"] == [37, 50, 61]
     assert data["voxel_size"] == [2.0, 1.0, 1.0] and data["unit"] == "micrometer"
     assert data["complete"] is True and data["compression_ratio"] > 1
+
+
+def test_quiet_prints_only_the_result(vol, tmp_path, volume):
+    src = _h5(tmp_path / "a.h5", volume)
+    quiet = vol("-q", "convert", src, tmp_path / "q.zarr")
+    assert quiet.exit_code == 0 and quiet.stderr == ""
+    loud = vol("convert", src, tmp_path / "l.zarr")
+    assert "convert level 0:" in loud.stderr and "no voxel size metadata" in loud.stderr

@@ -13,7 +13,7 @@ from volumetric.engine.cluster import (
     worker_threads,
 )
 from volumetric.engine.journal import Journal, layout_hash
-from volumetric.engine.progress import Progress
+from volumetric.engine.progress import Progress, silence
 from volumetric.engine.run import check_resources, run_blocks
 
 __all__ = [
@@ -26,5 +26,6 @@ __all__ = [
     "local_cluster",
     "run_blocks",
     "session",
+    "silence",
     "worker_threads",
 ]

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TextIO
 
+from volumetric.engine.progress import silenced
 from volumetric.errors import VolumetricError
 
 if TYPE_CHECKING:
@@ -161,7 +162,7 @@ def connect(
             cluster.close()
         raise VolumetricError(f"cannot reach the dask scheduler at {address}: {exc}") from exc
     try:
-        if not quiet and client.dashboard_link:
+        if not (quiet or silenced()) and client.dashboard_link:
             print(f"dask dashboard: {client.dashboard_link}", file=stream, flush=True)
         yield client
     finally:

@@ -7,6 +7,20 @@ import time
 from typing import TextIO
 
 
+_silenced = False
+
+
+def silence(flag: bool = True) -> None:
+    """Turn every progress line and dashboard link of this process off (``vol -q``)."""
+    global _silenced
+    _silenced = flag
+
+
+def silenced() -> bool:
+    """Whether :func:`silence` is in effect."""
+    return _silenced
+
+
 def _clock(seconds: float) -> str:
     seconds = int(round(seconds))
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
@@ -33,7 +47,7 @@ class Progress:
     ):
         self.total, self.label, self.skipped = total, label, skipped
         self.stream = stream or sys.stderr
-        self.enabled = enabled
+        self.enabled = enabled and not _silenced
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.interval = interval if self.tty else log_interval
         self.done = 0
