@@ -22,6 +22,7 @@ COMMANDS = {
     "convert": "volumetric_cli.convert:convert",
     "discover": "volumetric_cli.discover:discover",
     "distance": "volumetric_cli.distance:distance",
+    "evaluate": "volumetric_cli.evaluate:evaluate",
     "info": "volumetric_cli.info:info",
     "overlay": "volumetric_cli.overlay:overlay",
     "patches": "volumetric_cli.patches:patches",
