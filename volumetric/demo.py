@@ -27,9 +27,14 @@ def _stages(out: Path, shape: tuple[int, ...], client: Any) -> list[tuple[str, C
     from volumetric.ops.convert import convert
     from volumetric.ops.discover import discover
     from volumetric.ops.distance import distance
+    from volumetric.ops.evaluate import evaluate
     from volumetric.ops.info import image_info
+    from volumetric.ops.overlay import overlay
+    from volumetric.ops.predict import predict
     from volumetric.ops.project import project
     from volumetric.ops.render import render
+    from volumetric.ops.train import DataSettings, ModelChoice, train
+    from volumetric.train.loop import TrainSettings
     from volumetric.testing.neurites import neurites, write_neurites
 
     h5 = out / "neurites.h5"
@@ -59,9 +64,40 @@ def _stages(out: Path, shape: tuple[int, ...], client: Any) -> list[tuple[str, C
                 f"{cubes.info['cubes_read']} read")
 
     def distance_map() -> str:
-        distance(str(out / "mask.zarr"), str(out / "distance.zarr"), clip=5.0, client=client,
-                 overwrite=True)
-        return "distance.zarr: distance to the neurites in micrometers, clipped at 5"
+        distance(str(out / "mask.zarr"), str(out / "distance.zarr"), clip=5.0, normalize=True,
+                 client=client, overwrite=True)
+        return "distance.zarr: distance to the neurites, clipped at 5 micrometers, normalised"
+
+    def train_unet() -> str:
+        data = DataSettings(str(out / "raw.zarr"), str(out / "distance.zarr"), patch=(16, 32, 32),
+                            sampler="foreground", foreground="<0.3", augment=False,
+                            cubes=str(out / "cubes.json"), val_fraction=0.25, val_patches=8,
+                            steps_per_epoch=50)
+        settings = TrainSettings(loss="mse", lr=0.005, batch=4, epochs=4, steps=200)
+        model = ModelChoice("unet3d", {"depth": 2, "features": 8})
+        report = train(data, out / "run", model=model, settings=settings)
+        best = report.result.history[report.result.best_epoch - 1]
+        return (f"run/: 3D U-Net, {report.result.steps} steps, val MSE {best['val_loss']:.4f}, "
+                "model.ts + curves.png")
+
+    def predict_cubes() -> str:
+        report = predict(str(out / "raw.zarr"), str(out / "prediction.zarr"),
+                         model=str(out / "run" / "model.ts"), cubes=str(out / "cubes.json"),
+                         window=(32, 64, 64), overlap=(0.25,), clip=1.0, client=client,
+                         overwrite=True)
+        return (f"prediction.zarr: {report.evaluations} windows, each evaluated once, "
+                "only in discovered cubes")
+
+    def overlay_raw() -> str:
+        overlay(str(out / "raw.zarr"), str(out / "prediction.zarr"), str(out / "overlay.zarr"),
+                clip=1.0, client=client, overwrite=True)
+        return "overlay.zarr: uint16 raw + prediction overlay for Vaa3D"
+
+    def evaluate_prediction() -> str:
+        scores = evaluate(str(out / "prediction.zarr"), str(out / "mask.zarr"), threshold=0.2,
+                          below=True, client=client)
+        return (f"Dice {scores['dice']:.3f}, precision {scores['precision']:.3f}, "
+                f"recall {scores['recall']:.3f} (prediction < 0.2 vs ground truth)")
 
     def render_swc() -> str:
         render(str(h5.with_suffix(".swc")), str(out / "raw.zarr"), str(out / "rendered.zarr"),
@@ -79,7 +115,8 @@ def _stages(out: Path, shape: tuple[int, ...], client: Any) -> list[tuple[str, C
     return [
         ("synthesize", synth), ("convert raw", convert_raw), ("convert mask", convert_mask),
         ("discover", discover_cubes), ("distance", distance_map), ("render", render_swc),
-        ("project", project_raw),
+        ("project", project_raw), ("train", train_unet), ("predict", predict_cubes),
+        ("overlay", overlay_raw), ("evaluate", evaluate_prediction),
     ]
 
 
