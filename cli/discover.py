@@ -48,8 +48,8 @@ def discover(raw: str, out: str, seeds, seeds_swc, scan_all, cube, threshold, mi
              connectivity, t, channel, store_in, overwrite, cluster, workers) -> None:
     """Find the occupied cubes of RAW connected to seed cubes and write them to OUT (JSON).
 
-    Breadth-first from the seeds' cubes, a frontier at a time as parallel block
-    tasks; each cube is read at most once, so the empty bulk is never read.
+    Breadth-first from the seeds' cubes, one region of cubes per parallel
+    task; each cube is read at most once, so the empty bulk is never read.
     OUT holds cube_shape, shape, cubes ([i, j, k] indices), cubes_read and the
     seeds; `predict` and `train` take it with --cubes. An interrupted run
     resumes from OUT.partial.
@@ -71,5 +71,5 @@ def discover(raw: str, out: str, seeds, seeds_swc, scan_all, cube, threshold, mi
     click.echo(
         f"wrote {out}: {len(result.cubes)} occupied cubes of {info['cubes_total']} "
         f"(cube {'x'.join(map(str, result.cube_shape))}), {info['cubes_read']} read "
-        f"in {info['levels']} levels, {info['seconds']:.1f} s"
+        f"({info['levels']} levels, {info['tasks']} tasks), {info['seconds']:.1f} s"
     )

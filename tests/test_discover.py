@@ -89,16 +89,21 @@ def test_connectivity_changes_result(client, tmp_path, raw):
     assert len(found[6]) < len(found[18]) < len(found[26])
 
 
-def test_grouping_and_all_give_the_same_cubes(client, tmp_path, raw):
+def test_regions_grouping_and_all_give_the_same_cubes(client, tmp_path, raw):
     v, path = raw
     kw = dict(seeds=[(3, 5, 4), (35, 4, 50)], threshold=100, min_voxels=8, client=client,
               progress=False)
-    one = discover(path, str(tmp_path / "a.json"), group_bytes=1, **kw)
-    big = discover(path, str(tmp_path / "b.json"), group_bytes=2**30, **kw)
-    full = discover(path, str(tmp_path / "c.json"), scan_all=True, **kw)
-    assert one.cubes == big.cubes == full.cubes
+    one = discover(path, str(tmp_path / "a.json"), region=1, **kw)
+    odd = discover(path, str(tmp_path / "b.json"), region=(2, 1, 3), **kw)
+    whole = discover(path, str(tmp_path / "c.json"), **kw)
+    full = discover(path, str(tmp_path / "d.json"), scan_all=True, group_bytes=1, **kw)
+    big = discover(path, str(tmp_path / "e.json"), scan_all=True, group_bytes=2**30, **kw)
+    assert one.cubes == odd.cubes == whole.cubes == full.cubes == big.cubes
+    assert one.info["cubes_read"] == odd.info["cubes_read"] == whole.info["cubes_read"]
     assert full.info["cubes_read"] == full.grid.num_blocks > one.info["cubes_read"]
-    every = discover(path, str(tmp_path / "d.json"), scan_all=True, threshold=100, min_voxels=8,
+    assert one.info["levels"] == whole.info["levels"] == 7
+    assert one.info["tasks"] > odd.info["tasks"] > whole.info["tasks"] == 1
+    every = discover(path, str(tmp_path / "f.json"), scan_all=True, threshold=100, min_voxels=8,
                      client=client, progress=False)
     expected = np.argwhere(_counts(v, 100) >= 8)
     assert [list(c) for c in every.cubes] == expected.tolist()

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import zarr
 
-from volumetric.engine import Journal, run_blocks
+from volumetric.engine import Journal, run_blocks, run_expanding
 from volumetric.errors import BlockError, InputError, LayoutMismatchError
 from volumetric.geometry import BlockGrid, Box
 
@@ -87,3 +87,35 @@ def test_sparse_block_list_leaves_other_chunks_unwritten(client, tmp_path):
     run_blocks(FillWithBlockId(path), chosen, client=client, progress=False)
     stored = sorted(str(p.relative_to(tmp_path / "out.zarr")) for p in (tmp_path / "out.zarr").rglob("c/*/*"))
     assert stored == ["c/0/0", "c/2/1"]
+
+
+@dataclass(frozen=True)
+class Depth:
+    """Work item task: the depth of a node of a binary tree named by its path ("", "0", "01")."""
+
+    fail_at: str | None = None
+
+    def __call__(self, path: str) -> int:
+        if path == self.fail_at:
+            raise InputError("corrupt input")
+        return len(path)
+
+
+def test_run_expanding_follows_each_result_until_none_are_left(client):
+    followed = []
+
+    def follow(path: str, depth: int) -> list[str]:
+        followed.append(path)
+        assert depth == len(path)
+        return [path + "0", path + "1"] if depth < 4 else []
+
+    tasks = run_expanding(Depth(), [""], follow, client=client, label="tree", progress=False)
+    assert tasks == len(followed) == 31
+    assert sorted(followed) == sorted({p[:k] for p in followed for k in range(len(p) + 1)})
+    assert sum(len(p) == 4 for p in followed) == 16
+
+
+def test_run_expanding_failure_names_the_item(client):
+    with pytest.raises(BlockError, match="block 01: corrupt input"):
+        run_expanding(Depth(fail_at="01"), ["0"], lambda p, d: [p + "0", p + "1"] if d < 3 else [],
+                      client=client, label="tree", progress=False)

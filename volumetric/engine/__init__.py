@@ -14,7 +14,7 @@ from volumetric.engine.cluster import (
 )
 from volumetric.engine.journal import Journal, layout_hash
 from volumetric.engine.progress import Progress, silence
-from volumetric.engine.run import check_resources, run_blocks
+from volumetric.engine.run import check_resources, run_blocks, run_expanding
 
 __all__ = [
     "Journal",
@@ -25,6 +25,7 @@ __all__ = [
     "layout_hash",
     "local_cluster",
     "run_blocks",
+    "run_expanding",
     "session",
     "silence",
     "worker_threads",

@@ -9,7 +9,7 @@ O(blocks) small tasks whatever the volume size.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from volumetric.engine.journal import Journal
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from distributed import Client
 
 R = TypeVar("R")
+W = TypeVar("W")
 
 
 def _execute(box: Box, task: Callable[[Box], Any], journal: Journal | None, job: str) -> Any:
@@ -128,3 +129,80 @@ def run_blocks(
         client.cancel([f for f in futures if not f.done()])
     bar.close()
     return results
+
+
+def run_expanding(
+    task: Callable[[W], R],
+    first: Iterable[W],
+    follow: Callable[[W, R], Iterable[W]],
+    *,
+    client: Client,
+    label: str,
+    retries: int = 1,
+    progress: bool = True,
+) -> int:
+    """Run ``task(item)`` for ``first`` and for the items each result leads to, until none are left.
+
+    There are no rounds: as soon as a task finishes, ``follow(item, result)``
+    (called here, in order of completion) names the next items and they are
+    submitted at once, so the workers stay busy while any work is known.
+
+    Parameters
+    ----------
+    task : callable
+        A picklable callable taking one work item and returning a small result.
+    first : iterable
+        The first work items (picklable; ``str(item)`` names one in errors).
+    follow : callable
+        ``follow(item, result)`` returns the work items that follow.
+    client : distributed.Client
+        Where the tasks run.
+    label : str
+        Text for the progress line and task names.
+    retries : int
+        Times a failed task is retried (e.g. after a worker died).
+    progress : bool
+        Print a progress line on stderr.
+
+    Returns
+    -------
+    int
+        The number of tasks run.
+
+    Raises
+    ------
+    BlockError
+        When a task raised a :class:`~volumetric.errors.VolumetricError`; the
+        message names the work item. Other exceptions propagate unchanged.
+    """
+    from distributed import as_completed
+
+    bar = Progress(0, label, enabled=progress)
+    prefix = f"{label.replace(' ', '-')}-{uuid.uuid4().hex[:8]}"
+    running = as_completed(with_results=True, raise_errors=False)
+    item_of: dict[str, W] = {}
+
+    def submit(items: Iterable[W]) -> None:
+        for item in items:
+            future = client.submit(task, item, key=f"{prefix}-{bar.total}", retries=retries,
+                                   pure=False)
+            item_of[future.key] = item
+            running.add(future)
+            bar.total += 1
+
+    try:
+        submit(first)
+        for future, result in running:
+            item = item_of.pop(future.key)
+            if future.status == "error":
+                _, exc, traceback = result
+                if isinstance(exc, VolumetricError):
+                    raise BlockError(f"block {item}: {exc}") from exc
+                raise exc.with_traceback(traceback)
+            future.release()
+            bar.update()
+            submit(follow(item, result))
+    finally:
+        client.cancel(list(running.futures))
+    bar.close()
+    return bar.total

@@ -6,44 +6,47 @@ The volume (one time point and channel) is cut into cubes. A cube is
 through occupied cubes (6-, 18- or 26-connectivity between cubes; in 2D,
 6 means 4-connectivity and 18 or 26 mean 8).
 
-The search runs level by level: the cubes of one frontier are counted in
-parallel as block tasks, the occupied ones are kept, and their neighbours
-that were never read form the next frontier. Each cube is read at most
-once, so the cubes read are the seed cubes plus the kept cubes and their
-neighbours, never the empty bulk. Nearby frontier cubes are counted by one
-task (a *group*: a box of whole cubes) to keep the number of tasks low; the
-result does not depend on grouping or on the number of workers. ``scan_all``
-counts every cube instead (the baseline): with seeds it returns the same
-cubes as the search, without seeds every occupied cube.
+The search (:mod:`volumetric.ops.cube_search`) reads each cube at most
+once: the seed cubes and the neighbours of occupied cubes, never the empty
+bulk. A task explores one region of cubes (``region``; by default about
+256 MiB of voxels, 8 x 8 x 8 cubes of 64^3 uint16) and hands the neighbours it finds in other regions to further
+tasks, which start as soon as it ends; the result does not depend on the
+region shape or on the number of workers. ``scan_all`` counts every cube
+instead (the baseline): with seeds it returns the same cubes as the search,
+without seeds every occupied cube.
 
-Resume: counts are saved to ``OUT.json.partial`` after every batch of
-tasks; rerunning the same command reuses them (for any seeds, connectivity
-or ``min_voxels``, since counts depend only on the image, the time point
-and channel, the cube shape and the threshold).
+Resume: counts are saved to ``OUT.json.partial`` every few seconds and
+after every batch of full-scan tasks; rerunning the same command reuses
+them (for any seeds, connectivity or ``min_voxels``, since counts depend
+only on the image, the time point and channel, the cube shape and the
+threshold).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from volumetric.engine import layout_hash, run_blocks, session
+from volumetric.engine import run_blocks, session
 from volumetric.errors import DestinationError, InputError
-from volumetric.geometry import BlockGrid, Box, Coord
+from volumetric.geometry import BlockGrid, Coord, as_coord
 from volumetric.io.cubes import CubeList, store_cubes, write_cubes
 from volumetric.io.ome import open_image
 from volumetric.io.sources import Source
 from volumetric.io.swc import read_swc
-from volumetric.kernels.occupancy import counts_per_cube
 from volumetric.ops.common import grow_block, open_input, spacing_of, spatial_positions
+from volumetric.ops.cube_search import (
+    CountStore,
+    CubeReader,
+    ExpandRegion,
+    level_search,
+    region_search,
+)
 from volumetric.ops.output import check_writable
 
 if TYPE_CHECKING:
@@ -53,55 +56,9 @@ log = logging.getLogger("volumetric")
 
 GROUP_TARGET_BYTES = 16 * 2**20
 BATCH_GROUPS = 256
+REGION_BYTES = 256 * 2**20
 DEFAULT_CUBE = 64
 CONNECTIVITY_RANK = {6: 1, 18: 2, 26: 3}
-
-
-@dataclass(frozen=True)
-class CountCubes:
-    """Block task: foreground counts of the listed cubes inside one group box.
-
-    ``fixed`` holds the index of every non-spatial axis of the source (the
-    chosen time point and channel) and None for spatial axes. When every
-    cube of the group is wanted the group is read at once, otherwise each run
-    of wanted cubes along the last axis; other cubes are never read.
-    """
-
-    source: Source
-    fixed: tuple[int | None, ...]
-    shape: Coord
-    cube_shape: Coord
-    threshold: float
-    cubes: frozenset[Coord] | None = None
-
-    def _read(self, box: Box) -> np.ndarray:
-        spatial = iter(zip(box.start, box.stop))
-        bounds = [next(spatial) if f is None else (f, f + 1) for f in self.fixed]
-        full = Box(tuple(a for a, _ in bounds), tuple(b for _, b in bounds))
-        return self.source.read(full).reshape(box.shape)
-
-    def _count(self, grid: BlockGrid, first: Coord, last: Coord) -> dict[Coord, int]:
-        """Counts of the cubes from ``first`` to ``last`` (inclusive), read at once."""
-        box = Box(grid.box(first).start, grid.box(last).stop)
-        counts = counts_per_cube(self._read(box), self.cube_shape, self.threshold)
-        return {
-            tuple(f + i for f, i in zip(first, index)): int(n)
-            for index, n in np.ndenumerate(counts)
-        }
-
-    def __call__(self, group: Box) -> dict[Coord, int]:
-        grid = BlockGrid(self.shape, self.cube_shape)
-        inside = list(grid.indices_touching(group))
-        if self.cubes is None or all(c in self.cubes for c in inside):
-            return self._count(grid, inside[0], inside[-1])
-        # Runs of consecutive wanted cubes along the last axis are read at once.
-        runs: list[list[Coord]] = []
-        for c in (c for c in inside if c in self.cubes):
-            if runs and runs[-1][-1][:-1] == c[:-1] and runs[-1][-1][-1] + 1 == c[-1]:
-                runs[-1].append(c)
-            else:
-                runs.append([c])
-        return {c: n for run in runs for c, n in self._count(grid, run[0], run[-1]).items()}
 
 
 def _fixed_indices(source: Source, t: int | None, channel: int | None) -> tuple[int | None, ...]:
@@ -139,6 +96,17 @@ def _cube_shape(source: Source, shape: Coord, cube: Sequence[int] | None) -> Coo
     return tuple(min(c, s) for c, s in zip(cube, shape))
 
 
+def _region_shape(region: int | Sequence[int] | None, cube_shape: Coord, itemsize: int) -> Coord:
+    if region is None:
+        cube_bytes = float(np.prod(cube_shape)) * itemsize
+        return (max(1, round((REGION_BYTES / cube_bytes) ** (1 / len(cube_shape)))),) * len(
+            cube_shape)
+    shape = as_coord(region, len(cube_shape))
+    if any(r <= 0 for r in shape):
+        raise InputError(f"region must be positive cube counts, got {shape}")
+    return shape
+
+
 def _seed_points(
     source: Source, shape: Coord, seeds: Iterable[Sequence[int]], seeds_swc: str | None
 ) -> list[Coord]:
@@ -164,57 +132,6 @@ def _seed_points(
     return points
 
 
-class CountStore:
-    """Cube counts known so far, saved next to the output (``OUT.partial``) for resume.
-
-    Counts depend only on what is read and how it is counted, so a store is
-    reused by any later search of the same image, time point, channel, cube
-    shape and threshold.
-    """
-
-    def __init__(self, out: Path, source: Source, fixed: tuple[int | None, ...],
-                 cube_shape: Coord, threshold: float):
-        self.path = out.with_name(out.name + ".partial")
-        self.hash = layout_hash({"source": source.identity(), "fixed": list(fixed),
-                                 "cube_shape": list(cube_shape), "threshold": float(threshold)})
-        self.counts: dict[Coord, int] = {}
-        try:
-            saved = json.loads(self.path.read_text())
-            if saved.get("hash") == self.hash:
-                self.counts = {tuple(c[:-1]): int(c[-1]) for c in saved["counts"]}
-        except (OSError, ValueError, KeyError, TypeError):
-            pass
-
-    def save(self) -> None:
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        rows = [[*c, n] for c, n in sorted(self.counts.items())]
-        tmp.write_text(json.dumps({"hash": self.hash, "counts": rows}))
-        os.replace(tmp, self.path)
-
-
-def _search(
-    seed_cubes: Sequence[Coord],
-    grid: BlockGrid,
-    rank: int,
-    min_voxels: int,
-    count: Callable[[list[Coord], int], dict[Coord, int]],
-) -> tuple[list[Coord], set[Coord], int]:
-    """Level-by-level BFS; returns the kept cubes, the cubes read, and the number of levels."""
-    frontier = sorted(set(seed_cubes))
-    seen = set(frontier)
-    kept: list[Coord] = []
-    level = 0
-    while frontier:
-        counts = count(frontier, level)
-        occupied = [c for c in frontier if counts[c] >= min_voxels]
-        kept.extend(occupied)
-        following = {n for c in occupied for n in grid.neighbours(c, rank)} - seen
-        seen |= following
-        frontier = sorted(following)
-        level += 1
-    return sorted(kept), seen, level
-
-
 def discover(
     src: str,
     out: str,
@@ -231,6 +148,7 @@ def discover(
     store_in: str | None = None,
     overwrite: bool = False,
     group_bytes: int | None = None,
+    region: int | Sequence[int] | None = None,
     client: Client | None = None,
     cluster: str | None = None,
     workers: int | None = None,
@@ -266,7 +184,10 @@ def discover(
     overwrite : bool
         Replace an existing ``out``.
     group_bytes : int, optional
-        Target size of the box of cubes one task reads (default 16 MiB).
+        Target size of the box of cubes one task of the full scan reads (default 16 MiB).
+    region : int or (z, y, x), optional
+        Shape in cubes of the region one search task explores (default: as
+        many cubes per axis as make about 256 MiB of voxels).
     client, cluster, workers, progress
         Where and how to run (see :func:`volumetric.ops.convert.convert`).
 
@@ -294,35 +215,33 @@ def discover(
         if stored_shape != shape:
             raise InputError(f"--store-in {store_in} has spatial shape {stored_shape}, "
                              f"RAW has {shape}")
-    grid = BlockGrid(shape, cube_shape)
-    groups = BlockGrid(shape, grow_block(shape, cube_shape, range(len(shape)),
-                                         np.dtype(source.dtype).itemsize,
-                                         group_bytes or GROUP_TARGET_BYTES))
+    regions = _region_shape(region, cube_shape, np.dtype(source.dtype).itemsize)
+    reader = CubeReader(source, fixed, shape, cube_shape, threshold)
+    grid = reader.grid
     store = CountStore(out_path, source, fixed, cube_shape, threshold)
-    t0 = time.monotonic()
-
-    def count(cubes: list[Coord], cl: Client, label: str) -> dict[Coord, int]:
-        todo = frozenset(c for c in cubes if c not in store.counts)
-        boxes = sorted({groups.index_of(grid.box(c).start) for c in todo})
-        task = CountCubes(source, fixed, shape, cube_shape, threshold,
-                          None if len(todo) == grid.num_blocks else todo)
-        for i in range(0, len(boxes), BATCH_GROUPS):
-            batch = [groups.box(g) for g in boxes[i:i + BATCH_GROUPS]]
-            for result in run_blocks(task, batch, client=cl, label=label,
-                                     progress=progress).values():
-                store.counts.update(result)
-            store.save()
-        return {c: store.counts[c] for c in cubes}
-
     rank = min(CONNECTIVITY_RANK[connectivity], len(shape))
     seed_cubes = sorted({grid.index_of(p) for p in points})
+    t0 = time.monotonic()
+    tasks = 0
     with session(client, cluster, workers, quiet=not progress) as cl:
         if scan_all:
-            count(list(grid.indices()), cl, "discover all cubes")
-        kept, read, levels = _search(
-            seed_cubes, grid, rank, min_voxels,
-            lambda cubes, level: count(cubes, cl, f"discover level {level}"),
-        )
+            groups = BlockGrid(shape, grow_block(shape, cube_shape, range(len(shape)),
+                                                 np.dtype(source.dtype).itemsize,
+                                                 group_bytes or GROUP_TARGET_BYTES))
+            todo = sorted({groups.index_of(grid.box(c).start) for c in grid.indices()
+                           if c not in store.counts})
+            for i in range(0, len(todo), BATCH_GROUPS):
+                batch = [groups.box(g) for g in todo[i:i + BATCH_GROUPS]]
+                for counts in run_blocks(reader, batch, client=cl, label="discover all cubes",
+                                         progress=progress).values():
+                    store.counts.update(counts)
+                tasks += len(batch)
+                store.save()
+        elif seed_cubes:
+            tasks = region_search(seed_cubes, ExpandRegion(reader, rank, min_voxels), store,
+                                  region_shape=regions, client=cl, progress=progress)
+    kept, read, levels = level_search(seed_cubes, grid, rank, min_voxels,
+                                      lambda cubes: {c: store.counts[c] for c in cubes})
     if scan_all:
         read = set(grid.indices())
         if not points:
@@ -345,6 +264,7 @@ def discover(
         "cubes_read": len(read),
         "cubes_total": grid.num_blocks,
         "levels": levels,
+        "tasks": tasks,
         "seconds": round(time.monotonic() - t0, 3),
     })
     write_cubes(out_path, result)
