@@ -7,9 +7,10 @@ roots and with ``scan_all`` on the same embedded cluster. Both
 must return the same cubes; the cubes read by the search must lie within
 the kept cubes plus their neighbours (and the seed cubes). Each mode runs
 ``--repeat`` times, alternating, after one untimed search that warms the
-workers up; the best times and the medians are compared.
+workers up; the best and median wall times and the median CPU times of the
+whole process tree (steadier on a shared machine) are compared.
 
-    python -m benchmarks.discover [--shape 1024,1024,1024] [--cube 64] [--workers 2]
+    python -m benchmarks.discover [--shape 1024,1024,1024] [--trees 1] [--repeat 5]
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--trees", type=int, default=1, help="neurons in the volume")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--dir", default=None, help="scratch folder (default: a temp folder)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch files")
     args = parser.parse_args(argv)
@@ -67,6 +68,7 @@ def main(argv: list[str] | None = None) -> dict:
             common = dict(seeds=roots(volume), threshold=THRESHOLD, client=cl, progress=False,
                           overwrite=True)
             discover(str(raw), str(scratch / "warm-up.json"), **common)  # workers import zarr
+            load_before = list(os.getloadavg())
             runs: dict[str, list] = {"search": [], "all": []}
             for _ in range(args.repeat):
                 runs["search"].append(measure_call(
@@ -75,6 +77,8 @@ def main(argv: list[str] | None = None) -> dict:
                     lambda: discover(str(raw), str(scratch / "all.json"), scan_all=True,
                                      **common)))
         best = {mode: min(r, key=lambda m: m[0].seconds) for mode, r in runs.items()}
+        median = {mode: {key: statistics.median(getattr(m, key) for m, _ in r)
+                         for key in ("seconds", "cpu_seconds")} for mode, r in runs.items()}
         search, full = best["search"][1], best["all"][1]
         kept = set(search.cubes)
         seed_cubes = {tuple(c) for c in search.info["seed_cubes"]}
@@ -86,30 +90,35 @@ def main(argv: list[str] | None = None) -> dict:
             "cubes_kept": len(kept), "cubes_read_search": search.info["cubes_read"],
             "cubes_read_all": full.info["cubes_read"], "kept_plus_neighbours": len(bound),
             "read_within_kept_plus_neighbours": search.info["cubes_read"] <= len(bound),
-            "levels": search.info["levels"], "same_cubes": search.cubes == full.cubes,
-            "search": {"seconds": [m.seconds for m, _ in runs["search"]],
-                       "peak_rss_mib": best["search"][0].peak_rss_mib},
-            "all": {"seconds": [m.seconds for m, _ in runs["all"]],
-                    "peak_rss_mib": best["all"][0].peak_rss_mib},
+            "levels": search.info["levels"], "tasks_search": search.info["tasks"],
+            "same_cubes": search.cubes == full.cubes,
+            **{mode: {"seconds": [m.seconds for m, _ in r],
+                      "cpu_seconds": [m.cpu_seconds for m, _ in r],
+                      "peak_rss_mib": best[mode][0].peak_rss_mib} for mode, r in runs.items()},
             "speedup": t_all / t_search,
-            "speedup_of_medians": statistics.median(m.seconds for m, _ in runs["all"])
-            / statistics.median(m.seconds for m, _ in runs["search"]),
-            "load_average": list(os.getloadavg()),
+            "speedup_of_medians": median["all"]["seconds"] / median["search"]["seconds"],
+            "cpu_ratio_of_medians": median["all"]["cpu_seconds"] / median["search"]["cpu_seconds"],
+            "load_average": {"before": load_before, "after": list(os.getloadavg())},
             "targets": {"foreground_fraction_below": 0.01, "speedup_at_least": 5.0},
         }
         rows = [
-            ("search from the roots", f"{t_search:.2f}", str(search.info["cubes_read"]),
-             f"{best['search'][0].peak_rss_mib:.0f}"),
-            ("--all (full scan)", f"{t_all:.2f}", str(full.info["cubes_read"]),
-             f"{best['all'][0].peak_rss_mib:.0f}"),
+            (label, f"{best[mode][0].seconds:.2f}", f"{median[mode]['seconds']:.2f}",
+             f"{median[mode]['cpu_seconds']:.2f}", str(result.info["cubes_read"]),
+             f"{best[mode][0].peak_rss_mib:.0f}")
+            for label, mode, result in (("search from the roots", "search", search),
+                                        ("--all (full scan)", "all", full))
         ]
         print(f"volume {shape} uint16, cubes {args.cube}^3, foreground {100 * foreground:.3f} %, "
-              f"{len(kept)} cubes kept of {search.grid.num_blocks}, {search.info['levels']} levels")
-        report("discover", results, rows, ("mode", "seconds", "cubes read", "peak RSS MiB"))
+              f"{len(kept)} cubes kept of {search.grid.num_blocks}, {search.info['levels']} "
+              f"levels, {search.info['tasks']} search tasks")
+        report("discover", results, rows, ("mode", "best s", "median s", "median CPU s",
+                                           "cubes read", "peak RSS MiB"))
         print(f"search reads {search.info['cubes_read']} <= kept + neighbours {len(bound)}: "
               f"{results['read_within_kept_plus_neighbours']}; same cubes: "
               f"{results['same_cubes']}; speedup {results['speedup']:.1f}x (best of "
-              f"{args.repeat}), {results['speedup_of_medians']:.1f}x (medians)")
+              f"{args.repeat}), {results['speedup_of_medians']:.1f}x (medians), CPU "
+              f"{results['cpu_ratio_of_medians']:.1f}x (medians); load average "
+              f"{load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after")
         return results
     finally:
         if not args.keep:

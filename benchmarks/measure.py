@@ -49,6 +49,17 @@ def _tree_rss(proc: psutil.Process) -> int:
     return total
 
 
+def _tree_cpu(proc: psutil.Process) -> float:
+    total = 0.0
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            times = p.cpu_times()
+            total += times.user + times.system
+        except psutil.Error:
+            pass
+    return total
+
+
 class _Sampler(threading.Thread):
     def __init__(self, pid: int, interval: float):
         super().__init__(daemon=True)
@@ -89,9 +100,10 @@ def run_measured(cmd: Sequence[str], *, interval: float = 0.02, check: bool = Tr
 
 
 def measure_call(func: Callable[[], Any], *, interval: float = 0.02) -> tuple[Measurement, Any]:
-    """Run ``func()`` in this process; its wall time, the peak RSS of this process tree
-    (dask workers of an embedded cluster included) and its result."""
+    """Run ``func()`` in this process; its wall time, the peak RSS and CPU time of this
+    process tree (dask workers of an embedded cluster included) and its result."""
     sampler = _Sampler(os.getpid(), interval)
+    cpu = _tree_cpu(sampler.proc)
     sampler.start()
     t0 = time.perf_counter()
     try:
@@ -100,7 +112,8 @@ def measure_call(func: Callable[[], Any], *, interval: float = 0.02) -> tuple[Me
         seconds = time.perf_counter() - t0
         sampler.stop.set()
         sampler.join()
-    return Measurement(seconds, sampler.peak), value
+        cpu = _tree_cpu(sampler.proc) - cpu
+    return Measurement(seconds, sampler.peak, cpu_seconds=cpu), value
 
 
 def python_cmd(code: str) -> list[str]:

@@ -81,7 +81,7 @@ class CubeReader:
         return self._count_run(inside[0], inside[-1])
 
     def count(self, cubes: Iterable[Coord]) -> dict[Coord, int]:
-        """Counts of ``cubes``; each run of consecutive cubes along the last axis is read at once."""
+        """Counts of ``cubes``; a run of consecutive cubes along the last axis is read at once."""
         runs: list[list[Coord]] = []
         for c in sorted(cubes):
             if runs and runs[-1][-1][:-1] == c[:-1] and runs[-1][-1][-1] + 1 == c[-1]:
@@ -310,9 +310,9 @@ def region_search(
         busy.discard(r)
         store.counts.update(counts)
         reached[r].update(counts)
-        waiting[r] = waiting.get(r, set()) - reached[r]
-        if not waiting[r]:
-            del waiting[r]
+        left = waiting.pop(r, set()) - reached[r]
+        if left:
+            waiting[r] = left
         enter(outside)
         if time.monotonic() - last_save > SAVE_SECONDS:
             store.save()

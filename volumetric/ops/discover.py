@@ -9,9 +9,10 @@ through occupied cubes (6-, 18- or 26-connectivity between cubes; in 2D,
 The search (:mod:`volumetric.ops.cube_search`) reads each cube at most
 once: the seed cubes and the neighbours of occupied cubes, never the empty
 bulk. A task explores one region of cubes (``region``; by default about
-256 MiB of voxels, 8 x 8 x 8 cubes of 64^3 uint16) and hands the neighbours it finds in other regions to further
-tasks, which start as soon as it ends; the result does not depend on the
-region shape or on the number of workers. ``scan_all`` counts every cube
+256 MiB of voxels, 8 x 8 x 8 cubes of 64^3 uint16) and hands the
+neighbours it finds in other regions to further tasks, which start as soon
+as it ends; the result does not depend on the region shape or on the
+number of workers. ``scan_all`` counts every cube
 instead (the baseline): with seeds it returns the same cubes as the search,
 without seeds every occupied cube.
 
@@ -25,6 +26,7 @@ threshold).
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from collections.abc import Iterable, Sequence
@@ -98,9 +100,8 @@ def _cube_shape(source: Source, shape: Coord, cube: Sequence[int] | None) -> Coo
 
 def _region_shape(region: int | Sequence[int] | None, cube_shape: Coord, itemsize: int) -> Coord:
     if region is None:
-        cube_bytes = float(np.prod(cube_shape)) * itemsize
-        return (max(1, round((REGION_BYTES / cube_bytes) ** (1 / len(cube_shape)))),) * len(
-            cube_shape)
+        side = round((REGION_BYTES / (math.prod(cube_shape) * itemsize)) ** (1 / len(cube_shape)))
+        return (max(1, side),) * len(cube_shape)
     shape = as_coord(region, len(cube_shape))
     if any(r <= 0 for r in shape):
         raise InputError(f"region must be positive cube counts, got {shape}")
