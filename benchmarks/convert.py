@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import h5py
 import numpy as np
 import zarr
 
-from benchmarks.measure import python_cmd, report, run_measured
+from benchmarks.measure import add_scratch_options, python_cmd, report, run_measured, scratch_dir
 
 CHUNKS = (64, 128, 128)
 
@@ -57,13 +55,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gib", type=float, default=2.0, help="source size in GiB")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--dir", default=None, help="scratch folder (default: a temp folder)")
-    parser.add_argument("--keep", action="store_true", help="keep the scratch files")
+    add_scratch_options(parser)
     args = parser.parse_args(argv)
 
-    scratch = Path(args.dir or tempfile.mkdtemp(prefix="vol-bench-convert-"))
-    scratch.mkdir(parents=True, exist_ok=True)
-    try:
+    with scratch_dir("convert", args) as scratch:
         src = scratch / "raw.h5"
         shape = make_source(src, args.gib)
         nbytes = int(np.prod(shape)) * 2
@@ -76,8 +71,11 @@ def main(argv: list[str] | None = None) -> dict:
             str(scratch / "vol.zarr"), "--chunks", ",".join(map(str, CHUNKS)),
             "--workers", str(args.workers),
         ])
-        same = np.array_equal(zarr.open_array(scratch / "naive.zarr")[:64],
-                              zarr.open_array(scratch / "vol.zarr" / "0")[:64])
+        naive_out = zarr.open_array(scratch / "naive.zarr")
+        vol_out = zarr.open_array(scratch / "vol.zarr" / "0")
+        same = naive_out.shape == vol_out.shape and all(
+            np.array_equal(naive_out[z:z + CHUNKS[0]], vol_out[z:z + CHUNKS[0]])
+            for z in range(0, shape[0], CHUNKS[0]))
         results = {
             "source_shape": list(shape), "source_gib": nbytes / 2**30, "chunks": list(CHUNKS),
             "workers": args.workers,
@@ -98,11 +96,8 @@ def main(argv: list[str] | None = None) -> dict:
         ]
         print(f"source: {shape} uint16, {nbytes / 2**30:.2f} GiB, HDF5 chunks {CHUNKS}")
         report("convert", results, rows, ("run", "seconds", "MB/s", "CPU s", "peak RSS MiB"))
-        print(f"vol / naive throughput: {results['throughput_ratio']:.2f}x")
+        print(f"vol / naive throughput: {results['throughput_ratio']:.2f}x; outputs identical: {same}")
         return results
-    finally:
-        if not args.keep:
-            shutil.rmtree(scratch, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -17,13 +17,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
-import tempfile
 from itertools import product
-from pathlib import Path
 
-from benchmarks.measure import measure_call, report
+from benchmarks.measure import add_scratch_options, measure_call, report, scratch_dir
 from benchmarks.neurites import roots, write_image
 from volumetric.engine.cluster import local_cluster
 from volumetric.ops.discover import discover
@@ -51,16 +48,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--dir", default=None, help="scratch folder (default: a temp folder)")
-    parser.add_argument("--keep", action="store_true", help="keep the scratch files")
+    add_scratch_options(parser)
     args = parser.parse_args(argv)
     shape = tuple(int(v) for v in args.shape.split(","))
 
     from distributed import Client
 
-    scratch = Path(args.dir or tempfile.mkdtemp(prefix="vol-bench-discover-"))
-    scratch.mkdir(parents=True, exist_ok=True)
-    try:
+    with scratch_dir("discover", args) as scratch:
         with local_cluster(args.workers, dashboard_address=":0") as cluster, Client(cluster) as cl:
             volume = neurites(shape, count=args.trees, seed=args.seed)
             raw = scratch / "raw.zarr"
@@ -120,9 +114,6 @@ def main(argv: list[str] | None = None) -> dict:
               f"{results['cpu_ratio_of_medians']:.1f}x (medians); load average "
               f"{load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after")
         return results
-    finally:
-        if not args.keep:
-            shutil.rmtree(scratch, ignore_errors=True)
 
 
 if __name__ == "__main__":

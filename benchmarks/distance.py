@@ -21,13 +21,12 @@ import argparse
 import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import zarr
 
-from benchmarks.measure import measure_call, python_cmd, report, run_measured
+from benchmarks.measure import add_scratch_options, measure_call, python_cmd, report, run_measured, scratch_dir
 from benchmarks.neurites import write_image
 from volumetric.engine.cluster import local_cluster
 from volumetric.ops.distance import distance
@@ -87,17 +86,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--unclipped", action="store_true", help="also time the unclipped map")
-    parser.add_argument("--dir", default=None, help="scratch folder (default: a temp folder)")
-    parser.add_argument("--keep", action="store_true", help="keep the scratch files")
+    add_scratch_options(parser)
     args = parser.parse_args(argv)
     shape = (args.side,) * 3
     cases = {"clipped": args.clip, **({"unclipped": None} if args.unclipped else {})}
 
     from distributed import Client
 
-    scratch = Path(args.dir or tempfile.mkdtemp(prefix="vol-bench-distance-"))
-    scratch.mkdir(parents=True, exist_ok=True)
-    try:
+    with scratch_dir("distance", args) as scratch:
         mask = scratch / "mask.zarr"
         warm = {}
         with local_cluster(args.workers, dashboard_address=":0") as cluster, Client(cluster) as cl:
@@ -135,9 +131,6 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"{case}: speedup {r['speedup_cold']:.1f}x cold, {r['speedup_warm']:.1f}x warm; "
                   f"max |vol - scipy| {r['max_abs_difference']:.2e}")
         return results
-    finally:
-        if not args.keep:
-            shutil.rmtree(scratch, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -19,16 +19,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from benchmarks.measure import report, run_measured
+from benchmarks.measure import add_scratch_options, report, run_measured, scratch_dir
 
 PATCH = (64, 64, 64)
 CHUNKS = (64, 64, 64)
@@ -109,17 +107,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--patches", type=int, default=192)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--dir", default=None, help="scratch folder (default: a temp folder)")
-    parser.add_argument("--keep", action="store_true", help="keep the scratch files")
+    add_scratch_options(parser)
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         child(json.loads(args.child))
         return {}
 
-    scratch = Path(args.dir or tempfile.mkdtemp(prefix="vol-bench-loader-"))
-    scratch.mkdir(parents=True, exist_ok=True)
-    try:
+    with scratch_dir("loader", args) as scratch:
         side = args.side
         shapes = {"1x": (side, side, side), "4x": (side, 2 * side, 2 * side)}
         volumes = {}
@@ -172,9 +167,6 @@ def main(argv: list[str] | None = None) -> dict:
                   f"{results['zarr_over_numpy_cpu_per_patch'][a]:.2f}x, RSS 4x / 1x volume "
                   f"{results['rss_growth_4x_volume'][a]:.3f}")
         return results
-    finally:
-        if not args.keep:
-            shutil.rmtree(scratch, ignore_errors=True)
 
 
 if __name__ == "__main__":

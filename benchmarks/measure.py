@@ -7,14 +7,18 @@ every few milliseconds while the command runs.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -139,3 +143,22 @@ def timed(func: Callable[[], Any]) -> tuple[float, Any]:
     t0 = time.perf_counter()
     value = func()
     return time.perf_counter() - t0, value
+
+
+def add_scratch_options(parser: argparse.ArgumentParser) -> None:
+    """The ``--dir`` and ``--keep`` options every benchmark takes."""
+    parser.add_argument("--dir", default=None, help="scratch folder (default: a temp folder)")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch files")
+
+
+@contextmanager
+def scratch_dir(name: str, args: argparse.Namespace) -> Iterator[Path]:
+    """The scratch folder of a benchmark (``args.dir`` or a new temp folder), removed
+    afterwards unless ``args.keep``."""
+    scratch = Path(args.dir or tempfile.mkdtemp(prefix=f"vol-bench-{name}-"))
+    scratch.mkdir(parents=True, exist_ok=True)
+    try:
+        yield scratch
+    finally:
+        if not args.keep:
+            shutil.rmtree(scratch, ignore_errors=True)

@@ -178,13 +178,13 @@ def max_difference(vol_out: str, monai_out: str, cubes: list[tuple[int, ...]] | 
     return worst
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="Smaller volumes (a smoke run).")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2,
                         help="Runs of each side per case; the fastest counts (shared machines).")
-    opts = parser.parse_args()
+    opts = parser.parse_args(argv)
     base = (64, 192, 192) if opts.quick else (64, 512, 512)
     large = (base[0], base[1] * 2, base[2] * 2)
     cases = {"dense 1x": (base, False), "dense 4x": (large, False), "sparse 4x": (large, True)}

@@ -122,13 +122,13 @@ def block_read(path: Path, pages: int) -> dict[str, float]:
     return {"block_source_s": t1 - t0, "block_whole_pages_s": t2 - t1}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--gib", type=float, default=2.0, help="size of each input stack")
     parser.add_argument("--workdir", type=Path, default=None, help="where inputs are kept")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     pages = max(BLOCK[0], int(args.gib * 2**30 / (HEIGHT * WIDTH * 2)))
     workdir = args.workdir or Path(tempfile.gettempdir()) / "volumetric-bench-tiff"
     workdir.mkdir(parents=True, exist_ok=True)

@@ -38,3 +38,20 @@ def cluster_options(func: Callable[..., Any]) -> Callable[..., Any]:
         help="Dask scheduler address or scheduler file; default: an embedded LocalCluster "
              "(or $VOLUMETRIC_CLUSTER).",
     )(func)
+
+
+def sampler_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--sampler``, ``--foreground-probability`` and ``--foreground``, shared by the
+    commands that draw patches (``patches``, ``train``)."""
+    func = click.option(
+        "--foreground", default=">0", show_default=True,
+        help="Which target voxels are foreground, e.g. '>0' or '<5' for a distance map.",
+    )(func)
+    func = click.option(
+        "--foreground-probability", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+        help="Share of foreground-centred patches (foreground sampler).",
+    )(func)
+    return click.option(
+        "--sampler", type=click.Choice(["random", "grid", "foreground"]), default="random",
+        show_default=True,
+    )(func)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from volumetric_cli.options import int_tuple
+from volumetric_cli.options import int_tuple, sampler_options
 
 
 @click.command()
@@ -16,12 +16,7 @@ from volumetric_cli.options import int_tuple
               help="Patch shape; 1,Y,X for 2D patches (default: 64^3, or 1,256,256 for 2D images).")
 @click.option("--n", "n", type=click.IntRange(min=1), default=16, show_default=True,
               help="Number of patches.")
-@click.option("--sampler", type=click.Choice(["random", "grid", "foreground"]), default="random",
-              show_default=True)
-@click.option("--foreground-probability", type=click.FloatRange(0, 1), default=0.5,
-              show_default=True, help="Share of foreground-centred patches (foreground sampler).")
-@click.option("--foreground", default=">0", show_default=True,
-              help="Which target voxels are foreground, e.g. '>0' or '<5' for a distance map.")
+@sampler_options
 @click.option("--augment/--no-augment", default=True, show_default=True,
               help="Apply the default augmentation.")
 @click.option("--seed", type=int, default=0, show_default=True)

@@ -7,7 +7,7 @@ import math
 
 import click
 
-from volumetric_cli.options import int_tuple
+from volumetric_cli.options import int_tuple, sampler_options
 
 
 def _json_object(ctx: click.Context, param: click.Parameter, value: str | None) -> dict:
@@ -66,12 +66,7 @@ def _json_object(ctx: click.Context, param: click.Parameter, value: str | None) 
 @click.option("--amp/--no-amp", default=True, show_default=True, help="Mixed precision on CUDA.")
 @click.option("--mask", help="Loss mask image (OME-Zarr; nonzero voxels count).")
 @click.option("--cubes", metavar="FILE", help="Cube list from `vol discover`: sample only there.")
-@click.option("--sampler", type=click.Choice(["random", "grid", "foreground"]), default="random",
-              show_default=True)
-@click.option("--foreground-probability", type=click.FloatRange(0, 1), default=0.5,
-              show_default=True, help="Share of foreground-centred patches (foreground sampler).")
-@click.option("--foreground", default=">0", show_default=True,
-              help="Which target voxels are foreground, e.g. '>0' or '<5' for a distance map.")
+@sampler_options
 @click.option("--augment/--no-augment", default=True, show_default=True,
               help="Flips, rotations, elastic warps, noise and intensity changes.")
 @click.option("--normalize", type=click.Choice(["percentile", "zscore", "none"]),

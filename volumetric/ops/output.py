@@ -13,6 +13,7 @@ Every operation that writes an OME-Zarr image goes through
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Callable, Mapping
@@ -26,8 +27,7 @@ from volumetric.io.sources.arrays import is_zarr
 
 
 def _is_incomplete_volumetric(path: Path) -> bool:
-    import json
-
+    """Whether ``path`` is a store volumetric began and never marked complete."""
     for name in ("zarr.json", ".zattrs"):
         meta = path / name
         if meta.exists():

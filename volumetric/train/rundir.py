@@ -124,11 +124,20 @@ def plot_curves(run_dir: Path, history: Sequence[dict[str, float]]) -> None:
             loss_ax.plot(epochs, [row[key] for row in history], marker=".", label=key)
     loss_ax.set(xlabel="epoch", ylabel="loss", title="loss")
     loss_ax.legend()
+    decibels = [k for k in metrics if k.endswith("psnr")]
     for key in metrics:
-        metric_ax.plot(epochs, [row[key] for row in history], marker=".", label=key[4:])
+        if key not in decibels:
+            metric_ax.plot(epochs, [row[key] for row in history], marker=".", label=key[4:])
     metric_ax.set(xlabel="epoch", title="validation metrics")
-    if metrics:
-        metric_ax.legend()
+    if decibels:  # PSNR in dB has its own scale, on the right
+        db_ax = metric_ax.twinx()
+        for key in decibels:
+            db_ax.plot(epochs, [row[key] for row in history], marker="s", linestyle="--",
+                       color="tab:red", label=f"{key[4:]} (dB, right)")
+        db_ax.set(ylabel="dB")
+        db_ax.legend(loc="upper right")
+    if len(metrics) > len(decibels):
+        metric_ax.legend(loc="upper left")
     tmp = run_dir / f".{CURVES}.tmp.png"
     fig.savefig(tmp, dpi=100)
     tmp.replace(run_dir / CURVES)
