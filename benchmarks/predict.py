@@ -23,6 +23,12 @@ for the sparse case the windows touching a listed cube), target 1.00, and
 the largest difference from MONAI's result (over the listed cubes for the
 sparse case).
 
+When torch sees a CUDA GPU, a ``gpu`` case also runs both sides on it over
+the larger volume (vol on an embedded cluster with one GPU worker, batch
+``--gpu-batch``): voxels/s of each side and the share of time the GPU was
+busy during vol's run (``utilization.gpu`` sampled by ``nvidia-smi`` every
+100 ms).
+
 Run: ``python -m benchmarks.predict [--quick] [--repeats N]``; results also go to
 ``benchmarks/out/predict.json``.
 """
@@ -33,6 +39,7 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -114,13 +121,16 @@ def child_vol(args: dict[str, Any]) -> dict[str, Any]:
     from volumetric.engine import local_cluster
     from volumetric.ops.predict import predict
 
-    with local_cluster(args["workers"], dashboard_address=":0") as cluster, \
+    device = args.get("device", "cpu")
+    gpus = 1 if device == "cuda" else 0
+    with local_cluster(args["workers"], dashboard_address=":0", gpus=gpus) as cluster, \
             Client(cluster) as client:
         client.run(_warm)  # imports, as MONAI's process has them before its clock starts
         t0 = time.perf_counter()
         report = predict(args["raw"], args["out"], model=args["model"], window=WINDOW,
                          overlap=(OVERLAP,), blend="gaussian", normalize="zscore",
-                         cubes=args.get("cubes"), device="cpu", client=client, progress=False)
+                         cubes=args.get("cubes"), device=device, batch=args.get("batch", 1),
+                         client=client, progress=False)
         seconds = time.perf_counter() - t0
     return {"seconds": seconds, "evaluations": report.evaluations, "windows": report.windows}
 
@@ -133,15 +143,18 @@ def child_monai(args: dict[str, Any]) -> dict[str, Any]:
     from volumetric.io.intensity import intensity_stats
     from volumetric.kernels.normalize import normalize
 
+    device = args.get("device", "cpu")
     torch.set_num_threads(args["workers"])
-    model = torch.jit.load(args["model"])
+    model = torch.jit.load(args["model"], map_location=device)
     array = zarr.open_array(f"{args['raw']}/0", mode="r")
     data = array[:]
     t0 = time.perf_counter()
     x = normalize(data, intensity_stats(array), "zscore")
     with torch.inference_mode():
-        out = sliding_window_inference(torch.from_numpy(x)[None, None], WINDOW, 1, model,
-                                       overlap=OVERLAP, mode="gaussian")
+        out = sliding_window_inference(torch.from_numpy(x)[None, None].to(device), WINDOW,
+                                       args.get("batch", 1), model, overlap=OVERLAP,
+                                       mode="gaussian")
+        out = out.cpu()
     seconds = time.perf_counter() - t0
     np.save(args["out"], out[0].numpy())
     return {"seconds": seconds}
@@ -154,6 +167,41 @@ def run_child(side: str, args: dict[str, Any]) -> dict[str, Any]:
     result = json.loads(measured.stdout.strip().splitlines()[-1])
     result["peak_rss_mib"] = round(measured.peak_rss_mib, 1)
     return result
+
+
+class GpuBusy:
+    """Share of time GPU 0 is busy while the block runs (``nvidia-smi``, every 100 ms)."""
+
+    def __enter__(self) -> GpuBusy:
+        self.proc = subprocess.Popen(
+            ["nvidia-smi", "-i", "0", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits",
+             "-lms", "100"], stdout=subprocess.PIPE, text=True)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.terminate()
+        samples = [float(line) for line in self.proc.communicate()[0].split() if line.strip()]
+        self.share = sum(samples) / (100 * len(samples)) if samples else float("nan")
+        self.samples = len(samples)
+
+
+def gpu_case(folder: Path, raw: str, model: str, batch: int) -> dict[str, Any]:
+    """vol and MONAI on the GPU over ``raw``: voxels/s and GPU busy share."""
+    import torch
+    import zarr
+
+    voxels = float(np.prod(zarr.open_array(f"{raw}/0", mode="r").shape))
+    common = {"raw": raw, "model": model, "workers": 1, "device": "cuda", "batch": batch}
+    with GpuBusy() as busy:
+        vol = run_child("vol", {**common, "out": str(folder / "gpu.zarr")})
+    monai = run_child("monai", {**common, "out": str(folder / "gpu-monai.npy")})
+    return {"device": torch.cuda.get_device_name(0), "batch": batch,
+            "vol": vol, "monai": monai,
+            "voxels_per_second_vol": round(voxels / vol["seconds"]),
+            "voxels_per_second_monai": round(voxels / monai["seconds"]),
+            "gpu_busy_share_vol": round(busy.share, 3), "gpu_busy_samples": busy.samples,
+            "max_abs_difference": max_difference(str(folder / "gpu.zarr"),
+                                                 str(folder / "gpu-monai.npy"), None)}
 
 
 def best(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -184,6 +232,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2,
                         help="Runs of each side per case; the fastest counts (shared machines).")
+    parser.add_argument("--gpu-batch", type=int, default=8, help="Windows per GPU batch.")
+    parser.add_argument("--no-gpu", action="store_true", help="Skip the GPU case.")
     opts = parser.parse_args(argv)
     base = (64, 192, 192) if opts.quick else (64, 512, 512)
     large = (base[0], base[1] * 2, base[2] * 2)
@@ -234,6 +284,9 @@ def main(argv: list[str] | None = None) -> None:
                 "voxels_per_second_vol": round(float(np.prod(shape)) / vol["seconds"]),
                 "max_abs_difference": max_difference(vol_args["out"], f"{folder}/monai.npy", cubes),
             }
+        if torch.cuda.is_available() and not opts.no_gpu:
+            results["gpu"] = gpu_case(Path(tmp) / "x".join(map(str, large)), volumes[large], model,
+                                      opts.gpu_batch)
     dense = results["cases"]
     results["rss_growth_4x"] = {
         side: round(dense["dense 4x"][side]["peak_rss_mib"] / dense["dense 1x"][side]["peak_rss_mib"], 3)
@@ -251,6 +304,15 @@ def main(argv: list[str] | None = None) -> None:
                                       "vol RSS MiB", "MONAI RSS MiB", "evals/min", "max diff"))
     growth = results["rss_growth_4x"]
     print(f"peak RSS growth for a 4x volume: vol {growth['vol']:.3f}x, MONAI {growth['monai']:.3f}x")
+    gpu = results.get("gpu")
+    if gpu:
+        print(f"GPU {gpu['device']}, batch {gpu['batch']}: vol {gpu['voxels_per_second_vol']:.3g} "
+              f"voxels/s (GPU busy {100 * gpu['gpu_busy_share_vol']:.0f} % of the run), MONAI "
+              f"{gpu['voxels_per_second_monai']:.3g} voxels/s; max diff "
+              f"{gpu['max_abs_difference']:.1e}")
+    else:
+        print("no CUDA GPU: GPU voxels/s and busy share not measured")
+
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
