@@ -150,6 +150,8 @@ def test_cli_clip_and_refuse_existing(vol, tmp_path, mask_image):
 
 @pytest.mark.parametrize("args, message", [
     (["--clip", "-2"], "--clip must be a positive distance"),
+    (["--clip", "inf"], "--clip must be a positive distance, got inf"),
+    (["--clip", "nan"], "--clip must be a positive distance, got nan"),
     (["--normalize"], "--normalize needs --clip"),
     (["--clip", "2", "--power", "0"], "--power must be positive"),
 ])
@@ -169,6 +171,20 @@ def test_cli_non_binary_mask_names_values(vol, tmp_path):
     errors = [line for line in result.stderr.splitlines() if line.startswith("vol: error")]
     assert len(errors) == 1 and "not binary" in errors[0]
     assert "values 0, 1, 7, 300 seen" in errors[0]
+    attrs = json.loads((tmp_path / "d.zarr" / "zarr.json").read_text())["attributes"]
+    assert attrs["volumetric"]["complete"] is False
+
+
+@pytest.mark.parametrize("clip", [["--clip", "2"], []])
+def test_cli_mask_binary_per_block_only_fails_again_on_rerun(vol, tmp_path, clip):
+    labels = np.zeros((16, 16, 16), np.uint8)
+    labels[2, 2, 2], labels[12, 12, 12] = 1, 2  # each block alone looks binary
+    path = write_image(tmp_path / "labels.zarr", labels, chunks=(8, 8, 8))
+    for _ in range(2):
+        result = vol("-q", "distance", path, tmp_path / "d.zarr", *clip, "--block-mb", "0.001")
+        assert result.exit_code == 2
+        assert result.stderr.strip().splitlines() == [
+            f"vol: error: MASK {path} is not binary: values 0, 1, 2 seen in different blocks"]
     attrs = json.loads((tmp_path / "d.zarr" / "zarr.json").read_text())["attributes"]
     assert attrs["volumetric"]["complete"] is False
 

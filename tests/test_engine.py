@@ -119,3 +119,31 @@ def test_run_expanding_failure_names_the_item(client):
     with pytest.raises(BlockError, match="block 01: corrupt input"):
         run_expanding(Depth(fail_at="01"), ["0"], lambda p, d: [p + "0", p + "1"] if d < 3 else [],
                       client=client, label="tree", progress=False)
+
+
+@dataclass(frozen=True)
+class CountCalls:
+    """Appends a line to a file per call, then fails as bad input."""
+
+    log: str
+
+    def __call__(self, box: Box) -> None:
+        with open(self.log, "a") as f:
+            f.write(f"{box}\n")
+        raise InputError("values 0, 1, 7 seen")
+
+
+def test_bad_input_is_not_retried_and_not_marked_done(client, tmp_path):
+    log = tmp_path / "calls.txt"
+    journal = Journal(tmp_path / "out.zarr", {"job": "fail"})
+    journal.start()
+    box = Box((0, 0), (8, 8))
+    with pytest.raises(BlockError, match=r"block \[0:8, 0:8\]: values 0, 1, 7 seen"):
+        run_blocks(CountCalls(str(log)), [box], client=client, journal=journal, retries=3,
+                   progress=False)
+    assert log.read_text().splitlines() == [str(box)]
+    assert journal.done("blocks") == set()
+    with pytest.raises(BlockError, match="values 0, 1, 7 seen"):
+        run_expanding(CountCalls(str(log)), [box], lambda b, r: [], client=client, label="x",
+                      retries=3, progress=False)
+    assert len(log.read_text().splitlines()) == 2

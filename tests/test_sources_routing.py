@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import h5py
 import imageio.v3 as iio
 import numpy as np
 import pytest
@@ -9,6 +10,8 @@ import tifffile
 import zarr
 from source_checks import assert_one_line_failure
 
+from volumetric.errors import InputError
+from volumetric.geometry import Box
 from volumetric.io.sources import ImageStack, TiffSource, ZarrSource, open_source
 
 PLANE = np.arange(12 * 16, dtype=np.uint8).reshape(12, 16)
@@ -39,3 +42,18 @@ def test_unknown_format(tmp_path, vol):
     result = vol("convert", tmp_path / "volume.xyz", dst)
     assert_one_line_failure(result, vol, dst, mentions="volume.xyz: unknown input format")
     assert not dst.exists()
+
+
+def test_hdf5_dataset_named_in_the_path(tmp_path):
+    raw, mask = np.arange(2 * 12 * 16, dtype=np.uint16).reshape(2, 12, 16), np.ones((2, 12, 16))
+    with h5py.File(tmp_path / "pair.h5", "w") as f:
+        f["raw"], f["labels/mask"] = raw, mask
+    with pytest.raises(InputError, match=r"choose one with --dataset or in the path \(.*pair.h5/"):
+        open_source(str(tmp_path / "pair.h5"))
+    by_path = open_source(str(tmp_path / "pair.h5" / "raw"))
+    nested = open_source(str(tmp_path / "pair.h5" / "labels" / "mask"))
+    np.testing.assert_array_equal(by_path.read(Box((0, 0, 0), raw.shape)), raw)
+    np.testing.assert_array_equal(nested.read(Box((0, 0, 0), raw.shape)), mask)
+    assert by_path.identity() != nested.identity()
+    with pytest.raises(InputError, match="no dataset or group"):
+        open_source(str(tmp_path / "pair.h5" / "missing"))

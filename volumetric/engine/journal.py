@@ -118,6 +118,10 @@ class Journal:
         folder.mkdir(parents=True, exist_ok=True)
         _atomic_write(folder / key, "")
 
+    def forget(self, job: str) -> None:
+        """Drop the markers of ``job``, so that a rerun computes all its blocks again."""
+        shutil.rmtree(self._job_dir(job), ignore_errors=True)
+
     def finish(self) -> None:
         """Drop the per-block markers once the whole output is complete."""
         shutil.rmtree(Path(self.root) / "done", ignore_errors=True)

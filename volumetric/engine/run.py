@@ -24,10 +24,38 @@ R = TypeVar("R")
 W = TypeVar("W")
 
 
+class _InputFailure:
+    """What a task returns instead of raising a :class:`VolumetricError`.
+
+    Bad input fails the same way on every attempt, so the task is neither
+    retried nor logged by the worker; the client raises the error once.
+    """
+
+    def __init__(self, error: VolumetricError):
+        self.error = error
+
+
+def _attempt(task: Callable[[Any], Any], item: Any) -> Any:
+    try:
+        return task(item)
+    except VolumetricError as exc:
+        return _InputFailure(exc)
+
+
 def _execute(box: Box, task: Callable[[Box], Any], journal: Journal | None, job: str) -> Any:
-    result = task(box)
-    if journal is not None:
+    result = _attempt(task, box)
+    if journal is not None and not isinstance(result, _InputFailure):
         journal.mark(job, box.key())
+    return result
+
+
+def _outcome(future: Any, item: object) -> Any:
+    """The result of a finished task; its error, raised, names ``item`` when it is bad input."""
+    if future.status == "error":
+        future.result()  # a bug or a lost worker: re-raised with the worker's traceback
+    result = future.result()
+    if isinstance(result, _InputFailure):
+        raise BlockError(f"block {item}: {result.error}") from result.error
     return result
 
 
@@ -116,13 +144,8 @@ def run_blocks(
     results: dict[Box, R] = {}
     try:
         for future in as_completed(futures):
-            if future.status == "error":
-                exc = future.exception()
-                box = box_of[future.key]
-                if isinstance(exc, VolumetricError):
-                    raise BlockError(f"block {box}: {exc}") from exc
-                future.result()  # re-raises with the worker's traceback
-            results[box_of[future.key]] = future.result()
+            box = box_of[future.key]
+            results[box] = _outcome(future, box)
             future.release()
             bar.update()
     finally:
@@ -179,26 +202,22 @@ def run_expanding(
 
     bar = Progress(0, label, enabled=progress)
     prefix = f"{label.replace(' ', '-')}-{uuid.uuid4().hex[:8]}"
-    running = as_completed(with_results=True, raise_errors=False)
+    running = as_completed()
     item_of: dict[str, W] = {}
 
     def submit(items: Iterable[W]) -> None:
         for item in items:
-            future = client.submit(task, item, key=f"{prefix}-{bar.total}", retries=retries,
-                                   pure=False)
+            future = client.submit(_attempt, task, item, key=f"{prefix}-{bar.total}",
+                                   retries=retries, pure=False)
             item_of[future.key] = item
             running.add(future)
             bar.total += 1
 
     try:
         submit(first)
-        for future, result in running:
+        for future in running:
             item = item_of.pop(future.key)
-            if future.status == "error":
-                _, exc, traceback = result
-                if isinstance(exc, VolumetricError):
-                    raise BlockError(f"block {item}: {exc}") from exc
-                raise exc.with_traceback(traceback)
+            result = _outcome(future, item)
             future.release()
             bar.update()
             submit(follow(item, result))

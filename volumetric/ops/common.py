@@ -11,7 +11,7 @@ import numpy as np
 
 from volumetric.errors import InputError
 from volumetric.io.ome import SPATIAL_AXES
-from volumetric.io.sources import Source, open_source
+from volumetric.io.sources import Source, open_source, split_hdf5_path
 from volumetric.ops.convert import default_chunks
 
 log = logging.getLogger("volumetric")
@@ -27,7 +27,7 @@ def open_input(path: str, *, what: str) -> Source:
     what : str
         Its role in the command line (``"MASK"``, ``"RAW"``...), for messages.
     """
-    if not os.path.exists(path):
+    if not os.path.exists(path) and split_hdf5_path(path) is None:
         raise InputError(f"{what} {path}: no such file or folder")
     source = open_source(path)
     if any(s == 0 for s in source.shape):

@@ -219,9 +219,10 @@ def _separable_passes(
 
 
 def _check_options(clip: float | None, power: float | None, normalize: bool) -> None:
-    if clip is not None and not clip > 0:
-        raise InputError(f"--clip must be a positive distance, got {clip}")
-    if power is not None and not power > 0:
+    if clip is not None and not 0 < clip < math.inf:
+        raise InputError(f"--clip must be a positive distance, got {clip} "
+                         "(leave it out for the unclipped map)")
+    if power is not None and not 0 < power < math.inf:
         raise InputError(f"--power must be positive, got {power}")
     if normalize and clip is None:
         raise InputError("--normalize needs --clip (values are divided by the clipped maximum)")
@@ -338,7 +339,8 @@ def distance(
             blocks += grid.num_blocks
             written += sum(w for _, w in results.values())
             values.update(v for v, _ in results.values() if v is not None)
-            if len(values) > 1:
+            if len(values) > 1:  # each block alone was binary; a rerun must find this again
+                journal.forget(name)
                 shown = ", ".join(str(v) for v in sorted({0, *values}))
                 raise InputError(f"MASK {src} is not binary: values {shown} seen in "
                                  "different blocks")

@@ -8,7 +8,13 @@ import os
 from volumetric.errors import InputError
 from volumetric.io.sources.arrays import NpySource, ZarrSource, is_zarr
 from volumetric.io.sources.base import Source, parse_axes
-from volumetric.io.sources.hdf5 import HDF5_SUFFIXES, Hdf5FrameStack, Hdf5Source, open_hdf5
+from volumetric.io.sources.hdf5 import (
+    HDF5_SUFFIXES,
+    Hdf5FrameStack,
+    Hdf5Source,
+    open_hdf5,
+    split_hdf5_path,
+)
 from volumetric.io.sources.images import IMAGE_SUFFIXES, ImageStack
 from volumetric.io.sources.tiff import TIFF_SUFFIXES, TiffSource
 from volumetric.io.sources.video import VIDEO_SUFFIXES, VideoSource
@@ -24,6 +30,7 @@ __all__ = [
     "ZarrSource",
     "open_source",
     "parse_axes",
+    "split_hdf5_path",
 ]
 
 
@@ -40,7 +47,8 @@ def open_source(path: str, *, dataset: str | None = None, axes: str | None = Non
         or a single 2D image (``.png``, ``.jpg``...).
     dataset : str, optional
         Dataset or group inside an HDF5 file, array inside a Zarr group, or
-        series number inside a TIFF file.
+        series number inside a TIFF file. An HDF5 dataset may also be named
+        in the path: ``brain.h5/raw``.
     axes : str, optional
         The source's axis order (e.g. ``"cxyz"``), when its metadata lacks it.
 
@@ -58,6 +66,9 @@ def open_source(path: str, *, dataset: str | None = None, axes: str | None = Non
             raise InputError(f"{path}: a .zarr folder without Zarr metadata")
         return ImageStack(path, axes)
     if not os.path.exists(path):
+        inner = split_hdf5_path(path) if dataset is None else None
+        if inner is not None:
+            return open_hdf5(*inner, axes)
         if glob.has_magic(path):
             return ImageStack(path, axes)
         raise InputError(f"{path}: no such file or folder")

@@ -7,6 +7,7 @@ decoded.
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
@@ -95,7 +96,7 @@ class Hdf5Source(Source):
                     more = f" and {len(candidates) - 5} more" if len(candidates) > 5 else ""
                     raise InputError(
                         f"{path} holds {len(candidates)} arrays ({names}{more}); "
-                        "choose one with --dataset"
+                        f"choose one with --dataset or in the path ({path}{candidates[0].name})"
                     )
                 ds = candidates[0]
             else:
@@ -112,6 +113,9 @@ class Hdf5Source(Source):
             if ds.chunks is not None:
                 perm = [self.native_axes.index(a) for a in ngff_order(self.native_axes)]
                 self.chunks = tuple(ds.chunks[i] for i in perm)
+
+    def identity(self) -> dict[str, Any]:
+        return {**super().identity(), "dataset": self.dataset}
 
     def _read_native(self, index: tuple[slice, ...]) -> np.ndarray:
         if self._handle is None:
@@ -200,6 +204,19 @@ def _frame_group(f: Any) -> str | None:
     frame_size = min(d.size for d in by_parent[groups[0]])
     others = (d for name, ds in by_parent.items() if name != groups[0] for d in ds)
     return groups[0] if all(d.size < frame_size for d in others) else None
+
+
+def split_hdf5_path(path: str) -> tuple[str, str] | None:
+    """``("brain.h5", "/raw")`` for ``"brain.h5/raw"`` (a dataset named inside the path).
+
+    Returns None when ``path`` names no existing HDF5 file followed by an inner path.
+    """
+    lower = path.lower()
+    for suffix in HDF5_SUFFIXES:
+        end = lower.find(suffix + "/") + len(suffix)
+        if end >= len(suffix) and os.path.isfile(path[:end]) and path[end + 1:].strip("/"):
+            return path[:end], path[end:]
+    return None
 
 
 def open_hdf5(path: str, dataset: str | None = None, axes: str | None = None) -> Source:
