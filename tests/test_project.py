@@ -76,3 +76,12 @@ def test_cli_bad_axis(vol, tmp_path):
     result = vol("project", path, tmp_path / "p.zarr", "--axis", "z")
     assert result.exit_code == 2 and "cannot project along 'z'" in result.stderr
     assert not (tmp_path / "p.zarr").exists()
+
+
+def test_cli_png_of_a_1d_projection_is_refused_before_writing(vol, tmp_path):
+    path = write_image(tmp_path / "plane.zarr", np.ones((8, 8), np.uint8))
+    result = vol("project", path, tmp_path / "p.zarr", "--axis", "y", "--png", tmp_path / "p.png")
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [
+        "vol: error: --png needs a 2D projection; projecting yx along y leaves x"]
+    assert not (tmp_path / "p.zarr").exists() and not (tmp_path / "p.png").exists()

@@ -119,8 +119,6 @@ def _preview(image: str, png: str, axis: int) -> None:
     kept = [a for i, a in enumerate(axes) if a != "t" and i != axis]
     if "c" not in kept:
         planes = planes[None]
-    if planes.ndim != 3:
-        raise InputError(f"--png needs a 2D projection; this one has axes {''.join(kept)}")
     iio.imwrite(png, composite_rgb(planes, CHANNEL_COLOURS))
 
 
@@ -175,6 +173,10 @@ def project(
     if axis not in source.axes or axis not in "zyx":
         raise InputError(f"SRC {src} has axes {source.axes!r}; cannot project along {axis!r}")
     if png is not None:
+        kept = "".join(a for a in source.axes if a in "zyx" and a != axis)
+        if len(kept) != 2:
+            raise InputError(f"--png needs a 2D projection; projecting {source.axes} along "
+                             f"{axis} leaves {kept}")
         check_writable(png)
     k = source.axes.index(axis)
     shape = source.shape
