@@ -170,6 +170,7 @@ def test_cli_discover(vol, tmp_path, raw):
 
 @pytest.mark.parametrize("args, message", [
     (["--seed", "3,5,400"], "seed 3,5,400 lies outside"),
+    (["--seed", "1,1"], "seed 1,1 has 2 coordinates; RAW's volume (40, 48, 56) needs 3 (z,y,x)"),
     (["--seed", "3,5,4", "--cube", "12,8,8"], "not a multiple of RAW's chunk shape 8,8,8"),
     ([], "no seeds"),
     (["--seed", "3,5,4", "--channel", "1"], "has no c axis"),

@@ -114,7 +114,11 @@ def _seed_points(
     points = []
     for seed in seeds:
         seed = tuple(int(v) for v in seed)
-        if len(seed) != len(shape) or any(not 0 <= v < s for v, s in zip(seed, shape)):
+        if len(seed) != len(shape):
+            axes = ",".join("zyx"[-len(shape):])
+            raise InputError(f"seed {','.join(map(str, seed))} has {len(seed)} coordinates; "
+                             f"RAW's volume {shape} needs {len(shape)} ({axes})")
+        if any(not 0 <= v < s for v, s in zip(seed, shape)):
             raise InputError(f"seed {','.join(map(str, seed))} lies outside RAW's volume {shape}")
         points.append(seed)
     if seeds_swc is not None:
