@@ -48,6 +48,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--region", type=int, default=None,
+                        help="cubes per axis of a search task's region (default: discover's)")
     add_scratch_options(parser)
     args = parser.parse_args(argv)
     shape = tuple(int(v) for v in args.shape.split(","))
@@ -66,7 +68,8 @@ def main(argv: list[str] | None = None) -> dict:
             runs: dict[str, list] = {"search": [], "all": []}
             for _ in range(args.repeat):
                 runs["search"].append(measure_call(
-                    lambda: discover(str(raw), str(scratch / "search.json"), **common)))
+                    lambda: discover(str(raw), str(scratch / "search.json"), region=args.region,
+                                     **common)))
                 runs["all"].append(measure_call(
                     lambda: discover(str(raw), str(scratch / "all.json"), scan_all=True,
                                      **common)))

@@ -95,14 +95,17 @@ def test_regions_grouping_and_all_give_the_same_cubes(client, tmp_path, raw):
               progress=False)
     one = discover(path, str(tmp_path / "a.json"), region=1, **kw)
     odd = discover(path, str(tmp_path / "b.json"), region=(2, 1, 3), **kw)
-    whole = discover(path, str(tmp_path / "c.json"), **kw)
+    whole = discover(path, str(tmp_path / "c.json"), region=64, **kw)
+    default = discover(path, str(tmp_path / "g.json"), **kw)  # regions of 3 x 3 x 4 cubes
     full = discover(path, str(tmp_path / "d.json"), scan_all=True, group_bytes=1, **kw)
     big = discover(path, str(tmp_path / "e.json"), scan_all=True, group_bytes=2**30, **kw)
-    assert one.cubes == odd.cubes == whole.cubes == full.cubes == big.cubes
-    assert one.info["cubes_read"] == odd.info["cubes_read"] == whole.info["cubes_read"]
+    assert one.cubes == odd.cubes == whole.cubes == default.cubes == full.cubes == big.cubes
+    assert (one.info["cubes_read"] == odd.info["cubes_read"] == whole.info["cubes_read"]
+            == default.info["cubes_read"])
     assert full.info["cubes_read"] == full.grid.num_blocks > one.info["cubes_read"]
     assert one.info["levels"] == whole.info["levels"] == 7
     assert one.info["tasks"] > odd.info["tasks"] > whole.info["tasks"] == 1
+    assert default.info["tasks"] > 1
     every = discover(path, str(tmp_path / "f.json"), scan_all=True, threshold=100, min_voxels=8,
                      client=client, progress=False)
     expected = np.argwhere(_counts(v, 100) >= 8)

@@ -9,7 +9,8 @@ through occupied cubes (6-, 18- or 26-connectivity between cubes; in 2D,
 The search (:mod:`volumetric.ops.cube_search`) reads each cube at most
 once: the seed cubes and the neighbours of occupied cubes, never the empty
 bulk. A task explores one region of cubes (``region``; by default about
-256 MiB of voxels, 8 x 8 x 8 cubes of 64^3 uint16) and hands the
+256 MiB of voxels, 8 x 8 x 8 cubes of 64^3 uint16, and at most half the
+cubes along each axis) and hands the
 neighbours it finds in other regions to further tasks, which start as soon
 as it ends; the result does not depend on the region shape or on the
 number of workers. ``scan_all`` counts every cube
@@ -98,11 +99,13 @@ def _cube_shape(source: Source, shape: Coord, cube: Sequence[int] | None) -> Coo
     return tuple(min(c, s) for c, s in zip(cube, shape))
 
 
-def _region_shape(region: int | Sequence[int] | None, cube_shape: Coord, itemsize: int) -> Coord:
+def _region_shape(region: int | Sequence[int] | None, grid: BlockGrid, itemsize: int) -> Coord:
     if region is None:
-        side = round((REGION_BYTES / (math.prod(cube_shape) * itemsize)) ** (1 / len(cube_shape)))
-        return (max(1, side),) * len(cube_shape)
-    shape = as_coord(region, len(cube_shape))
+        cubes = grid.block
+        side = round((REGION_BYTES / (math.prod(cubes) * itemsize)) ** (1 / len(cubes)))
+        # At least two regions along each axis that has two cubes, so small volumes run in parallel.
+        return tuple(max(1, min(side, -(-n // 2))) for n in grid.grid_shape)
+    shape = as_coord(region, len(grid.block))
     if any(r <= 0 for r in shape):
         raise InputError(f"region must be positive cube counts, got {shape}")
     return shape
@@ -192,7 +195,9 @@ def discover(
         Target size of the box of cubes one task of the full scan reads (default 16 MiB).
     region : int or (z, y, x), optional
         Shape in cubes of the region one search task explores (default: as
-        many cubes per axis as make about 256 MiB of voxels).
+        many cubes per axis as make about 256 MiB of voxels, and at most
+        half the cubes along each axis, so that a small volume still has
+        several regions to search in parallel).
     client, cluster, workers, progress
         Where and how to run (see :func:`volumetric.ops.convert.convert`).
 
@@ -220,9 +225,9 @@ def discover(
         if stored_shape != shape:
             raise InputError(f"--store-in {store_in} has spatial shape {stored_shape}, "
                              f"RAW has {shape}")
-    regions = _region_shape(region, cube_shape, np.dtype(source.dtype).itemsize)
     reader = CubeReader(source, fixed, shape, cube_shape, threshold)
     grid = reader.grid
+    regions = _region_shape(region, grid, np.dtype(source.dtype).itemsize)
     store = CountStore(out_path, source, fixed, cube_shape, threshold)
     rank = min(CONNECTIVITY_RANK[connectivity], len(shape))
     seed_cubes = sorted({grid.index_of(p) for p in points})
