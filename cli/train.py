@@ -56,7 +56,7 @@ def _json_object(ctx: click.Context, param: click.Parameter, value: str | None) 
 @click.option("--scheduler", type=click.Choice(["none", "cosine", "exponential"]), default="none",
               show_default=True, help="cosine annealing over the epochs, or exponential decay.")
 @click.option("--decay-after", type=click.IntRange(min=0), default=10, show_default=True,
-              help="Epochs before exponential decay starts.")
+              help="Epochs at the full --lr before exponential decay starts.")
 @click.option("--decay-gamma", type=click.FloatRange(0, 1, min_open=True), default=0.9,
               show_default=True, help="Factor per epoch of exponential decay.")
 @click.option("--patience", type=click.IntRange(min=1),

@@ -167,6 +167,15 @@ def test_two_dimensional_patches_and_regression(volume, tmp_path):
     assert row["val_psnr"] == pytest.approx(10 * np.log10(9 / row["val_mse"]))
 
 
+def test_exponential_decay_starts_after_decay_after_epochs(volume, tmp_path):
+    settings = TrainSettings(loss="dice", batch=2, epochs=4, lr=1e-3, scheduler="exponential",
+                             decay_after=2, decay_gamma=0.5)
+    train = ToyPatches(*volume, (8, 8, 8), samples=2)
+    result = fit(build_model("unet3d", **TINY), train, None, _spec(), settings, tmp_path / "run",
+                 progress=False)
+    assert [row["lr"] for row in result.history] == pytest.approx([1e-3, 1e-3, 5e-4, 2.5e-4])
+
+
 def test_early_stopping(volume, tmp_path):
     # A tiny learning rate never improves the first epoch's loss by min_delta.
     settings = TrainSettings(loss="dice", batch=2, epochs=10, lr=1e-9, patience=2, min_delta=0.5)

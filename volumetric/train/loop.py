@@ -72,7 +72,9 @@ class TrainSettings:
         Stop after this many optimiser steps in total (may end an epoch early).
     scheduler : {"none", "cosine", "exponential"}
         ``cosine``: cosine annealing to 0 over ``epochs``; ``exponential``:
-        multiply the rate by ``decay_gamma`` every epoch after ``decay_after`` epochs.
+        the first ``decay_after`` epochs run at ``lr``, then the rate is
+        multiplied by ``decay_gamma`` every epoch (epoch ``decay_after``,
+        counting from 0, runs at ``lr * decay_gamma``).
     patience : int, optional
         Stop when the monitored loss (validation, else training) has not
         improved for this many epochs.
@@ -169,7 +171,7 @@ def _scheduler(settings: TrainSettings, optimizer: torch.optim.Optimizer) -> Any
     if settings.scheduler == "exponential":
         after, gamma = settings.decay_after, settings.decay_gamma
         return torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda epoch: gamma ** max(0, epoch - after)
+            optimizer, lambda epoch: gamma ** max(0, epoch - after + 1)
         )
     return None
 
