@@ -176,6 +176,36 @@ def test_exponential_decay_starts_after_decay_after_epochs(volume, tmp_path):
     assert [row["lr"] for row in result.history] == pytest.approx([1e-3, 1e-3, 5e-4, 2.5e-4])
 
 
+class PoisonedPatches(ToyPatches):
+    """Patches whose images are NaN from epoch ``poisoned_from`` on."""
+
+    poisoned_from = 0
+
+    def __getitem__(self, index):
+        item = super().__getitem__(index)
+        if self.epoch >= self.poisoned_from:
+            item["image"] = torch.full_like(item["image"], float("nan"))
+        return item
+
+
+@pytest.mark.parametrize("poisoned_from", [0, 1])
+def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_epoch(volume, tmp_path,
+                                                                        poisoned_from):
+    train = PoisonedPatches(*volume, (8, 8, 8), samples=4)
+    train.poisoned_from = poisoned_from
+    settings = TrainSettings(loss="mse", batch=2, epochs=3)
+    run = tmp_path / "run"
+    with pytest.raises(InputError, match=f"training loss became nan at epoch {poisoned_from + 1} "
+                                         f"step {2 * poisoned_from + 1}; lower --lr"):
+        fit(build_model("unet3d", **TINY), train, None, _spec(), settings, run, progress=False)
+    files = {p.name for p in run.iterdir()}
+    if poisoned_from == 0:
+        assert not files & {"model.pt", "model.ts", "last.pt"}
+    else:
+        assert {"model.pt", "model.ts", "last.pt"} <= files
+        assert read_checkpoint(run / "last.pt")["training"]["epoch"] == 1
+
+
 def test_early_stopping(volume, tmp_path):
     # A tiny learning rate never improves the first epoch's loss by min_delta.
     settings = TrainSettings(loss="dice", batch=2, epochs=10, lr=1e-9, patience=2, min_delta=0.5)

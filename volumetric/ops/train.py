@@ -127,11 +127,17 @@ def _target_range(path: str) -> tuple[float, float, str]:
 
 
 def _stored_run(out: Path, resume: bool) -> dict[str, Any] | None:
-    """The ``config.json`` of the run in ``out`` to continue (None: start one); refuses clashes."""
+    """The ``config.json`` of the run in ``out`` to continue (None: start one); refuses clashes.
+
+    A run that never finished an epoch (no ``last.pt``) holds nothing to
+    continue or to keep: it starts again, with any options.
+    """
     check_writable(out)
     if out.exists() and not out.is_dir():
         raise DestinationError(f"{out} exists and is not a folder")
     stored = rundir.read_config(out) if out.is_dir() else None
+    if stored is not None and not (out / rundir.LAST).is_file():
+        return None
     if stored is None:
         if out.is_dir() and any(out.iterdir()):
             raise DestinationError(
@@ -263,12 +269,10 @@ def train(
     run_config = json.loads(json.dumps(run_config))
     if stored is not None:
         _check_same_run(out, stored, run_config)
-    # A run stopped before its first epoch ended has no last.pt and starts again.
-    resuming = stored is not None and (out / rundir.LAST).is_file()
 
     torch.manual_seed(settings.seed)
     net = build_network(name, config)
-    if checkpoint is not None and not resuming:
+    if checkpoint is not None and stored is None:
         load_initial_weights(net, checkpoint, name, source=str(model.init))
     frozen = freeze_layers(net, model.freeze)
     if frozen:
@@ -279,7 +283,7 @@ def train(
     rundir.write_config(out, run_config)
     spec = ModelSpec(name, config, dims, in_channels, out_channels, loss.output_activation,
                      {"normalize": data.normalize}, tuple(patch))
-    result = fit(net, train_set, val_set, spec, settings, out, resume=resuming,
+    result = fit(net, train_set, val_set, spec, settings, out, resume=stored is not None,
                  data_range=max(high - low, 1e-12), progress=progress)
     return TrainReport(out, name, result, time.perf_counter() - started)
 

@@ -342,19 +342,22 @@ def fit(
         started, seen, running = time.perf_counter(), 0, 0.0
         todo = min(steps_per_epoch, max_steps - state["step"])
         bar = _progress(todo * settings.batch, f"epoch {epoch + 1}/{epochs}", progress)
-        for i, batch in enumerate(_loader(train_set, settings, device, epoch, drop_last=True)):
-            if i == todo:
-                break
-            image, target, mask = _to_device(batch, device)
-            if example is None:
-                example = image[:1].cpu()
-            value = train_step(model, image, target, mask)
-            state["step"] += 1
-            seen += image.shape[0]
-            running += value * image.shape[0]
-            bar.set_postfix(loss=f"{value:.4g}", refresh=False)
-            bar.update(image.shape[0])
-        bar.close()
+        try:
+            for i, batch in enumerate(_loader(train_set, settings, device, epoch, drop_last=True)):
+                if i == todo:
+                    break
+                image, target, mask = _to_device(batch, device)
+                if example is None:
+                    example = image[:1].cpu()
+                value = train_step(model, image, target, mask)
+                state["step"] += 1
+                _check_finite("training", value, f"epoch {epoch + 1} step {state['step']}")
+                seen += image.shape[0]
+                running += value * image.shape[0]
+                bar.set_postfix(loss=f"{value:.4g}", refresh=False)
+                bar.update(image.shape[0])
+        finally:
+            bar.close()
         seconds = time.perf_counter() - started
         row = {"epoch": epoch + 1, "step": state["step"], "lr": optimizer.param_groups[0]["lr"],
                "train_loss": running / max(seen, 1)}
@@ -366,6 +369,7 @@ def fit(
         state["epoch"] += 1
         state["history"].append(row)
         monitored = row.get("val_loss", row["train_loss"])
+        _check_finite("validation", monitored, f"epoch {epoch + 1}")
         if monitored < state["best_loss"] - settings.min_delta:
             state.update(best_loss=monitored, best_epoch=epoch + 1, stale_epochs=0)
             _save_best(run_dir, model, spec, example, row)
@@ -385,6 +389,19 @@ def fit(
 
     return FitResult(state["epoch"], state["step"], state["best_epoch"], state["best_loss"],
                      stopped_early, state["history"])
+
+
+def _check_finite(kind: str, loss: float, when: str) -> None:
+    """Stop a run whose loss is NaN or infinite; the checkpoints of earlier epochs stay.
+
+    Raises
+    ------
+    InputError
+        ``loss`` is not finite.
+    """
+    if not math.isfinite(loss):
+        raise InputError(f"the {kind} loss became {loss} at {when}; lower --lr or check the "
+                         "inputs")
 
 
 def _validate(model: nn.Module, val_set: PatchSource, loss: Loss, settings: TrainSettings,
