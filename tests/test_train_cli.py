@@ -37,6 +37,7 @@ def volumes(tmp_path_factory):
     distance = np.where(mask > 0, 0.0, 9.0).astype(np.float32)
     return {
         "raw": write_image(root / "raw.zarr", raw, chunks=(8, 16, 16)),
+        "nan": write_image(root / "nan.zarr", np.full(mask.shape, np.nan, np.float32)),
         "mask": write_image(root / "mask.zarr", mask, chunks=(8, 16, 16)),
         "distance": write_image(root / "distance.zarr", distance),
         "small": write_image(root / "small.zarr", mask[:, :16]),
@@ -74,6 +75,19 @@ def test_train_writes_the_run_dir_and_resume_rules(volumes, tmp_path):
     assert "lr" in _error(_vol(*args, "--resume", "--lr", "0.1"))
     again = _vol(*args, "--resume")
     assert again.exit_code == 0 and "4 steps" in again.stdout
+
+
+def test_quiet_and_a_nan_loss(volumes, tmp_path):
+    run = tmp_path / "run"
+    common = ("--out", run, "--patch", "8,16,16", "--steps", "2", *TINY)
+    # NaN raw values give a NaN loss at the first step: one line, exit 2, nothing claimed.
+    line = _error(_vol("-q", "train", volumes["nan"], volumes["mask"], *common))
+    assert "training loss became nan at epoch 1 step 1; lower --lr" in line
+    assert not (run / "model.pt").exists() and not (run / "model.ts").exists()
+    # Nothing was trained there, so the run directory starts again with other inputs.
+    quiet = _vol("-q", "train", volumes["raw"], volumes["mask"], *common)
+    assert quiet.exit_code == 0 and quiet.stderr == "", quiet.output
+    assert (run / "model.pt").is_file() and "wrote" in quiet.stdout
 
 
 def test_two_dimensional_patches_and_transfer(volumes, tmp_path):

@@ -205,7 +205,8 @@ def train(
     resume : bool
         Continue the run in ``out`` (same options); without a run there, start one.
     progress : bool
-        Show the progress bar.
+        Show the progress bar and a line per epoch (never under ``vol -q``,
+        see :func:`volumetric.engine.silence`).
 
     Returns
     -------
@@ -222,6 +223,7 @@ def train(
     """
     import torch
 
+    from volumetric.engine.progress import silenced
     from volumetric.kernels.augment import AugmentConfig
     from volumetric.ops.patches import default_patch
     from volumetric.train.dataset import PatchDataset, VolumePair
@@ -284,7 +286,7 @@ def train(
     spec = ModelSpec(name, config, dims, in_channels, out_channels, loss.output_activation,
                      {"normalize": data.normalize}, tuple(patch))
     result = fit(net, train_set, val_set, spec, settings, out, resume=stored is not None,
-                 data_range=max(high - low, 1e-12), progress=progress)
+                 data_range=max(high - low, 1e-12), progress=progress and not silenced())
     return TrainReport(out, name, result, time.perf_counter() - started)
 
 
