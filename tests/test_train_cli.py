@@ -109,6 +109,17 @@ def test_two_dimensional_patches_and_transfer(volumes, tmp_path):
     assert not torch.equal(before["head.weight"], after["head.weight"])
 
 
+def test_init_from_torchscript_is_one_line_without_warnings(volumes, tmp_path):
+    scripted = tmp_path / "model.ts"
+    torch.jit.script(build_model("unet3d", depth=1, features=4)).save(str(scripted))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = _vol("train", volumes["raw"], volumes["mask"], "--out", tmp_path / "run",
+                      "--patch", "8,16,16", "--steps", "2", "--init", scripted, *TINY)
+    assert f"{scripted} is a TorchScript file" in _error(result)
+    assert not [w for w in caught if "TorchScript" in str(w.message)]
+
+
 def _unet2d_checkpoint(path):
     save_checkpoint(path, build_model("unet2d", depth=1, features=4), architecture="unet2d",
                     model_config={"depth": 1, "features": 4}, spatial_dims=2, in_channels=1,
