@@ -135,7 +135,7 @@ def _unet2d_checkpoint(path):
         ("patch too large", "patch"),
         ("empty cubes", "empty"),
         ("loss vs target", r"--loss bce needs a target with values in [0, 1]"),
-        ("other architecture", "holds a unet2d network, not unet3d"),
+        ("other architecture", "holds a network of architecture unet2d, not unet3d"),
         ("2D model on 3D patches", "--model unet2d needs 2D patches"),
         ("steps and epochs", "not both"),
         ("freeze", "--freeze"),
