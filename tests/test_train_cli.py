@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import warnings
 
 import numpy as np
@@ -72,9 +73,23 @@ def test_train_writes_the_run_dir_and_resume_rules(volumes, tmp_path):
     assert out.shape == (1, 1, 8, 20, 20) and 0 <= float(out.min()) and float(out.max()) <= 1
 
     assert "--resume" in _error(_vol(*args))
-    assert "lr" in _error(_vol(*args, "--resume", "--lr", "0.1"))
+    line = _error(_vol(*args, "--resume", "--lr", "0.1", "--patch", "8,8,16"))
+    assert f"options differ from the run in {run}: data.patch [8, 16, 16] -> [8, 8, 16]; " \
+           "lr 0.001 -> 0.1; rerun" in line
     again = _vol(*args, "--resume")
     assert again.exit_code == 0 and "4 steps" in again.stdout
+
+
+def test_resume_takes_the_paths_however_they_are_spelled(volumes, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    options = ("--patch", "8,16,16", "--steps", "2", *TINY)
+    first = _vol("train", volumes["raw"], volumes["mask"], "--out", run, *options)
+    assert first.exit_code == 0, first.output
+    monkeypatch.chdir(tmp_path)
+    relative = [os.path.relpath(volumes[k]) for k in ("raw", "mask")]
+    assert not os.path.isabs(relative[0])
+    again = _vol("train", *relative, "--out", "run", *options, "--resume")
+    assert again.exit_code == 0 and "1 epochs, 2 steps" in again.stdout, again.output
 
 
 def test_quiet_and_a_nan_loss(volumes, tmp_path):

@@ -1,7 +1,8 @@
 """``vol train``: train a network on patches read lazily from OME-Zarr volumes.
 
 The run directory is described in :mod:`volumetric.train.rundir`. A run is
-defined by its ``config.json``; ``--resume`` continues a run with the same
+defined by its ``config.json`` (file paths stored resolved, so they may be
+spelled differently later); ``--resume`` continues a run with the same
 configuration (only the device, the number of loader workers and the
 volumetric version may change) from its last finished epoch.
 """
@@ -33,6 +34,8 @@ log = logging.getLogger("volumetric")
 
 # Settings that may differ when a run is resumed: they do not change its result on CPU.
 RESUMABLE_CHANGES = ("device", "workers", "version")
+# DataSettings fields naming files: stored resolved, so a run resumes however they are spelled.
+PATHS = ("raw", "target", "mask", "cubes")
 DIMS_OF = {"unet2d": 2, "unet3d": 3, "attention-resunet2d": 2, "attention-resunet3d": 3}
 
 
@@ -150,12 +153,37 @@ def _stored_run(out: Path, resume: bool) -> dict[str, Any] | None:
     return stored
 
 
+def _absolute(path: str | None) -> str | None:
+    """``path`` resolved to an absolute path (URLs and None unchanged), as the run stores it."""
+    if path is None or "://" in path:
+        return path
+    return str(Path(path).resolve())
+
+
+def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested settings as one level with dotted keys (``data.patch``)."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
 def _check_same_run(out: Path, stored: dict[str, Any], config: dict[str, Any]) -> None:
-    differ = [k for k in sorted(set(stored) | set(config))
-              if k not in RESUMABLE_CHANGES and stored.get(k) != config.get(k)]
+    def show(settings: dict[str, Any], key: str) -> str:
+        if key not in settings:
+            return "(unset)"
+        return settings[key] if isinstance(settings[key], str) else json.dumps(settings[key])
+
+    old, new = _flat(stored), _flat(config)
+    keys = [k for k in sorted(set(old) | set(new)) if k not in RESUMABLE_CHANGES]
+    differ = [f"{k} {show(old, k)} -> {show(new, k)}" for k in keys
+              if (k in old) != (k in new) or old.get(k) != new.get(k)]
     if differ:
-        raise InputError(f"--resume: the options differ from the run in {out} "
-                         f"({', '.join(differ)}); rerun with the options of its config.json")
+        raise InputError(f"--resume: options differ from the run in {out}: {'; '.join(differ)}; "
+                         "rerun with the options of its config.json or choose another --out")
 
 
 def _architecture(choice: ModelChoice, dims: int, checkpoint: dict[str, Any] | None) -> str:
@@ -263,8 +291,9 @@ def train(
     config = _model_config(name, model, checkpoint, dims, in_channels, out_channels)
     run_config = {
         "version": __version__,
-        "data": {**asdict(data), "patch": list(patch)},
-        "model": {"architecture": name, "config": config, "init": model.init,
+        "data": {**asdict(data), "patch": list(patch),
+                 **{key: _absolute(getattr(data, key)) for key in PATHS}},
+        "model": {"architecture": name, "config": config, "init": _absolute(model.init),
                   "freeze": model.freeze},
         **settings.to_json(),
     }
