@@ -47,8 +47,10 @@ def _json_object(ctx: click.Context, param: click.Parameter, value: str | None) 
 @click.option("--epochs", type=click.IntRange(min=1), help="Epochs  [default: 10]")
 @click.option("--steps-per-epoch", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--loss", default="auto", show_default=True,
-              help="mse, bce, dice, log-dice, bce-dice, cldice; auto: bce-dice for targets in "
-                   "[0, 1], else mse.")
+              help="mse, bce, dice, log-dice, bce-dice, cldice. auto: bce-dice for binary masks "
+                   "(integer or boolean targets of 0 and 1), else mse (distance maps, images and "
+                   "any float target, also within [0, 1]). Mask losses need targets in [0, 1]: "
+                   "binarise a 0/255 mask first.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
 @click.option("--optimizer", type=click.Choice(["adam", "adamw"]), default="adamw",
               show_default=True)

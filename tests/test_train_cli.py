@@ -41,6 +41,7 @@ def volumes(tmp_path_factory):
         "nan": write_image(root / "nan.zarr", np.full(mask.shape, np.nan, np.float32)),
         "mask": write_image(root / "mask.zarr", mask, chunks=(8, 16, 16)),
         "distance": write_image(root / "distance.zarr", distance),
+        "normalized": write_image(root / "normalized.zarr", distance / 9),
         "small": write_image(root / "small.zarr", mask[:, :16]),
         "scaled": write_image(root / "scaled.zarr", mask, voxel_size=(2.0, 1.0, 1.0)),
     }
@@ -107,14 +108,15 @@ def test_quiet_and_a_nan_loss(volumes, tmp_path):
 
 def test_two_dimensional_patches_and_transfer(volumes, tmp_path):
     first = tmp_path / "first"
-    result = _vol("train", volumes["raw"], volumes["distance"], "--out", first, "--patch",
+    result = _vol("train", volumes["raw"], volumes["normalized"], "--out", first, "--patch",
                   "1,16,16", "--steps", "2", *TINY)
     assert result.exit_code == 0, result.output
     config = json.loads((first / "config.json").read_text())
+    # --loss auto: a float target within [0, 1] (a normalised distance map) is regressed.
     assert config["loss"] == "mse" and config["model"]["architecture"] == "unet2d"
 
     tuned = tmp_path / "tuned"
-    result = _vol("train", volumes["raw"], volumes["distance"], "--out", tuned, "--patch",
+    result = _vol("train", volumes["raw"], volumes["normalized"], "--out", tuned, "--patch",
                   "1,16,16", "--steps", "2", "--init", first / "model.pt", "--freeze",
                   "all-but-last-1", *TINY[4:])
     assert result.exit_code == 0, result.output

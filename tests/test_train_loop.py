@@ -206,6 +206,17 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_epoch(volume, t
         assert read_checkpoint(run / "last.pt")["training"]["epoch"] == 1
 
 
+def test_every_batch_target_is_checked_against_the_loss(volume, tmp_path):
+    image, mask = volume
+    train = ToyPatches(image, mask + 1, (8, 8, 8), samples=4)  # values 1 and 2: not for bce
+    settings = TrainSettings(loss="bce", batch=2, epochs=1)
+    with pytest.raises(InputError, match=r"--loss bce needs a target with values in \[0, 1\].* "
+                                         r"the target batch of epoch 1 step 1 has values in "
+                                         r"\[1, 2\]"):
+        fit(build_model("unet3d", **TINY), train, None, _spec(), settings, tmp_path / "run",
+            progress=False)
+
+
 def test_early_stopping(volume, tmp_path):
     # A tiny learning rate never improves the first epoch's loss by min_delta.
     settings = TrainSettings(loss="dice", batch=2, epochs=10, lr=1e-9, patience=2, min_delta=0.5)

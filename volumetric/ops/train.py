@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from volumetric._version import __version__
 from volumetric.errors import DestinationError, InputError
 from volumetric.io.intensity import intensity_stats
@@ -123,10 +125,23 @@ class TrainReport:
 
 
 def _target_range(path: str) -> tuple[float, float, str]:
-    """Smallest and largest target value over a sample of chunks, and the dtype."""
+    """Smallest and largest target value over a sample of chunks, and the dtype.
+
+    The training loop checks every batch as well (a sample can miss values).
+    """
     array = open_image(path).array(0)
     stats = intensity_stats(array, percentiles=(0.0, 100.0))
     return stats["low"], stats["high"], str(array.dtype)
+
+
+def auto_loss(low: float, high: float, dtype: str) -> str:
+    """``bce-dice`` for binary masks (integer or boolean targets of 0 and 1), else ``mse``.
+
+    Float targets get ``mse`` even within [0, 1]: a normalised distance map
+    or an image is a regression target.
+    """
+    binary = np.dtype(dtype).kind in "biu" and 0 <= low and high <= 1
+    return "bce-dice" if binary else "mse"
 
 
 def _stored_run(out: Path, resume: bool) -> dict[str, Any] | None:
@@ -229,7 +244,7 @@ def train(
         Architecture, its configuration, initial weights and freezing.
     settings : TrainSettings
         Loss, optimiser, schedule, steps, device, workers, seed. Loss ``auto``
-        is ``bce-dice`` for targets within [0, 1] and ``mse`` otherwise.
+        is chosen by :func:`auto_loss`.
     resume : bool
         Continue the run in ``out`` (same options); without a run there, start one.
     progress : bool
@@ -263,9 +278,9 @@ def train(
     parse_freeze(model.freeze)
     low, high, dtype = _target_range(data.target)
     if settings.loss == "auto":
-        settings = replace(settings, loss="bce-dice" if 0 <= low and high <= 1 else "mse")
+        settings = replace(settings, loss=auto_loss(low, high, dtype))
     loss = get_loss(settings.loss)
-    loss.check_target(low, high, dtype)
+    loss.check_target(low, high, f"the target ({dtype})")
     checkpoint = read_checkpoint(model.init) if model.init else None
 
     patch = data.patch or default_patch(data.raw)

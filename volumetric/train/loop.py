@@ -346,6 +346,8 @@ def fit(
             for i, batch in enumerate(_loader(train_set, settings, device, epoch, drop_last=True)):
                 if i == todo:
                     break
+                _check_targets(loss, batch["target"],
+                               f"the target batch of epoch {epoch + 1} step {state['step'] + 1}")
                 image, target, mask = _to_device(batch, device)
                 if example is None:
                     example = image[:1].cpu()
@@ -391,6 +393,13 @@ def fit(
                      stopped_early, state["history"])
 
 
+def _check_targets(loss: Loss, target: torch.Tensor, where: str) -> None:
+    """Refuse a batch with target values the loss cannot take (the up-front check samples)."""
+    if loss.target_range is not None:
+        low, high = torch.aminmax(target)
+        loss.check_target(float(low), float(high), where)
+
+
 def _check_finite(kind: str, loss: float, when: str) -> None:
     """Stop a run whose loss is NaN or infinite; the checkpoints of earlier epochs stay.
 
@@ -410,6 +419,7 @@ def _validate(model: nn.Module, val_set: PatchSource, loss: Loss, settings: Trai
     meter = _Validation(loss, data_range)
     with torch.no_grad():
         for batch in _loader(val_set, settings, device, 0):
+            _check_targets(loss, batch["target"], "a validation target batch")
             image, target, mask = _to_device(batch, device)
             meter.add(model(image).float(), target, mask)
     return meter.result()
