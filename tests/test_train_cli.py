@@ -42,6 +42,8 @@ def volumes(tmp_path_factory):
         "mask": write_image(root / "mask.zarr", mask, chunks=(8, 16, 16)),
         "distance": write_image(root / "distance.zarr", distance),
         "normalized": write_image(root / "normalized.zarr", distance / 9),
+        "raw2": write_image(root / "raw2.zarr", raw[:, ::-1].copy()),
+        "mask2": write_image(root / "mask2.zarr", mask[:, ::-1].copy()),
         "small": write_image(root / "small.zarr", mask[:, :16]),
         "scaled": write_image(root / "scaled.zarr", mask, voxel_size=(2.0, 1.0, 1.0)),
     }
@@ -79,6 +81,32 @@ def test_train_writes_the_run_dir_and_resume_rules(volumes, tmp_path):
            "lr 0.001 -> 0.1; rerun" in line
     again = _vol(*args, "--resume")
     assert again.exit_code == 0 and "4 steps" in again.stdout
+
+
+def test_two_pairs_are_sampled(volumes, tmp_path, monkeypatch):
+    from volumetric.train.dataset import PatchDataset
+
+    drawn = []
+    original = PatchDataset.__getitem__
+
+    def recording(self, index):
+        item = original(self, index)
+        drawn.append(int(item["location"][0]))
+        return item
+
+    monkeypatch.setattr(PatchDataset, "__getitem__", recording)
+    run = tmp_path / "run"
+    second = f"{volumes['raw2']},{volumes['mask2']}"
+    result = _vol("train", volumes["raw"], volumes["mask"], "--out", run, "--pair", second,
+                  "--patch", "8,16,16", "--steps", "3", *TINY)
+    assert result.exit_code == 0, result.output
+    assert sorted(set(drawn)) == [0, 1]
+    config = json.loads((run / "config.json").read_text())
+    assert config["data"]["pairs"] == [[volumes["raw2"], volumes["mask2"], None]]
+    line = _error(_vol("train", volumes["raw"], volumes["mask"], "--out", tmp_path / "bad",
+                       "--pair", f"{volumes['raw2']},{volumes['small']}", "--patch",
+                       "8,16,16", "--steps", "2", *TINY))
+    assert f"target {volumes['small']} has spatial shape" in line
 
 
 def test_resume_takes_the_paths_however_they_are_spelled(volumes, tmp_path, monkeypatch):

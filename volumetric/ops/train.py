@@ -51,6 +51,9 @@ class DataSettings:
         OME-Zarr images of one shape and voxel size.
     mask : str, optional
         Loss mask image (nonzero: the voxel counts).
+    pairs : sequence of (raw, target, mask or None)
+        More training volumes (of any shape; the same channel counts, and
+        masks in all pairs or none), sampled together with the first.
     patch : (z, y, x), optional
         Patch shape (``1,y,x`` for 2D patches); default 64^3, or 1x256x256
         for 2D images, clipped to the image.
@@ -65,7 +68,8 @@ class DataSettings:
     normalize : {"percentile", "zscore", "none"}
         Raw intensity normalisation; stored with the model for inference.
     cubes : str, optional
-        Cube list from ``vol discover`` restricting sampling.
+        Cube list from ``vol discover`` restricting sampling in ``raw`` (the
+        volumes of ``pairs`` are sampled everywhere).
     val_fraction : float
         Share of each volume (slabs along its longest axis) kept for
         validation; 0 disables validation.
@@ -78,6 +82,7 @@ class DataSettings:
     raw: str
     target: str
     mask: str | None = None
+    pairs: tuple[tuple[str, str, str | None], ...] = ()
     patch: tuple[int, ...] | None = None
     sampler: str = "random"
     foreground_probability: float = 0.5
@@ -142,6 +147,21 @@ def auto_loss(low: float, high: float, dtype: str) -> str:
     """
     binary = np.dtype(dtype).kind in "biu" and 0 <= low and high <= 1
     return "bce-dice" if binary else "mse"
+
+
+def _choose_loss(targets: list[str], settings: TrainSettings) -> tuple[TrainSettings, float]:
+    """Settings with ``auto`` resolved, after checking every target against the loss; and
+    the targets' value span (for PSNR and SSIM)."""
+    ranges = {path: _target_range(path) for path in targets}
+    if settings.loss == "auto":
+        binary = all(auto_loss(*r) == "bce-dice" for r in ranges.values())
+        settings = replace(settings, loss="bce-dice" if binary else "mse")
+    loss = get_loss(settings.loss)
+    for path, (low, high, dtype) in ranges.items():
+        loss.check_target(low, high, f"target {path} ({dtype})")
+    low = min(r[0] for r in ranges.values())
+    high = max(r[1] for r in ranges.values())
+    return settings, max(high - low, 1e-12)
 
 
 def _stored_run(out: Path, resume: bool) -> dict[str, Any] | None:
@@ -276,17 +296,14 @@ def train(
     stored = _stored_run(out, resume)
     resolve_device(settings.device)
     parse_freeze(model.freeze)
-    low, high, dtype = _target_range(data.target)
-    if settings.loss == "auto":
-        settings = replace(settings, loss=auto_loss(low, high, dtype))
-    loss = get_loss(settings.loss)
-    loss.check_target(low, high, f"the target ({dtype})")
+    pairs = [VolumePair(data.raw, data.target, data.mask), *(VolumePair(*p) for p in data.pairs)]
+    settings, data_range = _choose_loss([p.target for p in pairs], settings)
     checkpoint = read_checkpoint(model.init) if model.init else None
 
     patch = data.patch or default_patch(data.raw)
-    pairs = [VolumePair(data.raw, data.target, data.mask)]
+    cubes = None if data.cubes is None else [data.cubes] + [None] * len(data.pairs)
     common = {"sampler": data.sampler, "foreground_probability": data.foreground_probability,
-              "foreground": data.foreground, "seed": settings.seed, "cubes": data.cubes,
+              "foreground": data.foreground, "seed": settings.seed, "cubes": cubes,
               "normalize": data.normalize, "val_fraction": data.val_fraction}
     train_set = PatchDataset(
         pairs, patch, augment=AugmentConfig() if data.augment else None,
@@ -307,7 +324,8 @@ def train(
     run_config = {
         "version": __version__,
         "data": {**asdict(data), "patch": list(patch),
-                 **{key: _absolute(getattr(data, key)) for key in PATHS}},
+                 **{key: _absolute(getattr(data, key)) for key in PATHS},
+                 "pairs": [[_absolute(path) for path in pair] for pair in data.pairs]},
         "model": {"architecture": name, "config": config, "init": _absolute(model.init),
                   "freeze": model.freeze},
         **settings.to_json(),
@@ -327,10 +345,11 @@ def train(
 
     out.mkdir(parents=True, exist_ok=True)
     rundir.write_config(out, run_config)
-    spec = ModelSpec(name, config, dims, in_channels, out_channels, loss.output_activation,
+    spec = ModelSpec(name, config, dims, in_channels, out_channels,
+                     get_loss(settings.loss).output_activation,
                      {"normalize": data.normalize}, tuple(patch))
     result = fit(net, train_set, val_set, spec, settings, out, resume=stored is not None,
-                 data_range=max(high - low, 1e-12), progress=progress and not silenced())
+                 data_range=data_range, progress=progress and not silenced())
     return TrainReport(out, name, result, time.perf_counter() - started)
 
 
