@@ -7,7 +7,7 @@ import math
 
 import click
 
-from volumetric_cli.options import int_tuple, sampler_options
+from volumetric_cli.options import augment_options, int_tuple, sampler_options
 
 
 def _json_object(ctx: click.Context, param: click.Parameter, value: str | None) -> dict:
@@ -84,8 +84,7 @@ def _pairs(ctx: click.Context, param: click.Parameter,
 @click.option("--cubes", metavar="FILE",
               help="Cube list of RAW from `vol discover`: sample RAW only there.")
 @sampler_options
-@click.option("--augment/--no-augment", default=True, show_default=True,
-              help="Flips, rotations, elastic warps, noise and intensity changes.")
+@augment_options
 @click.option("--normalize", type=click.Choice(["percentile", "zscore", "none"]),
               default="percentile", show_default=True, help="Raw intensity normalisation.")
 @click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.2,
@@ -99,11 +98,11 @@ def _pairs(ctx: click.Context, param: click.Parameter,
 @click.option("--freeze", default="none", show_default=True, metavar="WHAT",
               help="encoder, all-but-last-N (train only the last N conv layers) or none.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-def train(raw: str, target: str, run_dir: str, pairs, model_name, depth, features, norm, model_config,
-          patch, batch, steps, epochs, steps_per_epoch, loss, lr, optimizer, weight_decay,
-          scheduler, decay_after, decay_gamma, patience, clip_grad, amp, mask, cubes, sampler,
-          foreground_probability, foreground, augment, normalize, val_fraction, val_patches,
-          workers, seed, resume, init, freeze, device) -> None:
+def train(raw: str, target: str, run_dir: str, pairs, model_name, depth, features, norm,
+          model_config, patch, batch, steps, epochs, steps_per_epoch, loss, lr, optimizer,
+          weight_decay, scheduler, decay_after, decay_gamma, patience, clip_grad, amp, mask, cubes,
+          sampler, foreground_probability, foreground, augment, augment_off, normalize,
+          val_fraction, val_patches, workers, seed, resume, init, freeze, device) -> None:
     """Train a network on patches of RAW with TARGET (mask, distance map or image).
 
     Patches are read lazily from the OME-Zarr volumes. RUN_DIR receives
@@ -132,8 +131,8 @@ def train(raw: str, target: str, run_dir: str, pairs, model_name, depth, feature
     data = DataSettings(
         raw, target, mask=mask, pairs=pairs, patch=patch, sampler=sampler,
         foreground_probability=foreground_probability, foreground=foreground, augment=augment,
-        normalize=normalize, cubes=cubes, val_fraction=val_fraction, val_patches=val_patches,
-        steps_per_epoch=steps_per_epoch,
+        augment_off=augment_off, normalize=normalize, cubes=cubes, val_fraction=val_fraction,
+        val_patches=val_patches, steps_per_epoch=steps_per_epoch,
     )
     settings = TrainSettings(
         loss=loss, optimizer=optimizer, lr=lr, weight_decay=weight_decay, batch=batch,

@@ -65,6 +65,8 @@ class DataSettings:
         Which target voxels are foreground, e.g. ``">0"`` or ``"<5"``.
     augment : bool
         The default augmentation (:class:`volumetric.kernels.augment.AugmentConfig`).
+    augment_off : sequence of str
+        Augmentations switched off (names in :data:`volumetric.kernels.augment.SWITCHES`).
     normalize : {"percentile", "zscore", "none"}
         Raw intensity normalisation; stored with the model for inference.
     cubes : str, optional
@@ -88,6 +90,7 @@ class DataSettings:
     foreground_probability: float = 0.5
     foreground: str = ">0"
     augment: bool = True
+    augment_off: tuple[str, ...] = ()
     normalize: str = "percentile"
     cubes: str | None = None
     val_fraction: float = 0.2
@@ -296,6 +299,7 @@ def train(
     stored = _stored_run(out, resume)
     resolve_device(settings.device)
     parse_freeze(model.freeze)
+    augmentation = AugmentConfig().without(data.augment_off) if data.augment else None
     pairs = [VolumePair(data.raw, data.target, data.mask), *(VolumePair(*p) for p in data.pairs)]
     settings, data_range = _choose_loss([p.target for p in pairs], settings)
     checkpoint = read_checkpoint(model.init) if model.init else None
@@ -306,7 +310,7 @@ def train(
               "foreground": data.foreground, "seed": settings.seed, "cubes": cubes,
               "normalize": data.normalize, "val_fraction": data.val_fraction}
     train_set = PatchDataset(
-        pairs, patch, augment=AugmentConfig() if data.augment else None,
+        pairs, patch, augment=augmentation,
         samples_per_epoch=data.steps_per_epoch * settings.batch,
         split="train" if data.val_fraction > 0 else None, **common,
     )
