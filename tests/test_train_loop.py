@@ -18,7 +18,7 @@ from volumetric.models.registry import build_model
 from volumetric.models.transfer import freeze
 from volumetric.train.loop import TrainSettings, _validate, fit, resolve_device
 from volumetric.train.losses import get_loss
-from volumetric.train.rundir import ModelSpec
+from volumetric.train.rundir import ModelSpec, curves_figure
 
 TINY = {"depth": 1, "features": 4}
 
@@ -215,6 +215,18 @@ def test_every_batch_target_is_checked_against_the_loss(volume, tmp_path):
                                          r"\[1, 2\]"):
         fit(build_model("unet3d", **TINY), train, None, _spec(), settings, tmp_path / "run",
             progress=False)
+
+
+def test_each_validation_metric_has_its_own_curve_panel():
+    history = [{"epoch": e, "train_loss": 9.0 / e, "val_loss": 8.0 / e, "val_mse": 400.0 / e,
+                "val_psnr": 20.0 + e, "val_ssim": 0.1 * e, "seconds": 1.0} for e in (1, 2, 3)]
+    fig = curves_figure(history)
+    assert [ax.get_title() for ax in fig.axes] == ["loss", "validation mse", "validation psnr",
+                                                   "validation ssim"]
+    ssim = fig.axes[3]
+    assert [list(line.get_ydata()) for line in ssim.get_lines()] == [[0.1, 0.2, 0.1 * 3]]
+    low, high = ssim.get_ylim()
+    assert high - low < 1  # SSIM on its own scale, not flattened by MSE
 
 
 def test_early_stopping(volume, tmp_path):
