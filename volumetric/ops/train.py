@@ -142,22 +142,22 @@ def _target_range(path: str) -> tuple[float, float, str]:
     return stats["low"], stats["high"], str(array.dtype)
 
 
-def auto_loss(low: float, high: float, dtype: str) -> str:
-    """``bce-dice`` for binary masks (integer or boolean targets of 0 and 1), else ``mse``.
+def _binary(low: float, high: float, dtype: str) -> bool:
+    """Whether a target is a binary mask: integer or boolean values 0 and 1.
 
-    Float targets get ``mse`` even within [0, 1]: a normalised distance map
-    or an image is a regression target.
+    A float target is a regression target even within [0, 1] (a normalised
+    distance map, an image).
     """
-    binary = np.dtype(dtype).kind in "biu" and 0 <= low and high <= 1
-    return "bce-dice" if binary else "mse"
+    return np.dtype(dtype).kind in "biu" and 0 <= low and high <= 1
 
 
 def _choose_loss(targets: list[str], settings: TrainSettings) -> tuple[TrainSettings, float]:
-    """Settings with ``auto`` resolved, after checking every target against the loss; and
-    the targets' value span (for PSNR and SSIM)."""
+    """Settings with loss ``auto`` resolved (``bce-dice`` when every target is a binary mask,
+    else ``mse``), after checking each target against the loss; and the targets' value span
+    (for PSNR and SSIM)."""
     ranges = {path: _target_range(path) for path in targets}
     if settings.loss == "auto":
-        binary = all(auto_loss(*r) == "bce-dice" for r in ranges.values())
+        binary = all(_binary(*r) for r in ranges.values())
         settings = replace(settings, loss="bce-dice" if binary else "mse")
     loss = get_loss(settings.loss)
     for path, (low, high, dtype) in ranges.items():
@@ -267,7 +267,9 @@ def train(
         Architecture, its configuration, initial weights and freezing.
     settings : TrainSettings
         Loss, optimiser, schedule, steps, device, workers, seed. Loss ``auto``
-        is chosen by :func:`auto_loss`.
+        is ``bce-dice`` when every target is a binary mask (integer or
+        boolean values 0 and 1) and ``mse`` otherwise, also for float targets
+        within [0, 1].
     resume : bool
         Continue the run in ``out`` (same options); without a run there, start one.
     progress : bool
