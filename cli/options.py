@@ -55,3 +55,26 @@ def sampler_options(func: Callable[..., Any]) -> Callable[..., Any]:
         "--sampler", type=click.Choice(["random", "grid", "foreground"]), default="random",
         show_default=True,
     )(func)
+
+
+def _names(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...]:
+    return tuple(name.strip() for name in (value or "").split(",") if name.strip())
+
+
+def augment_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--augment/--no-augment`` and ``--no-aug NAMES``, shared by the commands that draw
+    patches (``patches``, ``train``); the defaults are those of
+    :class:`volumetric.kernels.augment.AugmentConfig`."""
+    func = click.option(
+        "--no-aug", "augment_off", metavar="NAMES", callback=_names,
+        help="Switch single augmentations off, comma-separated. Defaults: flip (each axis, "
+             "p 0.5), rotate90 (quarter turns in y-x), rotate (+-15 degrees per plane), shear "
+             "(+-0.05), elastic (displacements of sd 2 voxels, control points every 16); these "
+             "three warp a patch together with p 0.5; intensity (scale 1+-0.1, shift +-0.1) "
+             "and noise (sd 0.05), applied together with p 0.5.",
+    )(func)
+    return click.option(
+        "--augment/--no-augment", default=True, show_default=True,
+        help="Augment the patches (flips, rotations, elastic warps, intensity and noise; "
+             "see --no-aug).",
+    )(func)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from volumetric_cli.options import int_tuple, sampler_options
+from volumetric_cli.options import augment_options, int_tuple, sampler_options
 
 
 @click.command()
@@ -17,18 +17,18 @@ from volumetric_cli.options import int_tuple, sampler_options
 @click.option("--n", "n", type=click.IntRange(min=1), default=16, show_default=True,
               help="Number of patches.")
 @sampler_options
-@click.option("--augment/--no-augment", default=True, show_default=True,
-              help="Apply the default augmentation.")
+@augment_options
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--cubes", default=None, metavar="FILE", help="Cube list from `vol discover`.")
 @click.option("--t", "t", type=click.IntRange(min=0), default=0, help="Time point.")
 @click.option("--channel", type=click.IntRange(min=0), default=None, help="Raw channel.")
 def patches(raw: str, target: str, out: str, mask: str | None, patch: tuple[int, ...] | None,
             n: int, sampler: str, foreground_probability: float, foreground: str, augment: bool,
-            seed: int, cubes: str | None, t: int, channel: int | None) -> None:
+            augment_off: tuple[str, ...], seed: int, cubes: str | None, t: int,
+            channel: int | None) -> None:
     """Save N training patches of RAW with their TARGET as the PNG gallery OUT.
 
-    Patches come from the training PatchDataset with the default augmentation
+    Patches come from the training PatchDataset with the training augmentation
     (middle z slice of 3D patches; the image with the target overlaid, and the
     target alone, titled with location and augmentations).
 
@@ -41,5 +41,6 @@ def patches(raw: str, target: str, out: str, mask: str | None, patch: tuple[int,
 
     report = patch_gallery(raw, target, out, mask=mask, patch=patch, n=n, sampler=sampler,
                            foreground_probability=foreground_probability, foreground=foreground,
-                           augment=augment, seed=seed, cubes=cubes, t=t, channel=channel)
+                           augment=augment, augment_off=augment_off, seed=seed, cubes=cubes,
+                           t=t, channel=channel)
     click.echo(f"wrote {report['path']}: {report['samples']} patches of {report['patch']}")

@@ -7,7 +7,7 @@ import math
 
 import click
 
-from volumetric_cli.options import int_tuple, sampler_options
+from volumetric_cli.options import augment_options, int_tuple, sampler_options
 
 
 def _json_object(ctx: click.Context, param: click.Parameter, value: str | None) -> dict:
@@ -22,11 +22,25 @@ def _json_object(ctx: click.Context, param: click.Parameter, value: str | None) 
     return parsed
 
 
+def _pairs(ctx: click.Context, param: click.Parameter,
+           value: tuple[str, ...]) -> tuple[tuple[str, str, str | None], ...]:
+    pairs = []
+    for text in value:
+        paths = text.split(",")
+        if len(paths) not in (2, 3) or not all(paths):
+            raise click.BadParameter(f"{text!r}: give RAW,TARGET or RAW,TARGET,MASK")
+        pairs.append((paths[0], paths[1], paths[2] if len(paths) == 3 else None))
+    return tuple(pairs)
+
+
 @click.command()
 @click.argument("raw")
 @click.argument("target")
 @click.option("--out", "run_dir", required=True, metavar="RUN_DIR",
               help="Run directory: config.json, metrics.csv, curves.png, model.pt, model.ts.")
+@click.option("--pair", "pairs", multiple=True, callback=_pairs, metavar="RAW,TARGET[,MASK]",
+              help="Another training volume with its target (and loss mask when --mask is "
+                   "given), sampled together with RAW TARGET; repeatable.")
 @click.option("--model", "model_name", metavar="NAME",
               help="unet2d, unet3d, attention-resunet (or -2d/-3d), or module:factory "
                    "(default: unet2d/unet3d by the patch, or the --init checkpoint's).")
@@ -47,8 +61,10 @@ def _json_object(ctx: click.Context, param: click.Parameter, value: str | None) 
 @click.option("--epochs", type=click.IntRange(min=1), help="Epochs  [default: 10]")
 @click.option("--steps-per-epoch", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--loss", default="auto", show_default=True,
-              help="mse, bce, dice, log-dice, bce-dice, cldice; auto: bce-dice for targets in "
-                   "[0, 1], else mse.")
+              help="mse, bce, dice, log-dice, bce-dice, cldice. auto: bce-dice for binary masks "
+                   "(integer or boolean targets of 0 and 1), else mse (distance maps, images and "
+                   "any float target, also within [0, 1]). Mask losses need targets in [0, 1]: "
+                   "binarise a 0/255 mask first.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
 @click.option("--optimizer", type=click.Choice(["adam", "adamw"]), default="adamw",
               show_default=True)
@@ -56,7 +72,7 @@ def _json_object(ctx: click.Context, param: click.Parameter, value: str | None) 
 @click.option("--scheduler", type=click.Choice(["none", "cosine", "exponential"]), default="none",
               show_default=True, help="cosine annealing over the epochs, or exponential decay.")
 @click.option("--decay-after", type=click.IntRange(min=0), default=10, show_default=True,
-              help="Epochs before exponential decay starts.")
+              help="Epochs at the full --lr before exponential decay starts.")
 @click.option("--decay-gamma", type=click.FloatRange(0, 1, min_open=True), default=0.9,
               show_default=True, help="Factor per epoch of exponential decay.")
 @click.option("--patience", type=click.IntRange(min=1),
@@ -65,10 +81,10 @@ def _json_object(ctx: click.Context, param: click.Parameter, value: str | None) 
               help="Clip the gradient norm.")
 @click.option("--amp/--no-amp", default=True, show_default=True, help="Mixed precision on CUDA.")
 @click.option("--mask", help="Loss mask image (OME-Zarr; nonzero voxels count).")
-@click.option("--cubes", metavar="FILE", help="Cube list from `vol discover`: sample only there.")
+@click.option("--cubes", metavar="FILE",
+              help="Cube list of RAW from `vol discover`: sample RAW only there.")
 @sampler_options
-@click.option("--augment/--no-augment", default=True, show_default=True,
-              help="Flips, rotations, elastic warps, noise and intensity changes.")
+@augment_options
 @click.option("--normalize", type=click.Choice(["percentile", "zscore", "none"]),
               default="percentile", show_default=True, help="Raw intensity normalisation.")
 @click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.2,
@@ -82,11 +98,11 @@ def _json_object(ctx: click.Context, param: click.Parameter, value: str | None) 
 @click.option("--freeze", default="none", show_default=True, metavar="WHAT",
               help="encoder, all-but-last-N (train only the last N conv layers) or none.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-def train(raw: str, target: str, run_dir: str, model_name, depth, features, norm, model_config,
-          patch, batch, steps, epochs, steps_per_epoch, loss, lr, optimizer, weight_decay,
-          scheduler, decay_after, decay_gamma, patience, clip_grad, amp, mask, cubes, sampler,
-          foreground_probability, foreground, augment, normalize, val_fraction, val_patches,
-          workers, seed, resume, init, freeze, device) -> None:
+def train(raw: str, target: str, run_dir: str, pairs, model_name, depth, features, norm,
+          model_config, patch, batch, steps, epochs, steps_per_epoch, loss, lr, optimizer,
+          weight_decay, scheduler, decay_after, decay_gamma, patience, clip_grad, amp, mask, cubes,
+          sampler, foreground_probability, foreground, augment, augment_off, normalize,
+          val_fraction, val_patches, workers, seed, resume, init, freeze, device) -> None:
     """Train a network on patches of RAW with TARGET (mask, distance map or image).
 
     Patches are read lazily from the OME-Zarr volumes. RUN_DIR receives
@@ -98,6 +114,7 @@ def train(raw: str, target: str, run_dir: str, model_name, depth, features, norm
     Example:
       vol train raw.zarr distance.zarr --out run --patch 32,64,64 --loss mse --epochs 20
       vol train raw.zarr mask.zarr --out run2 --model attention-resunet --loss cldice
+      vol train a.zarr a_mask.zarr --pair b.zarr,b_mask.zarr --out both --patch 32,64,64
       vol train raw2.zarr mask2.zarr --out tuned --init run2/model.pt --freeze encoder
     """
     from volumetric.errors import InputError
@@ -112,10 +129,10 @@ def train(raw: str, target: str, run_dir: str, model_name, depth, features, norm
     builtin = {"depth": depth, "features": features, "norm": norm}
     config = {**{k: v for k, v in builtin.items() if v is not None}, **model_config}
     data = DataSettings(
-        raw, target, mask=mask, patch=patch, sampler=sampler,
+        raw, target, mask=mask, pairs=pairs, patch=patch, sampler=sampler,
         foreground_probability=foreground_probability, foreground=foreground, augment=augment,
-        normalize=normalize, cubes=cubes, val_fraction=val_fraction, val_patches=val_patches,
-        steps_per_epoch=steps_per_epoch,
+        augment_off=augment_off, normalize=normalize, cubes=cubes, val_fraction=val_fraction,
+        val_patches=val_patches, steps_per_epoch=steps_per_epoch,
     )
     settings = TrainSettings(
         loss=loss, optimizer=optimizer, lr=lr, weight_decay=weight_decay, batch=batch,

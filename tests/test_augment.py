@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from scipy import ndimage
 
 from volumetric.errors import InputError
 from volumetric.kernels.augment import (
+    SWITCHES,
     AugmentConfig,
     adjust_intensity,
     elastic_displacement,
@@ -132,3 +135,19 @@ def test_flip_rotate_and_intensity():
 def test_bad_config(bad):
     with pytest.raises(InputError):
         AugmentConfig(**bad)
+
+
+def test_switching_augmentations_off_by_name():
+    strong = replace(STRONG, intensity_probability=1.0)
+    rng_seed, shape, spacing = [1], (8, 12, 12), (2.0, 1.0, 1.0)
+    full = sample_augmentation(np.random.default_rng(rng_seed), strong, shape, spacing)
+    assert any(full.flips) and full.quarter_turns and full.warps and full.scale != 1
+    config = strong.without(["flip", "rotate90", "rotate", "shear"])
+    partial = sample_augmentation(np.random.default_rng(rng_seed), config, shape, spacing)
+    assert not any(partial.flips) and partial.quarter_turns == 0 and partial.matrix is None
+    np.testing.assert_array_equal(partial.control, full.control)  # elastic stays on
+    off = strong.without(list(SWITCHES))
+    none = sample_augmentation(np.random.default_rng(rng_seed), off, shape, spacing)
+    assert not none.warps and (none.scale, none.shift, none.noise_std) == (1.0, 0.0, 0.0)
+    with pytest.raises(InputError, match="unknown augmentation 'blur'; choose from flip"):
+        STRONG.without(["blur"])

@@ -82,10 +82,10 @@ def test_losses_give_gradients(pair):
 
 
 def test_target_range_check():
-    get_loss("mse").check_target(-3, 100, "float32")
-    get_loss("bce").check_target(0, 1, "uint8")
-    with pytest.raises(InputError, match=r"values in \[0, 10\]"):
-        get_loss("bce").check_target(0, 10, "float32")
+    get_loss("mse").check_target(-3, 100, "the target (float32)")
+    get_loss("bce").check_target(0, 1, "the target (uint8)")
+    with pytest.raises(InputError, match=r"the target \(float32\) has values in \[0, 10\]"):
+        get_loss("bce").check_target(0, 10, "the target (float32)")
     with pytest.raises(InputError, match="unknown loss"):
         get_loss("focal")
 

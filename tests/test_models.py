@@ -180,7 +180,7 @@ def test_initial_weights_from_checkpoint():
     load_initial_weights(target, payload, "unet3d", source="a.pt")
     for a, b in zip(source.parameters(), target.parameters()):
         torch.testing.assert_close(a, b)
-    with pytest.raises(InputError, match="holds a unet3d network, not unet2d"):
+    with pytest.raises(InputError, match="holds a network of architecture unet3d, not unet2d"):
         load_initial_weights(build_model("unet2d", **TINY), payload, "unet2d", source="a.pt")
     with pytest.raises(InputError, match="weights do not fit"):
         load_initial_weights(build_model("unet3d", depth=2, features=8), payload, "unet3d",

@@ -95,7 +95,8 @@ def test_cubes_restrict_sampling(sparse, tmp_path):
     tiles = [Box.from_shape((8, 16, 16), grid.plan(i).start) for i in range(len(grid))]
     every = PatchDataset([VolumePair(sparse[2], sparse[3])], (8, 16, 16), sampler="grid")
     all_tiles = [Box.from_shape((8, 16, 16), every.plan(i).start) for i in range(len(every))]
-    assert tiles == [t for t in all_tiles if any(not t.intersect(b).empty for b in boxes)]
+    assert len(set(tiles)) == len(tiles)
+    assert set(tiles) == {t for t in all_tiles if any(not t.intersect(b).empty for b in boxes)}
     covered = np.zeros(SHAPE, bool)
     for t in tiles:
         covered[t.slices] = True
@@ -113,6 +114,27 @@ def test_grid_tiles_cover_the_image(tmp_path):
         covered[y:y + 256, x:x + 256] += 1
         np.testing.assert_array_equal(item["image"][0].numpy(), image[y:y + 256, x:x + 256])
     assert len(ds) == 9 and covered.min() >= 1
+
+
+def test_grid_epochs_walk_through_all_tiles(sparse):
+    # 3 x 3 x 3 = 27 tiles of 8x16x16, 6 per epoch: every tile within 5 epochs, no repeats.
+    def grid(seed):
+        return PatchDataset([VolumePair(sparse[2], sparse[3])], (8, 16, 16), sampler="grid",
+                            samples_per_epoch=6, seed=seed)
+
+    ds = grid(seed=1)
+    tiles = len(ds.sampler)
+    starts = []
+    for epoch in range(5):
+        ds.set_epoch(epoch)
+        starts += [ds.plan(i).start for i in range(len(ds))]
+    assert tiles == 27 and len(set(starts[:tiles])) == tiles
+    assert set(starts[tiles:]) <= set(starts[:tiles])
+    again = grid(seed=1)
+    again.set_epoch(3)
+    assert [again.plan(i).start for i in reversed(range(6))][::-1] == starts[18:24]
+    other = grid(seed=2)
+    assert [other.plan(i).start for i in range(6)] != starts[:6]
 
 
 @pytest.mark.parametrize("sampler", ["random", "grid", "foreground"])

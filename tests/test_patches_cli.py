@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import imageio.v3 as iio
 import numpy as np
+import pytest
 from click.testing import CliRunner
 from ome_images import write_image
 
+from volumetric.kernels.augment import SWITCHES, AugmentConfig
 from volumetric_cli.main import vol
 
 
@@ -47,3 +49,23 @@ def test_gallery_bad_input_is_one_line(tmp_path):
     result = _run("patches", raw, raw, tmp_path / "g.png", "--patch", "4,32,32")
     assert result.exit_code == 2 and "larger than raw" in result.output
     assert not (tmp_path / "g.png").exists()
+
+
+@pytest.mark.parametrize("command", ["patches", "train"])
+def test_augmentation_options_and_their_documented_defaults(command, tmp_path):
+    text = " ".join(_run(command, "-h").output.split())
+    d = AugmentConfig()
+    for name in SWITCHES:
+        assert f"{name} (" in text, name
+    for default in (f"p {d.spatial_probability:g}", f"+-{d.rotate_degrees:g} degrees",
+                    f"(+-{d.shear:g})", f"sd {d.elastic_magnitude:g} voxels",
+                    f"every {d.elastic_spacing})", f"scale 1+-{d.intensity_scale:g}",
+                    f"shift +-{d.intensity_shift:g}", f"(sd {d.noise_std:g})",
+                    f"together with p {d.intensity_probability:g}"):
+        assert default in text, default
+    raw = write_image(tmp_path / "raw.zarr", np.zeros((8, 20, 20), np.uint8))
+    out = tmp_path / ("g.png" if command == "patches" else "run")
+    args = (out,) if command == "patches" else ("--out", out)
+    result = _run(command, raw, raw, *args, "--patch", "4,8,8", "--no-aug", "flip,blur")
+    assert result.exit_code == 2 and result.output.count("\n") == 1
+    assert "unknown augmentation 'blur'" in result.output and not out.exists()

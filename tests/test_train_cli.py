@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import warnings
 
 import numpy as np
@@ -37,8 +38,12 @@ def volumes(tmp_path_factory):
     distance = np.where(mask > 0, 0.0, 9.0).astype(np.float32)
     return {
         "raw": write_image(root / "raw.zarr", raw, chunks=(8, 16, 16)),
+        "nan": write_image(root / "nan.zarr", np.full(mask.shape, np.nan, np.float32)),
         "mask": write_image(root / "mask.zarr", mask, chunks=(8, 16, 16)),
         "distance": write_image(root / "distance.zarr", distance),
+        "normalized": write_image(root / "normalized.zarr", distance / 9),
+        "raw2": write_image(root / "raw2.zarr", raw[:, ::-1].copy()),
+        "mask2": write_image(root / "mask2.zarr", mask[:, ::-1].copy()),
         "small": write_image(root / "small.zarr", mask[:, :16]),
         "scaled": write_image(root / "scaled.zarr", mask, voxel_size=(2.0, 1.0, 1.0)),
     }
@@ -71,21 +76,75 @@ def test_train_writes_the_run_dir_and_resume_rules(volumes, tmp_path):
     assert out.shape == (1, 1, 8, 20, 20) and 0 <= float(out.min()) and float(out.max()) <= 1
 
     assert "--resume" in _error(_vol(*args))
-    assert "lr" in _error(_vol(*args, "--resume", "--lr", "0.1"))
+    line = _error(_vol(*args, "--resume", "--lr", "0.1", "--patch", "8,8,16"))
+    assert f"options differ from the run in {run}: data.patch [8, 16, 16] -> [8, 8, 16]; " \
+           "lr 0.001 -> 0.1; rerun" in line
     again = _vol(*args, "--resume")
     assert again.exit_code == 0 and "4 steps" in again.stdout
 
 
+def test_two_pairs_are_sampled(volumes, tmp_path, monkeypatch):
+    from volumetric.train.dataset import PatchDataset
+
+    drawn = []
+    original = PatchDataset.__getitem__
+
+    def recording(self, index):
+        item = original(self, index)
+        drawn.append(int(item["location"][0]))
+        return item
+
+    monkeypatch.setattr(PatchDataset, "__getitem__", recording)
+    run = tmp_path / "run"
+    second = f"{volumes['raw2']},{volumes['mask2']}"
+    result = _vol("train", volumes["raw"], volumes["mask"], "--out", run, "--pair", second,
+                  "--patch", "8,16,16", "--steps", "3", *TINY)
+    assert result.exit_code == 0, result.output
+    assert sorted(set(drawn)) == [0, 1]
+    config = json.loads((run / "config.json").read_text())
+    assert config["data"]["pairs"] == [[volumes["raw2"], volumes["mask2"], None]]
+    line = _error(_vol("train", volumes["raw"], volumes["mask"], "--out", tmp_path / "bad",
+                       "--pair", f"{volumes['raw2']},{volumes['small']}", "--patch",
+                       "8,16,16", "--steps", "2", *TINY))
+    assert f"target {volumes['small']} has spatial shape" in line
+
+
+def test_resume_takes_the_paths_however_they_are_spelled(volumes, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    options = ("--patch", "8,16,16", "--steps", "2", *TINY)
+    first = _vol("train", volumes["raw"], volumes["mask"], "--out", run, *options)
+    assert first.exit_code == 0, first.output
+    monkeypatch.chdir(tmp_path)
+    relative = [os.path.relpath(volumes[k]) for k in ("raw", "mask")]
+    assert not os.path.isabs(relative[0])
+    again = _vol("train", *relative, "--out", "run", *options, "--resume")
+    assert again.exit_code == 0 and "1 epochs, 2 steps" in again.stdout, again.output
+
+
+def test_quiet_and_a_nan_loss(volumes, tmp_path):
+    run = tmp_path / "run"
+    common = ("--out", run, "--patch", "8,16,16", "--steps", "2", *TINY)
+    # NaN raw values give a NaN loss at the first step: one line, exit 2, nothing claimed.
+    line = _error(_vol("-q", "train", volumes["nan"], volumes["mask"], *common))
+    assert "training loss became nan at epoch 1 step 1; lower --lr" in line
+    assert not (run / "model.pt").exists() and not (run / "model.ts").exists()
+    # Nothing was trained there, so the run directory starts again with other inputs.
+    quiet = _vol("-q", "train", volumes["raw"], volumes["mask"], *common)
+    assert quiet.exit_code == 0 and quiet.stderr == "", quiet.output
+    assert (run / "model.pt").is_file() and "wrote" in quiet.stdout
+
+
 def test_two_dimensional_patches_and_transfer(volumes, tmp_path):
     first = tmp_path / "first"
-    result = _vol("train", volumes["raw"], volumes["distance"], "--out", first, "--patch",
+    result = _vol("train", volumes["raw"], volumes["normalized"], "--out", first, "--patch",
                   "1,16,16", "--steps", "2", *TINY)
     assert result.exit_code == 0, result.output
     config = json.loads((first / "config.json").read_text())
+    # --loss auto: a float target within [0, 1] (a normalised distance map) is regressed.
     assert config["loss"] == "mse" and config["model"]["architecture"] == "unet2d"
 
     tuned = tmp_path / "tuned"
-    result = _vol("train", volumes["raw"], volumes["distance"], "--out", tuned, "--patch",
+    result = _vol("train", volumes["raw"], volumes["normalized"], "--out", tuned, "--patch",
                   "1,16,16", "--steps", "2", "--init", first / "model.pt", "--freeze",
                   "all-but-last-1", *TINY[4:])
     assert result.exit_code == 0, result.output
@@ -93,6 +152,17 @@ def test_two_dimensional_patches_and_transfer(volumes, tmp_path):
     after = torch.load(tuned / "model.pt", weights_only=True)["state_dict"]
     assert torch.equal(before["encoder.0.conv1.weight"], after["encoder.0.conv1.weight"])
     assert not torch.equal(before["head.weight"], after["head.weight"])
+
+
+def test_init_from_torchscript_is_one_line_without_warnings(volumes, tmp_path):
+    scripted = tmp_path / "model.ts"
+    torch.jit.script(build_model("unet3d", depth=1, features=4)).save(str(scripted))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = _vol("train", volumes["raw"], volumes["mask"], "--out", tmp_path / "run",
+                      "--patch", "8,16,16", "--steps", "2", "--init", scripted, *TINY)
+    assert f"{scripted} is a TorchScript file" in _error(result)
+    assert not [w for w in caught if "TorchScript" in str(w.message)]
 
 
 def _unet2d_checkpoint(path):
@@ -110,7 +180,7 @@ def _unet2d_checkpoint(path):
         ("patch too large", "patch"),
         ("empty cubes", "empty"),
         ("loss vs target", r"--loss bce needs a target with values in [0, 1]"),
-        ("other architecture", "holds a unet2d network, not unet3d"),
+        ("other architecture", "holds a network of architecture unet2d, not unet3d"),
         ("2D model on 3D patches", "--model unet2d needs 2D patches"),
         ("steps and epochs", "not both"),
         ("freeze", "--freeze"),

@@ -18,7 +18,7 @@ from volumetric.models.registry import build_model
 from volumetric.models.transfer import freeze
 from volumetric.train.loop import TrainSettings, _validate, fit, resolve_device
 from volumetric.train.losses import get_loss
-from volumetric.train.rundir import ModelSpec
+from volumetric.train.rundir import ModelSpec, curves_figure
 
 TINY = {"depth": 1, "features": 4}
 
@@ -165,6 +165,68 @@ def test_two_dimensional_patches_and_regression(volume, tmp_path):
     row = result.history[0]
     assert {"val_mse", "val_psnr", "val_ssim"} <= set(row)
     assert row["val_psnr"] == pytest.approx(10 * np.log10(9 / row["val_mse"]))
+
+
+def test_exponential_decay_starts_after_decay_after_epochs(volume, tmp_path):
+    settings = TrainSettings(loss="dice", batch=2, epochs=4, lr=1e-3, scheduler="exponential",
+                             decay_after=2, decay_gamma=0.5)
+    train = ToyPatches(*volume, (8, 8, 8), samples=2)
+    result = fit(build_model("unet3d", **TINY), train, None, _spec(), settings, tmp_path / "run",
+                 progress=False)
+    assert [row["lr"] for row in result.history] == pytest.approx([1e-3, 1e-3, 5e-4, 2.5e-4])
+
+
+class PoisonedPatches(ToyPatches):
+    """Patches whose images are NaN from epoch ``poisoned_from`` on."""
+
+    poisoned_from = 0
+
+    def __getitem__(self, index):
+        item = super().__getitem__(index)
+        if self.epoch >= self.poisoned_from:
+            item["image"] = torch.full_like(item["image"], float("nan"))
+        return item
+
+
+@pytest.mark.parametrize("poisoned_from", [0, 1])
+def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_epoch(volume, tmp_path,
+                                                                        poisoned_from):
+    train = PoisonedPatches(*volume, (8, 8, 8), samples=4)
+    train.poisoned_from = poisoned_from
+    settings = TrainSettings(loss="mse", batch=2, epochs=3)
+    run = tmp_path / "run"
+    with pytest.raises(InputError, match=f"training loss became nan at epoch {poisoned_from + 1} "
+                                         f"step {2 * poisoned_from + 1}; lower --lr"):
+        fit(build_model("unet3d", **TINY), train, None, _spec(), settings, run, progress=False)
+    files = {p.name for p in run.iterdir()}
+    if poisoned_from == 0:
+        assert not files & {"model.pt", "model.ts", "last.pt"}
+    else:
+        assert {"model.pt", "model.ts", "last.pt"} <= files
+        assert read_checkpoint(run / "last.pt")["training"]["epoch"] == 1
+
+
+def test_every_batch_target_is_checked_against_the_loss(volume, tmp_path):
+    image, mask = volume
+    train = ToyPatches(image, mask + 1, (8, 8, 8), samples=4)  # values 1 and 2: not for bce
+    settings = TrainSettings(loss="bce", batch=2, epochs=1)
+    with pytest.raises(InputError, match=r"--loss bce needs a target with values in \[0, 1\].* "
+                                         r"the target batch of epoch 1 step 1 has values in "
+                                         r"\[1, 2\]"):
+        fit(build_model("unet3d", **TINY), train, None, _spec(), settings, tmp_path / "run",
+            progress=False)
+
+
+def test_each_validation_metric_has_its_own_curve_panel():
+    history = [{"epoch": e, "train_loss": 9.0 / e, "val_loss": 8.0 / e, "val_mse": 400.0 / e,
+                "val_psnr": 20.0 + e, "val_ssim": 0.1 * e, "seconds": 1.0} for e in (1, 2, 3)]
+    fig = curves_figure(history)
+    assert [ax.get_title() for ax in fig.axes] == ["loss", "validation mse", "validation psnr",
+                                                   "validation ssim"]
+    ssim = fig.axes[3]
+    assert [list(line.get_ydata()) for line in ssim.get_lines()] == [[0.1, 0.2, 0.1 * 3]]
+    low, high = ssim.get_ylim()
+    assert high - low < 1  # SSIM on its own scale, not flattened by MSE
 
 
 def test_early_stopping(volume, tmp_path):

@@ -25,13 +25,25 @@ intensity changes to the image only.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 from scipy import ndimage
 
 from volumetric.errors import InputError
 from volumetric.geometry import Box
+
+
+# The augmentations that can be switched off by name, and the settings that does.
+SWITCHES: dict[str, dict[str, bool | float]] = {
+    "flip": {"flip": False},
+    "rotate90": {"rotate90": False},
+    "rotate": {"rotate_degrees": 0.0},
+    "shear": {"shear": 0.0},
+    "elastic": {"elastic_magnitude": 0.0},
+    "intensity": {"intensity_scale": 0.0, "intensity_shift": 0.0},
+    "noise": {"noise_std": 0.0},
+}
 
 
 @dataclass(frozen=True)
@@ -91,6 +103,22 @@ class AugmentConfig:
                 raise InputError(f"augmentation {f.name}={value} must lie in [0, 1]")
         if self.elastic_spacing < 1:
             raise InputError(f"augmentation elastic_spacing={self.elastic_spacing} must be >= 1")
+
+    def without(self, names: Sequence[str]) -> AugmentConfig:
+        """This configuration with the augmentations ``names`` (keys of :data:`SWITCHES`) off.
+
+        Raises
+        ------
+        InputError
+            An unknown name.
+        """
+        changes: dict[str, bool | float] = {}
+        for name in names:
+            if name not in SWITCHES:
+                raise InputError(f"unknown augmentation {name!r}; choose from "
+                                 f"{', '.join(SWITCHES)}")
+            changes.update(SWITCHES[name])
+        return replace(self, **changes)
 
 
 @dataclass(frozen=True, eq=False)

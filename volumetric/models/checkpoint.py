@@ -19,6 +19,7 @@ pickled object, so loading it cannot run code::
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -61,13 +62,21 @@ def save_checkpoint(
     tmp.replace(path)
 
 
+def is_torchscript(path: str | Path) -> bool:
+    """Whether ``path`` is a TorchScript archive (``torch.jit.save``), not a pickle of weights."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any("/code/" in name for name in archive.namelist())
+
+
 def load_weights_only(path: str | Path, *, map_location: str = "cpu") -> Any:
     """``torch.load`` with ``weights_only=True``: tensors and plain values, never code.
 
     Raises
     ------
     InputError
-        Missing file, an unsafe pickle, or a file torch cannot read.
+        Missing file, a TorchScript file, an unsafe pickle, or a file torch cannot read.
     """
     import pickle
 
@@ -76,6 +85,9 @@ def load_weights_only(path: str | Path, *, map_location: str = "cpu") -> Any:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such file")
+    if is_torchscript(path):
+        raise InputError(f"{path} is a TorchScript file, not a checkpoint or state dict of "
+                         "weights; give a checkpoint such as a run's model.pt")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError:

@@ -20,7 +20,6 @@ import json
 import os
 import re
 import warnings
-import zipfile
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -29,6 +28,7 @@ from volumetric.errors import InputError
 from volumetric.models.checkpoint import (
     check_checkpoint,
     is_checkpoint,
+    is_torchscript,
     load_weights_only,
     model_from_checkpoint,
 )
@@ -97,13 +97,6 @@ class LoadedModel:
         self.window = tuple(int(p) for p in patch) if patch else None
 
 
-def _is_torchscript(path: str) -> bool:
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as archive:
-        return any("/code/" in name for name in archive.namelist())
-
-
 def _from_checkpoint(payload: dict[str, Any], path: str) -> LoadedModel:
     payload = check_checkpoint(payload, path)
     loaded = LoadedModel(model_from_checkpoint(payload), "checkpoint")
@@ -166,7 +159,7 @@ def load_model(spec: ModelSpec, *, device: Any = "cpu") -> LoadedModel:
         raise InputError(f"{spec.model}: no such model file (or module:factory to import)")
     elif spec.weights is not None:
         raise InputError("--weights goes with --model module:factory only")
-    elif _is_torchscript(spec.model):
+    elif is_torchscript(spec.model):
         loaded = _from_torchscript(spec.model)
     else:
         loaded = _from_checkpoint(load_weights_only(spec.model), spec.model)

@@ -96,7 +96,8 @@ def load_initial_weights(model: nn.Module, payload: dict[str, Any], architecture
     """
     if payload["architecture"] != architecture:
         raise InputError(
-            f"--init {source} holds a {payload['architecture']} network, not {architecture}"
+            f"--init {source} holds a network of architecture {payload['architecture']}, not "
+            f"{architecture}"
         )
     try:
         model.load_state_dict(payload["state_dict"])

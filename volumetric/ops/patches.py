@@ -62,6 +62,7 @@ def patch_gallery(
     foreground_probability: float = 0.5,
     foreground: str = ">0",
     augment: bool = True,
+    augment_off: Sequence[str] = (),
     seed: int = 0,
     cubes: str | None = None,
     t: int = 0,
@@ -89,6 +90,8 @@ def patch_gallery(
         As for :class:`volumetric.train.dataset.PatchDataset`.
     augment : bool
         Apply the default :class:`AugmentConfig`.
+    augment_off : sequence of str
+        Augmentations switched off (see :meth:`AugmentConfig.without`).
     t, channel : int
         Time point and raw channel.
 
@@ -112,7 +115,7 @@ def patch_gallery(
     dataset = PatchDataset(
         [VolumePair(raw, target, mask, t=t, channel=channel)], patch, sampler=sampler,
         foreground_probability=foreground_probability, foreground=foreground,
-        augment=AugmentConfig() if augment else None, seed=seed,
+        augment=AugmentConfig().without(augment_off) if augment else None, seed=seed,
         samples_per_epoch=None if sampler == "grid" else n, cubes=cubes,
     )
     n = min(n, len(dataset))  # the grid shows each tile at most once
@@ -138,9 +141,11 @@ def patch_gallery(
         left.set_title(_describe(i, item["location"].tolist(), dataset.plan(i).augment),
                        fontsize=7, loc="left")
         right.set_title(f"target {label.min():.3g}..{label.max():.3g}", fontsize=7)
+    augmented = "not augmented"
+    if augment:
+        augmented = f"augmented without {', '.join(augment_off)}" if augment_off else "augmented"
     fig.suptitle(f"{Path(raw).name} / {Path(target).name}: {n} patches {patch}, sampler "
-                 f"{sampler}, {'augmented' if augment else 'not augmented'}, seed {seed}",
-                 fontsize=9)
+                 f"{sampler}, {augmented}, seed {seed}", fontsize=9)
     fig.tight_layout()
     fig.savefig(out, dpi=90)
     plt.close(fig)

@@ -1,7 +1,8 @@
 """``vol train``: train a network on patches read lazily from OME-Zarr volumes.
 
 The run directory is described in :mod:`volumetric.train.rundir`. A run is
-defined by its ``config.json``; ``--resume`` continues a run with the same
+defined by its ``config.json`` (file paths stored resolved, so they may be
+spelled differently later); ``--resume`` continues a run with the same
 configuration (only the device, the number of loader workers and the
 volumetric version may change) from its last finished epoch.
 """
@@ -14,6 +15,8 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from volumetric._version import __version__
 from volumetric.errors import DestinationError, InputError
@@ -33,6 +36,8 @@ log = logging.getLogger("volumetric")
 
 # Settings that may differ when a run is resumed: they do not change its result on CPU.
 RESUMABLE_CHANGES = ("device", "workers", "version")
+# DataSettings fields naming files: stored resolved, so a run resumes however they are spelled.
+PATHS = ("raw", "target", "mask", "cubes")
 DIMS_OF = {"unet2d": 2, "unet3d": 3, "attention-resunet2d": 2, "attention-resunet3d": 3}
 
 
@@ -46,6 +51,9 @@ class DataSettings:
         OME-Zarr images of one shape and voxel size.
     mask : str, optional
         Loss mask image (nonzero: the voxel counts).
+    pairs : sequence of (raw, target, mask or None)
+        More training volumes (of any shape; the same channel counts, and
+        masks in all pairs or none), sampled together with the first.
     patch : (z, y, x), optional
         Patch shape (``1,y,x`` for 2D patches); default 64^3, or 1x256x256
         for 2D images, clipped to the image.
@@ -57,10 +65,13 @@ class DataSettings:
         Which target voxels are foreground, e.g. ``">0"`` or ``"<5"``.
     augment : bool
         The default augmentation (:class:`volumetric.kernels.augment.AugmentConfig`).
+    augment_off : sequence of str
+        Augmentations switched off (names in :data:`volumetric.kernels.augment.SWITCHES`).
     normalize : {"percentile", "zscore", "none"}
         Raw intensity normalisation; stored with the model for inference.
     cubes : str, optional
-        Cube list from ``vol discover`` restricting sampling.
+        Cube list from ``vol discover`` restricting sampling in ``raw`` (the
+        volumes of ``pairs`` are sampled everywhere).
     val_fraction : float
         Share of each volume (slabs along its longest axis) kept for
         validation; 0 disables validation.
@@ -73,11 +84,13 @@ class DataSettings:
     raw: str
     target: str
     mask: str | None = None
+    pairs: tuple[tuple[str, str, str | None], ...] = ()
     patch: tuple[int, ...] | None = None
     sampler: str = "random"
     foreground_probability: float = 0.5
     foreground: str = ">0"
     augment: bool = True
+    augment_off: tuple[str, ...] = ()
     normalize: str = "percentile"
     cubes: str | None = None
     val_fraction: float = 0.2
@@ -120,18 +133,52 @@ class TrainReport:
 
 
 def _target_range(path: str) -> tuple[float, float, str]:
-    """Smallest and largest target value over a sample of chunks, and the dtype."""
+    """Smallest and largest target value over a sample of chunks, and the dtype.
+
+    The training loop checks every batch as well (a sample can miss values).
+    """
     array = open_image(path).array(0)
     stats = intensity_stats(array, percentiles=(0.0, 100.0))
     return stats["low"], stats["high"], str(array.dtype)
 
 
+def _binary(low: float, high: float, dtype: str) -> bool:
+    """Whether a target is a binary mask: integer or boolean values 0 and 1.
+
+    A float target is a regression target even within [0, 1] (a normalised
+    distance map, an image).
+    """
+    return np.dtype(dtype).kind in "biu" and 0 <= low and high <= 1
+
+
+def _choose_loss(targets: list[str], settings: TrainSettings) -> tuple[TrainSettings, float]:
+    """Settings with loss ``auto`` resolved (``bce-dice`` when every target is a binary mask,
+    else ``mse``), after checking each target against the loss; and the targets' value span
+    (for PSNR and SSIM)."""
+    ranges = {path: _target_range(path) for path in targets}
+    if settings.loss == "auto":
+        binary = all(_binary(*r) for r in ranges.values())
+        settings = replace(settings, loss="bce-dice" if binary else "mse")
+    loss = get_loss(settings.loss)
+    for path, (low, high, dtype) in ranges.items():
+        loss.check_target(low, high, f"target {path} ({dtype})")
+    low = min(r[0] for r in ranges.values())
+    high = max(r[1] for r in ranges.values())
+    return settings, max(high - low, 1e-12)
+
+
 def _stored_run(out: Path, resume: bool) -> dict[str, Any] | None:
-    """The ``config.json`` of the run in ``out`` to continue (None: start one); refuses clashes."""
+    """The ``config.json`` of the run in ``out`` to continue (None: start one); refuses clashes.
+
+    A run that never finished an epoch (no ``last.pt``) holds nothing to
+    continue or to keep: it starts again, with any options.
+    """
     check_writable(out)
     if out.exists() and not out.is_dir():
         raise DestinationError(f"{out} exists and is not a folder")
     stored = rundir.read_config(out) if out.is_dir() else None
+    if stored is not None and not (out / rundir.LAST).is_file():
+        return None
     if stored is None:
         if out.is_dir() and any(out.iterdir()):
             raise DestinationError(
@@ -144,12 +191,37 @@ def _stored_run(out: Path, resume: bool) -> dict[str, Any] | None:
     return stored
 
 
+def _absolute(path: str | None) -> str | None:
+    """``path`` resolved to an absolute path (URLs and None unchanged), as the run stores it."""
+    if path is None or "://" in path:
+        return path
+    return str(Path(path).resolve())
+
+
+def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested settings as one level with dotted keys (``data.patch``)."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
 def _check_same_run(out: Path, stored: dict[str, Any], config: dict[str, Any]) -> None:
-    differ = [k for k in sorted(set(stored) | set(config))
-              if k not in RESUMABLE_CHANGES and stored.get(k) != config.get(k)]
+    def show(settings: dict[str, Any], key: str) -> str:
+        if key not in settings:
+            return "(unset)"
+        return settings[key] if isinstance(settings[key], str) else json.dumps(settings[key])
+
+    old, new = _flat(stored), _flat(config)
+    keys = [k for k in sorted(set(old) | set(new)) if k not in RESUMABLE_CHANGES]
+    differ = [f"{k} {show(old, k)} -> {show(new, k)}" for k in keys
+              if (k in old) != (k in new) or old.get(k) != new.get(k)]
     if differ:
-        raise InputError(f"--resume: the options differ from the run in {out} "
-                         f"({', '.join(differ)}); rerun with the options of its config.json")
+        raise InputError(f"--resume: options differ from the run in {out}: {'; '.join(differ)}; "
+                         "rerun with the options of its config.json or choose another --out")
 
 
 def _architecture(choice: ModelChoice, dims: int, checkpoint: dict[str, Any] | None) -> str:
@@ -195,11 +267,14 @@ def train(
         Architecture, its configuration, initial weights and freezing.
     settings : TrainSettings
         Loss, optimiser, schedule, steps, device, workers, seed. Loss ``auto``
-        is ``bce-dice`` for targets within [0, 1] and ``mse`` otherwise.
+        is ``bce-dice`` when every target is a binary mask (integer or
+        boolean values 0 and 1) and ``mse`` otherwise, also for float targets
+        within [0, 1].
     resume : bool
         Continue the run in ``out`` (same options); without a run there, start one.
     progress : bool
-        Show the progress bar.
+        Show the progress bar and a line per epoch (never under ``vol -q``,
+        see :func:`volumetric.engine.silence`).
 
     Returns
     -------
@@ -216,6 +291,7 @@ def train(
     """
     import torch
 
+    from volumetric.engine.progress import silenced
     from volumetric.kernels.augment import AugmentConfig
     from volumetric.ops.patches import default_patch
     from volumetric.train.dataset import PatchDataset, VolumePair
@@ -225,20 +301,18 @@ def train(
     stored = _stored_run(out, resume)
     resolve_device(settings.device)
     parse_freeze(model.freeze)
-    low, high, dtype = _target_range(data.target)
-    if settings.loss == "auto":
-        settings = replace(settings, loss="bce-dice" if 0 <= low and high <= 1 else "mse")
-    loss = get_loss(settings.loss)
-    loss.check_target(low, high, dtype)
+    augmentation = AugmentConfig().without(data.augment_off) if data.augment else None
+    pairs = [VolumePair(data.raw, data.target, data.mask), *(VolumePair(*p) for p in data.pairs)]
+    settings, data_range = _choose_loss([p.target for p in pairs], settings)
     checkpoint = read_checkpoint(model.init) if model.init else None
 
     patch = data.patch or default_patch(data.raw)
-    pairs = [VolumePair(data.raw, data.target, data.mask)]
+    cubes = None if data.cubes is None else [data.cubes] + [None] * len(data.pairs)
     common = {"sampler": data.sampler, "foreground_probability": data.foreground_probability,
-              "foreground": data.foreground, "seed": settings.seed, "cubes": data.cubes,
+              "foreground": data.foreground, "seed": settings.seed, "cubes": cubes,
               "normalize": data.normalize, "val_fraction": data.val_fraction}
     train_set = PatchDataset(
-        pairs, patch, augment=AugmentConfig() if data.augment else None,
+        pairs, patch, augment=augmentation,
         samples_per_epoch=data.steps_per_epoch * settings.batch,
         split="train" if data.val_fraction > 0 else None, **common,
     )
@@ -255,20 +329,20 @@ def train(
     config = _model_config(name, model, checkpoint, dims, in_channels, out_channels)
     run_config = {
         "version": __version__,
-        "data": {**asdict(data), "patch": list(patch)},
-        "model": {"architecture": name, "config": config, "init": model.init,
+        "data": {**asdict(data), "patch": list(patch),
+                 **{key: _absolute(getattr(data, key)) for key in PATHS},
+                 "pairs": [[_absolute(path) for path in pair] for pair in data.pairs]},
+        "model": {"architecture": name, "config": config, "init": _absolute(model.init),
                   "freeze": model.freeze},
         **settings.to_json(),
     }
     run_config = json.loads(json.dumps(run_config))
     if stored is not None:
         _check_same_run(out, stored, run_config)
-    # A run stopped before its first epoch ended has no last.pt and starts again.
-    resuming = stored is not None and (out / rundir.LAST).is_file()
 
     torch.manual_seed(settings.seed)
     net = build_network(name, config)
-    if checkpoint is not None and not resuming:
+    if checkpoint is not None and stored is None:
         load_initial_weights(net, checkpoint, name, source=str(model.init))
     frozen = freeze_layers(net, model.freeze)
     if frozen:
@@ -277,10 +351,11 @@ def train(
 
     out.mkdir(parents=True, exist_ok=True)
     rundir.write_config(out, run_config)
-    spec = ModelSpec(name, config, dims, in_channels, out_channels, loss.output_activation,
+    spec = ModelSpec(name, config, dims, in_channels, out_channels,
+                     get_loss(settings.loss).output_activation,
                      {"normalize": data.normalize}, tuple(patch))
-    result = fit(net, train_set, val_set, spec, settings, out, resume=resuming,
-                 data_range=max(high - low, 1e-12), progress=progress)
+    result = fit(net, train_set, val_set, spec, settings, out, resume=stored is not None,
+                 data_range=data_range, progress=progress and not silenced())
     return TrainReport(out, name, result, time.perf_counter() - started)
 
 

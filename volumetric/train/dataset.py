@@ -105,7 +105,9 @@ class PatchDataset(torch.utils.data.Dataset):
         Seed of every location and augmentation draw.
     samples_per_epoch : int, optional
         Dataset length; by default the number of grid tiles covering the
-        sampled region. The grid sampler cycles through its tiles.
+        sampled region. The grid sampler walks through all its tiles across
+        epochs (each once per lap, in a shuffled order), continuing where the
+        previous epoch stopped.
     split : {"train", "val"}, optional
         Sample only the training or the validation region of each volume
         (slabs along its longest axis; see :func:`split_region`).
@@ -170,7 +172,7 @@ class PatchDataset(torch.utils.data.Dataset):
             for imgs, p in zip(self.images, self.patches)
         ]
         grid = GridSampler(list(zip(range(len(self.regions)), self.regions, self.patches,
-                                    cube_boxes)))
+                                    cube_boxes)), seed=self.seed)
         domains: list[Domain] = []
         for pair, (region, p, boxes) in enumerate(zip(self.regions, self.patches, cube_boxes)):
             domains += domains_of(pair, region, p, boxes)
@@ -281,7 +283,8 @@ class PatchDataset(torch.utils.data.Dataset):
         if not 0 <= index < self.length:
             raise IndexError(f"sample {index} outside a dataset of {self.length}")
         pair, start = self.sampler.location(
-            index, np.random.default_rng([self.seed, self.epoch, index, 0]), self._read_foreground
+            self.epoch * self.length + index,
+            np.random.default_rng([self.seed, self.epoch, index, 0]), self._read_foreground,
         )
         params = None
         if self.augment is not None:

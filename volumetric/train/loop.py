@@ -72,7 +72,9 @@ class TrainSettings:
         Stop after this many optimiser steps in total (may end an epoch early).
     scheduler : {"none", "cosine", "exponential"}
         ``cosine``: cosine annealing to 0 over ``epochs``; ``exponential``:
-        multiply the rate by ``decay_gamma`` every epoch after ``decay_after`` epochs.
+        the first ``decay_after`` epochs run at ``lr``, then the rate is
+        multiplied by ``decay_gamma`` every epoch (epoch ``decay_after``,
+        counting from 0, runs at ``lr * decay_gamma``).
     patience : int, optional
         Stop when the monitored loss (validation, else training) has not
         improved for this many epochs.
@@ -169,7 +171,7 @@ def _scheduler(settings: TrainSettings, optimizer: torch.optim.Optimizer) -> Any
     if settings.scheduler == "exponential":
         after, gamma = settings.decay_after, settings.decay_gamma
         return torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda epoch: gamma ** max(0, epoch - after)
+            optimizer, lambda epoch: gamma ** max(0, epoch - after + 1)
         )
     return None
 
@@ -340,19 +342,24 @@ def fit(
         started, seen, running = time.perf_counter(), 0, 0.0
         todo = min(steps_per_epoch, max_steps - state["step"])
         bar = _progress(todo * settings.batch, f"epoch {epoch + 1}/{epochs}", progress)
-        for i, batch in enumerate(_loader(train_set, settings, device, epoch, drop_last=True)):
-            if i == todo:
-                break
-            image, target, mask = _to_device(batch, device)
-            if example is None:
-                example = image[:1].cpu()
-            value = train_step(model, image, target, mask)
-            state["step"] += 1
-            seen += image.shape[0]
-            running += value * image.shape[0]
-            bar.set_postfix(loss=f"{value:.4g}", refresh=False)
-            bar.update(image.shape[0])
-        bar.close()
+        try:
+            for i, batch in enumerate(_loader(train_set, settings, device, epoch, drop_last=True)):
+                if i == todo:
+                    break
+                _check_targets(loss, batch["target"],
+                               f"the target batch of epoch {epoch + 1} step {state['step'] + 1}")
+                image, target, mask = _to_device(batch, device)
+                if example is None:
+                    example = image[:1].cpu()
+                value = train_step(model, image, target, mask)
+                state["step"] += 1
+                _check_finite("training", value, f"epoch {epoch + 1} step {state['step']}")
+                seen += image.shape[0]
+                running += value * image.shape[0]
+                bar.set_postfix(loss=f"{value:.4g}", refresh=False)
+                bar.update(image.shape[0])
+        finally:
+            bar.close()
         seconds = time.perf_counter() - started
         row = {"epoch": epoch + 1, "step": state["step"], "lr": optimizer.param_groups[0]["lr"],
                "train_loss": running / max(seen, 1)}
@@ -364,6 +371,7 @@ def fit(
         state["epoch"] += 1
         state["history"].append(row)
         monitored = row.get("val_loss", row["train_loss"])
+        _check_finite("validation", monitored, f"epoch {epoch + 1}")
         if monitored < state["best_loss"] - settings.min_delta:
             state.update(best_loss=monitored, best_epoch=epoch + 1, stale_epochs=0)
             _save_best(run_dir, model, spec, example, row)
@@ -385,12 +393,33 @@ def fit(
                      stopped_early, state["history"])
 
 
+def _check_targets(loss: Loss, target: torch.Tensor, where: str) -> None:
+    """Refuse a batch with target values the loss cannot take (the up-front check samples)."""
+    if loss.target_range is not None:
+        low, high = torch.aminmax(target)
+        loss.check_target(float(low), float(high), where)
+
+
+def _check_finite(kind: str, loss: float, when: str) -> None:
+    """Stop a run whose loss is NaN or infinite; the checkpoints of earlier epochs stay.
+
+    Raises
+    ------
+    InputError
+        ``loss`` is not finite.
+    """
+    if not math.isfinite(loss):
+        raise InputError(f"the {kind} loss became {loss} at {when}; lower --lr or check the "
+                         "inputs")
+
+
 def _validate(model: nn.Module, val_set: PatchSource, loss: Loss, settings: TrainSettings,
               device: torch.device, data_range: float) -> dict[str, float]:
     model.eval()
     meter = _Validation(loss, data_range)
     with torch.no_grad():
         for batch in _loader(val_set, settings, device, 0):
+            _check_targets(loss, batch["target"], "a validation target batch")
             image, target, mask = _to_device(batch, device)
             meter.add(model(image).float(), target, mask)
     return meter.result()

@@ -153,8 +153,11 @@ class Loss:
         """Mask losses are validated with Dice/IoU/precision/recall, others with MSE/PSNR/SSIM."""
         return self.target_range is not None
 
-    def check_target(self, low: float, high: float, dtype: str) -> None:
-        """Refuse a target whose values (``low``..``high``, sampled) do not suit this loss.
+    def check_target(self, low: float, high: float, where: str) -> None:
+        """Refuse target values (``low``..``high``) that do not suit this loss.
+
+        ``where`` names what holds them in the message, e.g. ``"the target
+        (uint8)"`` or ``"the target batch of epoch 2 step 40"``.
 
         Raises
         ------
@@ -167,7 +170,7 @@ class Loss:
         if low < lo or high > hi:
             raise InputError(
                 f"--loss {self.name} needs a target with values in [{lo:g}, {hi:g}] (a binary mask "
-                f"or probabilities), but the target ({dtype}) holds values in [{low:g}, {high:g}]; "
+                f"or probabilities), but {where} has values in [{low:g}, {high:g}]; "
                 "use --loss mse for distance maps and images, or binarise the target"
             )
 

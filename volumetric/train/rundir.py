@@ -3,7 +3,7 @@
 ==============  ==============================================================
 ``config.json`` everything that defines the run (data, model, optimisation)
 ``metrics.csv`` one row per epoch: losses, validation metrics, lr, throughput
-``curves.png``  loss and metric curves
+``curves.png``  loss curves and one panel per validation metric
 ``model.pt``    checkpoint of the best epoch (lowest validation loss, or
                 training loss without validation), inference-ready
 ``model.ts``    the same network as TorchScript, for ``vol predict``
@@ -108,36 +108,38 @@ def write_metrics(run_dir: Path, history: Sequence[dict[str, float]]) -> None:
     tmp.replace(run_dir / METRICS)
 
 
-def plot_curves(run_dir: Path, history: Sequence[dict[str, float]]) -> None:
-    """Draw training/validation loss and the validation metrics per epoch to ``curves.png``."""
-    import matplotlib
+def curves_figure(history: Sequence[dict[str, float]]) -> Any:
+    """A matplotlib figure of the losses and of each validation metric per epoch.
 
-    matplotlib.use("Agg")
+    One panel shows the training and validation losses; every validation
+    metric (Dice, IoU, ... or MSE, PSNR, SSIM) gets its own panel and scale.
+    """
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     epochs = [row["epoch"] for row in history]
     metrics = [k for k in history[0] if k.startswith("val_") and k != "val_loss"]
-    fig = Figure(figsize=(10, 4), layout="constrained")
-    loss_ax, metric_ax = fig.subplots(1, 2)
+    fig = Figure(figsize=(3.2 * (1 + len(metrics)), 3.2), layout="constrained")
+    loss_ax, *metric_axes = fig.subplots(1, 1 + len(metrics), squeeze=False)[0]
     for key in ("train_loss", "val_loss"):
         if key in history[0]:
             loss_ax.plot(epochs, [row[key] for row in history], marker=".", label=key)
-    loss_ax.set(xlabel="epoch", ylabel="loss", title="loss")
+    loss_ax.set(xlabel="epoch", title="loss")
     loss_ax.legend()
-    decibels = [k for k in metrics if k.endswith("psnr")]
-    for key in metrics:
-        if key not in decibels:
-            metric_ax.plot(epochs, [row[key] for row in history], marker=".", label=key[4:])
-    metric_ax.set(xlabel="epoch", title="validation metrics")
-    if decibels:  # PSNR in dB has its own scale, on the right
-        db_ax = metric_ax.twinx()
-        for key in decibels:
-            db_ax.plot(epochs, [row[key] for row in history], marker="s", linestyle="--",
-                       color="tab:red", label=f"{key[4:]} (dB, right)")
-        db_ax.set(ylabel="dB")
-        db_ax.legend(loc="upper right")
-    if len(metrics) > len(decibels):
-        metric_ax.legend(loc="upper left")
+    for ax, key in zip(metric_axes, metrics):
+        ax.plot(epochs, [row[key] for row in history], marker=".", color="tab:green")
+        ax.set(xlabel="epoch", title=f"validation {key[4:]}",
+               ylabel="dB" if key.endswith("psnr") else "")
+    for ax in fig.axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    return fig
+
+
+def plot_curves(run_dir: Path, history: Sequence[dict[str, float]]) -> None:
+    """Draw :func:`curves_figure` to ``curves.png``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
     tmp = run_dir / f".{CURVES}.tmp.png"
-    fig.savefig(tmp, dpi=100)
+    curves_figure(history).savefig(tmp, dpi=100)
     tmp.replace(run_dir / CURVES)

@@ -5,12 +5,14 @@ corners, one or more per volume (``pair``), disjoint within a volume. A
 patch may start anywhere in a domain and then lies inside the volume, inside
 its train or validation region, and has its centre voxel (``start +
 patch // 2``) in a listed cube when a cube list restricts sampling. Samplers
-are picklable value objects; a location depends only on the index and the
-generator passed in.
+are picklable value objects; a location depends only on the draw number
+(the sample's index counted over all epochs), the generator passed in and
+the sampler's own settings.
 """
 
 from __future__ import annotations
 
+import math
 import operator
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -112,7 +114,7 @@ class RandomSampler:
         self.domains = list(domains)
         self.sizes = np.array([d.box.size for d in self.domains], dtype=np.int64)
 
-    def location(self, index: int, rng: np.random.Generator,
+    def location(self, draw: int, rng: np.random.Generator,
                  read_foreground: ReadForeground) -> tuple[int, Coord]:
         entry, offset = _draw(self.sizes, rng)
         domain = self.domains[entry]
@@ -120,15 +122,19 @@ class RandomSampler:
 
 
 class GridSampler:
-    """Tiles of the patch shape covering each region, in C order.
+    """Tiles of the patch shape covering each region, each tile once per lap, shuffled.
 
     The last tile along an axis is shifted back to end at the region's face.
     With cubes, only the tiles touching a listed cube are kept (found from
-    the cubes, so the cost does not grow with the volume). Indices past the
-    last tile wrap around.
+    the cubes, so the cost does not grow with the volume). Draws walk through
+    all tiles in laps; each lap visits every tile once, in an order shuffled
+    by ``(seed, lap)``, so epochs shorter than a lap continue where the
+    previous one stopped instead of repeating the same tiles.
     """
 
-    def __init__(self, regions: Sequence[tuple[int, Box, Coord, Sequence[Box] | None]]) -> None:
+    def __init__(self, regions: Sequence[tuple[int, Box, Coord, Sequence[Box] | None]],
+                 *, seed: int = 0) -> None:
+        self.seed = int(seed)
         self.parts: list[tuple[int, list[np.ndarray], np.ndarray | None]] = []
         counts = []
         for pair, region, patch, cubes in regions:
@@ -152,12 +158,28 @@ class GridSampler:
     def __len__(self) -> int:
         return int(self.counts.sum())
 
-    def location(self, index: int, rng: np.random.Generator,
+    def location(self, draw: int, rng: np.random.Generator,
                  read_foreground: ReadForeground) -> tuple[int, Coord]:
-        part, k = _pick(self.counts, index % len(self))
+        lap, k = divmod(draw, len(self))
+        part, k = _pick(self.counts, _shuffled(k, len(self), [self.seed, lap]))
         pair, starts, chosen = self.parts[part]
         tile = chosen[k] if chosen is not None else np.unravel_index(k, [len(s) for s in starts])
         return pair, tuple(int(s[i]) for s, i in zip(starts, tile))
+
+
+def _shuffled(k: int, n: int, seed: list[int]) -> int:
+    """Entry ``k`` of a permutation of ``range(n)`` chosen by ``seed``, without listing it.
+
+    An affine map ``k -> (a k + b) mod n`` with ``a`` coprime to ``n`` is a
+    permutation; it needs no memory however many tiles there are.
+    """
+    if n == 1:
+        return 0
+    rng = np.random.default_rng(seed)
+    a = int(rng.integers(1, n))
+    while math.gcd(a, n) != 1:
+        a = int(rng.integers(1, n))
+    return (a * k + int(rng.integers(n))) % n
 
 
 def _tile_starts(lo: int, hi: int, size: int) -> np.ndarray:
@@ -194,9 +216,10 @@ def foreground_of(target: np.ndarray, rule: tuple[str, float]) -> np.ndarray:
 class ForegroundSampler:
     """Patches centred on a foreground voxel with probability ``probability``, else on background.
 
-    Which indices are foreground is stratified: among the first N indices,
+    Which draws are foreground is stratified: among the first N draws,
     ``round(N * probability)`` are, so the requested fraction is met within
-    ``0.5 / N``. A coarse index (foreground count per target chunk and
+    ``0.5 / N`` (within ``1 / N`` over any N consecutive draws, such as one
+    epoch). A coarse index (foreground count per target chunk and
     domain) is built once; a draw then picks a voxel uniformly among all
     foreground (or background) centres, reading one chunk-sized cell (the
     last few cells read stay in a small per-process cache).
@@ -242,14 +265,14 @@ class ForegroundSampler:
             self._cache.popitem(last=False)
         return voxels
 
-    def is_foreground(self, index: int) -> bool:
-        """Whether draw ``index`` is centred on foreground."""
+    def is_foreground(self, draw: int) -> bool:
+        """Whether draw number ``draw`` is centred on foreground."""
         p = self.probability
-        return int(np.floor((index + 1) * p + 0.5)) > int(np.floor(index * p + 0.5))
+        return int(np.floor((draw + 1) * p + 0.5)) > int(np.floor(draw * p + 0.5))
 
-    def location(self, index: int, rng: np.random.Generator,
+    def location(self, draw: int, rng: np.random.Generator,
                  read_foreground: ReadForeground) -> tuple[int, Coord]:
-        wanted = self.is_foreground(index)
+        wanted = self.is_foreground(draw)
         counts = self.foreground if wanted else self.sizes - self.foreground
         entry, k = _draw(counts, rng)
         pair, cell = self.cells[entry]
