@@ -31,7 +31,8 @@ def _channels(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
 @click.argument("raw")
 @click.argument("out")
 @click.option("--model", required=True, metavar="M",
-              help="TorchScript file, checkpoint from `vol train`, or module:factory.")
+              help="TorchScript file, checkpoint of a built-in network from `vol train`, "
+                   "or module:factory (with --weights for a checkpoint of your own network).")
 @click.option("--weights", metavar="W", help="State dict or checkpoint for a module:factory model.")
 @click.option("--window", metavar="Z,Y,X", callback=int_tuple,
               help="Window shape; a size-1 axis feeds a 2D model (default: the model's training "

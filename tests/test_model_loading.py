@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from predict_models import save_torchscript, tiny
+from predict_models import evil_checkpoint, save_torchscript, tiny
 
 from volumetric.errors import InputError
 from volumetric.models.checkpoint import save_checkpoint
@@ -53,13 +53,23 @@ def test_torchscript_written_by_vol_train_says_what_it_expects(tmp_path):
     assert loaded.window == (32, 48, 48) and loaded.preprocess == {"normalize": "percentile"}
 
 
-def test_checkpoint_of_a_module_factory(tmp_path):
+def test_checkpoint_of_a_module_factory_loads_with_the_factory_named(tmp_path):
     model = tiny(out_channels=1)
     save_checkpoint(tmp_path / "ck.pt", model, architecture="predict_models:tiny",
                     model_config={"out_channels": 1}, spatial_dims=3, in_channels=1,
                     out_channels=1, training={"patch": [16, 16, 16]})
-    loaded = load_model(ModelSpec(str(tmp_path / "ck.pt")))
+    with pytest.raises(InputError, match="--model module:factory --weights"):
+        load_model(ModelSpec(str(tmp_path / "ck.pt")))
+    loaded = load_model(ModelSpec("predict_models:tiny", str(tmp_path / "ck.pt")))
     assert same_output(loaded.module, model) and loaded.window == (16, 16, 16)
+
+
+def test_a_checkpoint_never_runs_what_it_names(tmp_path):
+    path = evil_checkpoint(tmp_path / "evil.pt", tmp_path / "ran")
+    with pytest.raises(InputError, match="'os:system', which is not built in") as error:
+        load_model(ModelSpec(str(path)))
+    assert "\n" not in str(error.value)
+    assert not (tmp_path / "ran").exists()
 
 
 def test_factory_with_state_dict_and_with_checkpoint(tmp_path):

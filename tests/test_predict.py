@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 import zarr
-from predict_models import FLAKY_FLAG, NaNAbove, Shrinking, save_torchscript, tiny
+from predict_models import FLAKY_FLAG, NaNAbove, Shrinking, evil_checkpoint, save_torchscript, tiny
 from scipy import ndimage
 
 from volumetric.geometry import Box
@@ -333,7 +333,8 @@ def not_complete(out: Path) -> bool:
     return not out.exists() or not open_image(out).complete
 
 
-@pytest.mark.parametrize("case", ["no-pad", "shape", "channels", "nan", "cuda", "unsafe"])
+@pytest.mark.parametrize("case", ["no-pad", "shape", "channels", "nan", "cuda", "unsafe",
+                                  "custom checkpoint"])
 def test_bad_input_fails_with_one_line(vol, tmp_path, raw, model_file, case):
     out = tmp_path / "p.zarr"
     args = [raw, out, "--model", model_file, "--window", "16,16,16", "--chunks", "8,8,8",
@@ -358,12 +359,16 @@ def test_bad_input_fails_with_one_line(vol, tmp_path, raw, model_file, case):
         args[-1] = "cuda"
         args += ["--cluster", "local"]
         match = "CUDA is not available"
-    else:
+    elif case == "unsafe":
         torch.save(tiny(), tmp_path / "pickled.pt")
         args[3] = str(tmp_path / "pickled.pt")
         match = "unsafe"
+    else:
+        args[3] = str(evil_checkpoint(tmp_path / "evil.pt", tmp_path / "ran"))
+        match = "--model module:factory --weights"
     result = vol("predict", *args)
     one_line_error(result, match)
+    assert not (tmp_path / "ran").exists()
     if case == "nan":
         assert "block [" in result.output
     assert not_complete(out)

@@ -4,11 +4,12 @@
 
 - a TorchScript file (``torch.jit.save``; ``vol train``'s ``model.ts`` also
   says what it expects, see :mod:`volumetric.models.export`);
-- a checkpoint written by ``vol train`` (rebuilt from the model registry,
-  loaded with ``weights_only=True``);
+- a checkpoint written by ``vol train`` of a built-in architecture (rebuilt
+  from the model registry, loaded with ``weights_only=True``);
 - ``package.module:factory``, a function returning a ``torch.nn.Module``,
   optionally with ``--weights`` (a state dict or a checkpoint, also loaded
-  with ``weights_only=True``).
+  with ``weights_only=True``); the checkpoint of a custom network loads this
+  way only, since a file never makes volumetric import what it names.
 
 Files holding pickled Python objects (``torch.save(model)``) are refused:
 loading them would run arbitrary code.
@@ -33,7 +34,7 @@ from volumetric.models.checkpoint import (
     model_from_checkpoint,
 )
 from volumetric.models.export import METADATA_FILE
-from volumetric.models.factory import load_factory
+from volumetric.models.factory import build_network
 
 _FACTORY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
@@ -106,7 +107,7 @@ def _is_torchscript(path: str) -> bool:
 
 def _from_checkpoint(payload: dict[str, Any], path: str) -> LoadedModel:
     payload = check_checkpoint(payload, path)
-    loaded = LoadedModel(model_from_checkpoint(payload), "checkpoint")
+    loaded = LoadedModel(model_from_checkpoint(payload, path), "checkpoint")
     loaded.describe(payload)
     return loaded
 
@@ -128,20 +129,22 @@ def _from_torchscript(path: str) -> LoadedModel:
 
 
 def _from_factory(spec: ModelSpec) -> LoadedModel:
-    loaded = LoadedModel(load_factory(spec.model)(), "factory")
+    """The factory's network; a checkpoint of this very factory also gives its configuration."""
     if spec.weights is None:
-        return loaded
+        return LoadedModel(build_network(spec.model, {}), "factory")
     payload = load_weights_only(spec.weights)
-    if is_checkpoint(payload):
-        payload = check_checkpoint(payload, spec.weights)
-        loaded.describe(payload)
-        state = payload["state_dict"]
-    elif isinstance(payload, dict) and isinstance(payload.get("state_dict"), dict):
+    checkpoint = check_checkpoint(payload, spec.weights) if is_checkpoint(payload) else None
+    if isinstance(payload, dict) and isinstance(payload.get("state_dict"), dict):
         state = payload["state_dict"]
     else:
         state = payload
     if not isinstance(state, dict):
         raise InputError(f"{spec.weights} holds no state dict")
+    own = checkpoint is not None and checkpoint["architecture"] == spec.model
+    loaded = LoadedModel(build_network(spec.model, checkpoint["model_config"] if own else {}),
+                         "factory")
+    if checkpoint is not None:
+        loaded.describe(checkpoint)
     try:
         loaded.module.load_state_dict(state)
     except RuntimeError as exc:
