@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from predict_models import evil_checkpoint, save_torchscript, tiny
 
 from volumetric.errors import InputError
-from volumetric.models.checkpoint import save_checkpoint
+from volumetric.models.checkpoint import read_checkpoint, save_checkpoint
 from volumetric.models.loading import ModelSpec, load_model, resolve_device
 
 
@@ -103,9 +105,28 @@ def test_bad_specs(tmp_path):
     path = save_torchscript(tiny(), tmp_path / "m.pt")
     with pytest.raises(InputError, match="module:factory only"):
         load_model(ModelSpec(str(path), str(path)))
+
+
+def test_weights_that_do_not_fit_name_the_first_problem(tmp_path):
     torch.save({"weight": torch.zeros(3)}, tmp_path / "wrong.pt")
-    with pytest.raises(InputError, match="does not fit"):
+    with pytest.raises(InputError, match=r'does not fit predict_models:tiny: Missing key\(s\) in '
+                                         r'state_dict: "0.weight", "0.bias"$'):
         load_model(ModelSpec("predict_models:tiny", str(tmp_path / "wrong.pt")))
+    torch.save(tiny(out_channels=5).state_dict(), tmp_path / "five.pt")
+    with pytest.raises(InputError, match=r"size mismatch for 0.weight: copying a param with "
+                                         r"shape torch.Size\(\[5, 1, 3, 3, 3\]\)"):
+        load_model(ModelSpec("predict_models:tiny", str(tmp_path / "five.pt")))
+
+
+def test_torchscript_given_as_weights_says_so_without_warnings(tmp_path):
+    path = save_torchscript(tiny(), tmp_path / "m.pt")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(InputError) as error:
+            load_model(ModelSpec("predict_models:tiny", str(path)))
+    assert str(error.value) == f"{path} is a TorchScript model; pass it as --model"
+    with pytest.raises(InputError, match="is a TorchScript model, not a weights file"):
+        read_checkpoint(path)  # e.g. vol train --init model.ts
 
 
 def test_devices():

@@ -348,7 +348,9 @@ def test_bad_input_fails_with_one_line(vol, tmp_path, raw, model_file, case):
         match = "must keep the window's spatial shape"
     elif case == "channels":
         args[3] = str(save_torchscript(tiny(in_channels=2), tmp_path / "two.pt"))
-        match = "cannot run on windows of shape (1, 1, 16, 16, 16)"
+        match = ("cannot run on windows of shape (1, 1, 16, 16, 16): Given groups=1, weight of "
+                 "size [2, 2, 3, 3, 3], expected input[1, 1, 16, 16, 16] to have 2 channels, but "
+                 "got 1 channels instead; choose the input channels with --channels")
     elif case == "nan":
         args[3] = str(save_torchscript(NaNAbove(), tmp_path / "nan.pt"))
         args += ["--normalize", "zscore", "--block", "16,16,16"]

@@ -24,11 +24,13 @@ file never makes volumetric import or call what it names.
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from typing import Any
 
 from volumetric.errors import InputError
 from volumetric.models.registry import architectures, build_model
+from volumetric.models.torch_messages import state_dict_problem
 
 FORMAT = "volumetric-checkpoint"
 VERSION = 1
@@ -75,7 +77,7 @@ def load_weights_only(path: str | Path, *, map_location: str = "cpu") -> Any:
     Raises
     ------
     InputError
-        Missing file, an unsafe pickle, or a file torch cannot read.
+        Missing file, a TorchScript model, an unsafe pickle, or a file torch cannot read.
     """
     import pickle
 
@@ -84,6 +86,8 @@ def load_weights_only(path: str | Path, *, map_location: str = "cpu") -> Any:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such file")
+    if is_torchscript(path):
+        raise InputError(f"{path} is a TorchScript model, not a weights file")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError:
@@ -94,6 +98,14 @@ def load_weights_only(path: str | Path, *, map_location: str = "cpu") -> Any:
     except (RuntimeError, EOFError, OSError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(f"{path}: not a readable torch file ({first})") from None
+
+
+def is_torchscript(path: str | Path) -> bool:
+    """Whether ``path`` is a TorchScript archive (``torch.jit.save``), which holds code."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any("/code/" in name for name in archive.namelist())
 
 
 def is_checkpoint(payload: Any) -> bool:
@@ -172,6 +184,5 @@ def model_from_checkpoint(payload: dict[str, Any], path: str | Path = "the check
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
-        raise InputError(f"{path}: the weights do not fit {name}: {first}") from None
+        raise InputError(f"{path}: the weights do not fit {name}: {state_dict_problem(exc)}") from None
     return model

@@ -21,7 +21,6 @@ import json
 import os
 import re
 import warnings
-import zipfile
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -30,11 +29,13 @@ from volumetric.errors import InputError
 from volumetric.models.checkpoint import (
     check_checkpoint,
     is_checkpoint,
+    is_torchscript,
     load_weights_only,
     model_from_checkpoint,
 )
 from volumetric.models.export import METADATA_FILE
 from volumetric.models.factory import build_network
+from volumetric.models.torch_messages import error_cause, state_dict_problem
 
 _FACTORY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
@@ -98,13 +99,6 @@ class LoadedModel:
         self.window = tuple(int(p) for p in patch) if patch else None
 
 
-def _is_torchscript(path: str) -> bool:
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as archive:
-        return any("/code/" in name for name in archive.namelist())
-
-
 def _from_checkpoint(payload: dict[str, Any], path: str) -> LoadedModel:
     payload = check_checkpoint(payload, path)
     loaded = LoadedModel(model_from_checkpoint(payload, path), "checkpoint")
@@ -121,7 +115,7 @@ def _from_torchscript(path: str) -> LoadedModel:
             warnings.simplefilter("ignore", DeprecationWarning)
             module = torch.jit.load(path, map_location="cpu", _extra_files=extra)
     except RuntimeError as exc:
-        raise InputError(f"{path}: not a loadable TorchScript file ({exc})") from None
+        raise InputError(f"{path}: not a loadable TorchScript file ({error_cause(exc)})") from None
     loaded = LoadedModel(module, "torchscript")
     if extra[METADATA_FILE]:
         loaded.describe(json.loads(extra[METADATA_FILE]))
@@ -132,6 +126,8 @@ def _from_factory(spec: ModelSpec) -> LoadedModel:
     """The factory's network; a checkpoint of this very factory also gives its configuration."""
     if spec.weights is None:
         return LoadedModel(build_network(spec.model, {}), "factory")
+    if os.path.isfile(spec.weights) and is_torchscript(spec.weights):
+        raise InputError(f"{spec.weights} is a TorchScript model; pass it as --model")
     payload = load_weights_only(spec.weights)
     checkpoint = check_checkpoint(payload, spec.weights) if is_checkpoint(payload) else None
     if isinstance(payload, dict) and isinstance(payload.get("state_dict"), dict):
@@ -148,8 +144,9 @@ def _from_factory(spec: ModelSpec) -> LoadedModel:
     try:
         loaded.module.load_state_dict(state)
     except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
-        raise InputError(f"{spec.weights} does not fit {spec.model}: {first}") from None
+        raise InputError(
+            f"{spec.weights} does not fit {spec.model}: {state_dict_problem(exc)}"
+        ) from None
     return loaded
 
 
@@ -169,7 +166,7 @@ def load_model(spec: ModelSpec, *, device: Any = "cpu") -> LoadedModel:
         raise InputError(f"{spec.model}: no such model file (or module:factory to import)")
     elif spec.weights is not None:
         raise InputError("--weights goes with --model module:factory only")
-    elif _is_torchscript(spec.model):
+    elif is_torchscript(spec.model):
         loaded = _from_torchscript(spec.model)
     else:
         loaded = _from_checkpoint(load_weights_only(spec.model), spec.model)

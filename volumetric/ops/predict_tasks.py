@@ -26,6 +26,7 @@ from volumetric.kernels.blending import Accumulator, normalize_sums, postprocess
 from volumetric.kernels.inference import gather_windows, run_model
 from volumetric.kernels.normalize import normalize
 from volumetric.models.loading import LoadedModel, ModelSpec, cached_model, resolve_device
+from volumetric.models.torch_messages import error_cause
 from volumetric.windows import WindowPlan
 
 
@@ -250,8 +251,9 @@ def probe_model(loaded: LoadedModel, channels: int, window: Sequence[int]) -> in
     try:
         out = run_model(loaded.module, x, out_channels=loaded.out_channels)
     except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
+        cause = error_cause(exc)
+        hint = "; choose the input channels with --channels" if "channel" in cause else ""
         raise InputError(
-            f"the model cannot run on windows of shape {tuple(x.shape)}: {first}"
+            f"the model cannot run on windows of shape {tuple(x.shape)}: {cause}{hint}"
         ) from None
     return int(out.shape[1])
