@@ -10,7 +10,7 @@ from predict_models import evil_checkpoint, save_torchscript, tiny
 
 from volumetric.errors import InputError
 from volumetric.models.checkpoint import read_checkpoint, save_checkpoint
-from volumetric.models.loading import ModelSpec, load_model, resolve_device
+from volumetric.models.loading import ModelSpec, auto_device, load_model, resolve_device
 
 
 def same_output(a, b):
@@ -138,3 +138,14 @@ def test_devices():
     if not torch.cuda.is_available():
         with pytest.raises(InputError, match="CUDA is not available"):
             resolve_device("cuda")
+
+
+@pytest.mark.parametrize(("workers", "device"), [
+    ({"a": (True, {"GPU": 1.0}), "b": (False, {})}, "cuda"),
+    ({"a": (False, {"GPU": 1.0})}, "cpu"),   # a GPU resource, but torch sees no CUDA there
+    ({"a": (True, {}), "b": (True, {})}, "cpu"),   # CUDA, but tasks could not hold a GPU
+    ({"a": (False, {}), "b": (False, {})}, "cpu"),
+    ({}, "cpu"),
+])
+def test_auto_device_on_a_cluster_is_what_its_workers_offer(workers, device):
+    assert auto_device(workers) == device

@@ -310,12 +310,19 @@ def test_checkpoint_gives_the_default_normalisation_and_window(client, tmp_path,
     assert report.windows == monai_window_count(SHAPE, (16, 16, 16), (0.5,))
 
 
+def test_auto_device_is_resolved_on_the_workers(client, tmp_path, raw, model_file, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # this process only
+    report = predict(raw, str(tmp_path / "p.zarr"), model=model_file, client=client,
+                     progress=False, device="auto", window=(16, 16, 16), chunks=(8, 8, 8))
+    assert report.device == "cpu" and open_image(tmp_path / "p.zarr").complete
+
+
 def test_cli_writes_the_contract_layout(vol, tmp_path, raw, model_file):
     result = vol("predict", raw, tmp_path / "p.zarr", "--model", model_file, "--window", "16,16,16",
                  "--overlap", "0.25", "--blend", "constant", "--normalize", "percentile",
                  "--batch", "3", "--device", "cpu", "--dtype", "uint8", "--chunks", "8,8,8")
     assert result.exit_code == 0, result.output
-    assert "window evaluations" in result.output
+    assert "window evaluations" in result.output and result.output.rstrip().endswith("on cpu")
     image = open_image(tmp_path / "p.zarr")
     assert image.complete and image.meta.axes == "czyx" and image.shape == (2, *SHAPE)
     assert image.array(0).dtype == np.uint8

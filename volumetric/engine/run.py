@@ -59,6 +59,27 @@ def _outcome(future: Any, item: object) -> Any:
     return result
 
 
+def ask_workers(client: Client, question: Callable[[], R]) -> dict[str, tuple[R, dict[str, float]]]:
+    """Run ``question()`` on every worker of the cluster.
+
+    Parameters
+    ----------
+    client : distributed.Client
+        The cluster to ask.
+    question : callable
+        A picklable function without arguments returning something small.
+
+    Returns
+    -------
+    dict
+        ``{worker address: (answer, resources the worker offers)}``.
+    """
+    answers = client.run(question)
+    workers = client.scheduler_info()["workers"]
+    return {address: (answer, dict(workers.get(address, {}).get("resources", {})))
+            for address, answer in answers.items()}
+
+
 def check_resources(client: Client, resources: dict[str, float] | None) -> None:
     """Refuse task resources (e.g. ``{"GPU": 1}``) that no worker offers: such tasks never start.
 

@@ -18,9 +18,11 @@ loading them would run arbitrary code.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -36,6 +38,8 @@ from volumetric.models.checkpoint import (
 from volumetric.models.export import METADATA_FILE
 from volumetric.models.factory import build_network
 from volumetric.models.torch_messages import error_cause, state_dict_problem
+
+log = logging.getLogger("volumetric")
 
 _FACTORY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
@@ -217,3 +221,36 @@ def resolve_device(name: str, *, check: bool = True) -> str:
     if match.group(1) is not None and int(match.group(1)) >= torch.cuda.device_count():
         raise InputError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s)")
     return name
+
+
+def cuda_available() -> bool:
+    """Whether torch sees a CUDA device in this process (asked of cluster workers)."""
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def auto_device(workers: Mapping[str, tuple[bool, Mapping[str, float]]], *,
+                resource: str = "GPU") -> str:
+    """What ``--device auto`` means on a cluster, from its workers' answers.
+
+    Parameters
+    ----------
+    workers : mapping
+        ``{address: (the worker has CUDA, the resources it offers)}``, as
+        :func:`volumetric.engine.ask_workers` returns for :func:`cuda_available`.
+    resource : str
+        The resource a worker offers per GPU; model tasks need one.
+
+    Returns
+    -------
+    str
+        ``"cuda"`` when some worker has CUDA and offers ``resource``, else ``"cpu"``.
+    """
+    if any(cuda and offered.get(resource, 0) >= 1 for cuda, offered in workers.values()):
+        return "cuda"
+    if any(cuda for cuda, _ in workers.values()):
+        log.warning("--device auto: the workers have CUDA but none offers the resource %s, so "
+                    "the model runs on their CPUs; start them with --resources %s=1 to use "
+                    "their GPUs", resource, resource)
+    return "cpu"
