@@ -118,6 +118,22 @@ def test_blockwise_result_equals_monai_on_the_whole_volume(
     assert not (out / ".volumetric").exists() or not any((out / ".volumetric").rglob("*.npy"))
 
 
+def test_one_worker_gives_the_result_of_two(client, tmp_path, raw, data, model_file):
+    """The shared cluster has two workers; here every task is restricted to one of them."""
+    import dask
+    from distributed import get_task_stream
+
+    window, overlap = (12, 16, 10), (0.25, 0.5, 0.6)
+    one = sorted(client.scheduler_info()["workers"])[0]
+    with dask.annotate(workers=[one]), get_task_stream(client) as tasks:
+        report = run(client, raw, tmp_path / "p.zarr", model_file, window=window,
+                     overlap=overlap, normalize="zscore", chunks=(8, 8, 8), block=(8, 24, 16))
+    assert {task["worker"] for task in tasks.data} == {one}
+    assert report.evaluation_blocks > 2 and report.evaluations == report.windows
+    expected = monai(zscore(data, raw)[None], torch.jit.load(model_file), window, overlap)
+    assert np.abs(zarr.open_array(f"{tmp_path}/p.zarr/0")[:] - expected).max() < 1e-4
+
+
 def test_hann_blending_equals_monai_with_the_hann_weight_map(client, tmp_path, raw, data, model_file):
     window = (16, 16, 16)
     run(client, raw, tmp_path / "p.zarr", model_file, window=window, blend="hann",
