@@ -367,7 +367,7 @@ def predict(
                                    out_channels, str(partials))
         counts = run_blocks(evaluate, [blocks.box(i) for i in evaluated], client=cl,
                             journal=journal, job="windows", label="predict windows",
-                            progress=progress, resources=gpu)
+                            progress=progress, resources=gpu, prepare=evaluate.read_first_rows)
         written = plan.output_blocks(evaluated)
         blend_task = BlendBlock(plan, str(partials), str(Path(out).resolve() / "0"), out_channels,
                                 dtype, clip, threshold, fill)
