@@ -184,5 +184,7 @@ def model_from_checkpoint(payload: dict[str, Any], path: str | Path = "the check
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as exc:
-        raise InputError(f"{path}: the weights do not fit {name}: {state_dict_problem(exc)}") from None
+        raise InputError(
+            f"{path}: the weights do not fit {name}: {state_dict_problem(exc)}"
+        ) from None
     return model

@@ -2,10 +2,11 @@
 
 Phase 1 (:class:`EvaluateWindows`) runs once per block that owns windows:
 it reads and normalises the block's input (its first rows in a task of
-their own, ahead), evaluates each of its windows once and stores the fp32 weighted sum and weight sum over its region in a
-scratch file that only this block writes. Phase 2 (:class:`BlendBlock`)
-runs once per output block: it adds up the scratch regions overlapping the
-block, divides by the weights, post-processes and writes its chunks once.
+their own, ahead), evaluates each of its windows once and stores the fp32
+weighted sum and weight sum over its region in a scratch file that only
+this block writes. Phase 2 (:class:`BlendBlock`) runs once per output
+block: it adds up the scratch regions overlapping the block, divides by the
+weights, post-processes and writes its chunks once.
 """
 
 from __future__ import annotations
