@@ -25,12 +25,13 @@ sparse case).
 
 When torch sees a CUDA GPU, a ``gpu`` case also runs both sides on it over
 the larger volume (vol on an embedded cluster with one GPU worker, batch
-``--gpu-batch``): voxels/s of each side and the share of time the GPU was
-busy during vol's run (``utilization.gpu`` sampled by ``nvidia-smi`` every
-100 ms).
+``--gpu-batch``): voxels/s of each side and the share of that same timed
+interval the GPU was busy (``utilization.gpu`` sampled by ``nvidia-smi``
+every 100 ms inside the child, around the timed call only; null, with a
+note, where nvidia-smi is missing).
 
-Run: ``python -m benchmarks.predict [--quick] [--repeats N]``; results also go to
-``benchmarks/out/predict.json``.
+Run: ``python -m benchmarks.predict [--quick] [--repeats N] [--dir D] [--keep]``;
+results also go to ``benchmarks/out/predict.json``.
 """
 
 from __future__ import annotations
@@ -41,14 +42,14 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from benchmarks.measure import report, run_measured
+from benchmarks.measure import add_scratch_options, report, run_measured, scratch_dir
 
 WINDOW = (64, 64, 64)
 OVERLAP = 0.25
@@ -107,6 +108,60 @@ def minimum_windows(shape: tuple[int, ...], cubes: list[tuple[int, ...]] | None)
     return sum(touches(sl) for sl in slices)
 
 
+class GpuBusy:
+    """Share of time the GPU is busy while the block runs (``nvidia-smi``, every 100 ms).
+
+    ``share`` stays None, with a ``note`` saying why, when nvidia-smi cannot
+    be run or gives no sample.
+    """
+
+    def __enter__(self) -> GpuBusy:
+        self.share: float | None = None
+        self.samples = 0
+        self.note: str | None = None
+        gpu = os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0] or "0"
+        try:
+            self.proc: subprocess.Popen[str] | None = subprocess.Popen(
+                ["nvidia-smi", "-i", gpu, "--query-gpu=utilization.gpu",
+                 "--format=csv,noheader,nounits", "-lms", "100"],
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        except OSError as exc:
+            self.proc, self.note = None, f"nvidia-smi could not run ({exc})"
+            return self
+        self.proc.stdout.readline()  # the first sample is taken before the block starts
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is None:
+            return
+        self.proc.terminate()
+        samples = []
+        for line in self.proc.communicate()[0].split():
+            try:
+                samples.append(float(line))
+            except ValueError:
+                continue
+        self.samples = len(samples)
+        if samples:
+            self.share = sum(samples) / (100 * len(samples))
+        else:
+            self.note = "nvidia-smi gave no utilization.gpu samples"
+
+    def result(self) -> dict[str, Any]:
+        return {"gpu_busy_share": None if self.share is None else round(self.share, 3),
+                "gpu_busy_samples": self.samples, "gpu_busy_note": self.note}
+
+
+def _timed_call(device: str, call: Any) -> tuple[dict[str, Any], Any]:
+    """Time ``call()``; on CUDA, also the GPU busy share over exactly that interval."""
+    busy = GpuBusy() if device == "cuda" else nullcontext()
+    with busy:
+        t0 = time.perf_counter()
+        value = call()
+        seconds = time.perf_counter() - t0
+    return {"seconds": seconds, **(busy.result() if isinstance(busy, GpuBusy) else {})}, value
+
+
 # -- the two sides, each run in a child process -------------------------------------------
 
 def _warm() -> None:
@@ -126,13 +181,11 @@ def child_vol(args: dict[str, Any]) -> dict[str, Any]:
     with local_cluster(args["workers"], dashboard_address=":0", gpus=gpus) as cluster, \
             Client(cluster) as client:
         client.run(_warm)  # imports, as MONAI's process has them before its clock starts
-        t0 = time.perf_counter()
-        report = predict(args["raw"], args["out"], model=args["model"], window=WINDOW,
-                         overlap=(OVERLAP,), blend="gaussian", normalize="zscore",
-                         cubes=args.get("cubes"), device=device, batch=args.get("batch", 1),
-                         client=client, progress=False)
-        seconds = time.perf_counter() - t0
-    return {"seconds": seconds, "evaluations": report.evaluations, "windows": report.windows}
+        timing, report = _timed_call(device, lambda: predict(
+            args["raw"], args["out"], model=args["model"], window=WINDOW, overlap=(OVERLAP,),
+            blend="gaussian", normalize="zscore", cubes=args.get("cubes"), device=device,
+            batch=args.get("batch", 1), client=client, progress=False))
+    return {**timing, "evaluations": report.evaluations, "windows": report.windows}
 
 
 def child_monai(args: dict[str, Any]) -> dict[str, Any]:
@@ -148,16 +201,18 @@ def child_monai(args: dict[str, Any]) -> dict[str, Any]:
     model = torch.jit.load(args["model"], map_location=device)
     array = zarr.open_array(f"{args['raw']}/0", mode="r")
     data = array[:]
-    t0 = time.perf_counter()
-    x = normalize(data, intensity_stats(array), "zscore")
-    with torch.inference_mode():
-        out = sliding_window_inference(torch.from_numpy(x)[None, None].to(device), WINDOW,
-                                       args.get("batch", 1), model, overlap=OVERLAP,
-                                       mode="gaussian")
-        out = out.cpu()
-    seconds = time.perf_counter() - t0
+
+    def run() -> Any:
+        x = normalize(data, intensity_stats(array), "zscore")
+        with torch.inference_mode():
+            out = sliding_window_inference(torch.from_numpy(x)[None, None].to(device), WINDOW,
+                                           args.get("batch", 1), model, overlap=OVERLAP,
+                                           mode="gaussian")
+            return out.cpu()
+
+    timing, out = _timed_call(device, run)
     np.save(args["out"], out[0].numpy())
-    return {"seconds": seconds}
+    return timing
 
 
 def run_child(side: str, args: dict[str, Any]) -> dict[str, Any]:
@@ -169,22 +224,6 @@ def run_child(side: str, args: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-class GpuBusy:
-    """Share of time GPU 0 is busy while the block runs (``nvidia-smi``, every 100 ms)."""
-
-    def __enter__(self) -> GpuBusy:
-        self.proc = subprocess.Popen(
-            ["nvidia-smi", "-i", "0", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits",
-             "-lms", "100"], stdout=subprocess.PIPE, text=True)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.proc.terminate()
-        samples = [float(line) for line in self.proc.communicate()[0].split() if line.strip()]
-        self.share = sum(samples) / (100 * len(samples)) if samples else float("nan")
-        self.samples = len(samples)
-
-
 def gpu_case(folder: Path, raw: str, model: str, batch: int) -> dict[str, Any]:
     """vol and MONAI on the GPU over ``raw``: voxels/s and GPU busy share."""
     import torch
@@ -192,14 +231,12 @@ def gpu_case(folder: Path, raw: str, model: str, batch: int) -> dict[str, Any]:
 
     voxels = float(np.prod(zarr.open_array(f"{raw}/0", mode="r").shape))
     common = {"raw": raw, "model": model, "workers": 1, "device": "cuda", "batch": batch}
-    with GpuBusy() as busy:
-        vol = run_child("vol", {**common, "out": str(folder / "gpu.zarr")})
+    vol = run_child("vol", {**common, "out": str(folder / "gpu.zarr")})
     monai = run_child("monai", {**common, "out": str(folder / "gpu-monai.npy")})
     return {"device": torch.cuda.get_device_name(0), "batch": batch,
             "vol": vol, "monai": monai,
             "voxels_per_second_vol": round(voxels / vol["seconds"]),
             "voxels_per_second_monai": round(voxels / monai["seconds"]),
-            "gpu_busy_share_vol": round(busy.share, 3), "gpu_busy_samples": busy.samples,
             "max_abs_difference": max_difference(str(folder / "gpu.zarr"),
                                                  str(folder / "gpu-monai.npy"), None)}
 
@@ -226,6 +263,12 @@ def max_difference(vol_out: str, monai_out: str, cubes: list[tuple[int, ...]] | 
     return worst
 
 
+def busy_text(side: dict[str, Any]) -> str:
+    if side["gpu_busy_share"] is None:
+        return f"not measured: {side['gpu_busy_note']}"
+    return f"{100 * side['gpu_busy_share']:.0f} % of the timed run"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="Smaller volumes (a smoke run).")
@@ -234,6 +277,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="Runs of each side per case; the fastest counts (shared machines).")
     parser.add_argument("--gpu-batch", type=int, default=8, help="Windows per GPU batch.")
     parser.add_argument("--no-gpu", action="store_true", help="Skip the GPU case.")
+    add_scratch_options(parser)
     opts = parser.parse_args(argv)
     base = (64, 192, 192) if opts.quick else (64, 512, 512)
     large = (base[0], base[1] * 2, base[2] * 2)
@@ -241,17 +285,17 @@ def main(argv: list[str] | None = None) -> None:
     results: dict[str, Any] = {"window": WINDOW, "overlap": OVERLAP, "workers": opts.workers,
                                "repeats": opts.repeats, "cpu_count": os.cpu_count(),
                                "load_average_at_start": os.getloadavg(), "cases": {}}
-    with tempfile.TemporaryDirectory(prefix="vol-bench-predict-") as tmp:
+    with scratch_dir("predict", opts) as tmp:
         import torch
 
         from volumetric.models.export import to_torchscript
 
-        model = str(Path(tmp) / "unet.pt")
+        model = str(tmp / "unet.pt")
         torch.jit.save(to_torchscript(unet(), torch.zeros(1, 1, *WINDOW)), model)
         volumes: dict[tuple[int, ...], str] = {}
         monai_results: dict[tuple[int, ...], dict[str, Any]] = {}
         for name, (shape, sparse) in cases.items():
-            folder = Path(tmp) / "x".join(map(str, shape))
+            folder = tmp / "x".join(map(str, shape))
             if shape not in volumes:
                 folder.mkdir()
                 volumes[shape] = make_volume(folder / "raw.zarr", shape)
@@ -285,7 +329,7 @@ def main(argv: list[str] | None = None) -> None:
                 "max_abs_difference": max_difference(vol_args["out"], f"{folder}/monai.npy", cubes),
             }
         if torch.cuda.is_available() and not opts.no_gpu:
-            results["gpu"] = gpu_case(Path(tmp) / "x".join(map(str, large)), volumes[large], model,
+            results["gpu"] = gpu_case(tmp / "x".join(map(str, large)), volumes[large], model,
                                       opts.gpu_batch)
     dense = results["cases"]
     results["rss_growth_4x"] = {
@@ -307,9 +351,9 @@ def main(argv: list[str] | None = None) -> None:
     gpu = results.get("gpu")
     if gpu:
         print(f"GPU {gpu['device']}, batch {gpu['batch']}: vol {gpu['voxels_per_second_vol']:.3g} "
-              f"voxels/s (GPU busy {100 * gpu['gpu_busy_share_vol']:.0f} % of the run), MONAI "
-              f"{gpu['voxels_per_second_monai']:.3g} voxels/s; max diff "
-              f"{gpu['max_abs_difference']:.1e}")
+              f"voxels/s (GPU busy {busy_text(gpu['vol'])}), MONAI "
+              f"{gpu['voxels_per_second_monai']:.3g} voxels/s (GPU busy "
+              f"{busy_text(gpu['monai'])}); max diff {gpu['max_abs_difference']:.1e}")
     else:
         print("no CUDA GPU: GPU voxels/s and busy share not measured")
 

@@ -31,7 +31,8 @@ def _channels(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
 @click.argument("raw")
 @click.argument("out")
 @click.option("--model", required=True, metavar="M",
-              help="TorchScript file, checkpoint from `vol train`, or module:factory.")
+              help="TorchScript file, checkpoint of a built-in network from `vol train`, "
+                   "or module:factory (with --weights for a checkpoint of your own network).")
 @click.option("--weights", metavar="W", help="State dict or checkpoint for a module:factory model.")
 @click.option("--window", metavar="Z,Y,X", callback=int_tuple,
               help="Window shape; a size-1 axis feeds a 2D model (default: the model's training "
@@ -51,7 +52,8 @@ def _channels(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
               "chunks run.")
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True,
               help="Windows per model call.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--device", default="auto", show_default=True,
+              help="auto, cpu, cuda or cuda:N; auto is cuda where the workers have it.")
 @click.option("--amp", type=click.Choice(["bf16", "fp16"]), default=None,
               help="Mixed precision for the model (sums stay fp32).")
 @click.option("--dtype", type=click.Choice(["float32", "float16", "uint8"]), default=None,
@@ -95,5 +97,5 @@ def predict(raw: str, out: str, model, weights, window, overlap, blend, normaliz
     click.echo(
         f"wrote {out}: {report.image.meta.axes} {shape} {report.image.array(0).dtype}, "
         f"{report.evaluations} window evaluations for {report.windows} windows, "
-        f"{report.output_blocks} blocks in {report.seconds:.1f} s"
+        f"{report.output_blocks} blocks in {report.seconds:.1f} s on {report.device}"
     )

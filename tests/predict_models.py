@@ -29,6 +29,15 @@ def tiny(in_channels: int = 1, out_channels: int = 2, dims: int = 3) -> nn.Modul
 register("test-tiny")(tiny)
 
 
+def evil_checkpoint(path: Path, marker: Path) -> Path:
+    """A checkpoint whose architecture, if imported and called, would create ``marker``."""
+    torch.save({"format": "volumetric-checkpoint", "version": 1, "architecture": "os:system",
+                "model_config": {"command": f"touch {marker}"}, "state_dict": {},
+                "spatial_dims": 3, "in_channels": 1, "out_channels": 1, "preprocess": {},
+                "training": {}}, path)
+    return path
+
+
 def save_torchscript(model: nn.Module, path: Path) -> Path:
     torch.jit.save(torch.jit.script(model), str(path))
     return path

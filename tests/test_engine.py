@@ -147,3 +147,75 @@ def test_bad_input_is_not_retried_and_not_marked_done(client, tmp_path):
         run_expanding(CountCalls(str(log)), [box], lambda b, r: [], client=client, label="x",
                       retries=3, progress=False)
     assert len(log.read_text().splitlines()) == 2
+
+
+def _unfinished_blocks(dask_scheduler) -> int:
+    """Block tasks (not their preparations) the scheduler holds that have not finished yet."""
+    return sum(not str(key).endswith("-prepare")
+               and task.state in ("queued", "waiting", "no-worker", "processing")
+               for key, task in dask_scheduler.tasks.items())
+
+
+@dataclass(frozen=True)
+class LoggedRead:
+    """``prepare``: logs the block and returns its value; fails as bad input on one block."""
+
+    log: str
+    fail_at: tuple[int, ...] | None = None
+
+    def __call__(self, box: Box) -> int:
+        from distributed import get_client
+
+        unfinished = get_client().run_on_scheduler(_unfinished_blocks)
+        with open(self.log, "a") as f:
+            f.write(f"read {box}\nunfinished {unfinished}\n")
+        if box.start == self.fail_at:
+            raise InputError("unreadable")
+        return 1 + sum(box.start)
+
+
+@dataclass(frozen=True)
+class WriteRead:
+    """The task of a prepared block: writes what was read for it, logs that it is done."""
+
+    array: str
+    log: str
+
+    def __call__(self, box: Box, value: int) -> int:
+        zarr.open_array(self.array, mode="r+")[box.slices] = value
+        with open(self.log, "a") as f:
+            f.write(f"done {box}\n")
+        return value
+
+
+def test_prepared_blocks_are_submitted_at_most_two_per_slot(client, tmp_path):
+    path, log = _array(tmp_path), str(tmp_path / "log.txt")
+    grid = BlockGrid((20, 30), (8, 8))
+    journal = Journal(tmp_path / "out.zarr", {"job": "prepared"})
+    journal.start()
+    first = list(grid.boxes())[:3]
+    run_blocks(WriteRead(path, log), first, client=client, journal=journal,
+               prepare=LoggedRead(log), progress=False)
+    results = run_blocks(WriteRead(path, log), list(grid.boxes()), client=client,
+                         journal=journal, prepare=LoggedRead(log), progress=False)
+    assert len(results) == grid.num_blocks - 3 and results[grid.box((2, 3))] == 1 + 16 + 24
+    np.testing.assert_array_equal(zarr.open_array(path)[:], _expected(grid))
+    lines = open(log).read().splitlines()
+    reads = [line[5:] for line in lines if line.startswith("read")]
+    assert sorted(reads) == sorted(str(b) for b in grid.boxes())  # every block read once
+    slots = sum(w["nthreads"] for w in client.scheduler_info()["workers"].values())
+    unfinished = [int(line.split()[-1]) for line in lines if line.startswith("unfinished")]
+    assert len(unfinished) == grid.num_blocks and max(unfinished) <= 2 * slots
+
+
+def test_a_failed_preparation_names_the_block(client, tmp_path):
+    path, log = _array(tmp_path), str(tmp_path / "log.txt")
+    grid = BlockGrid((20, 30), (8, 8))
+    journal = Journal(tmp_path / "out.zarr", {"job": "prepared"})
+    journal.start()
+    bad = grid.box((1, 2))
+    with pytest.raises(BlockError, match=r"block \[8:16, 16:24\]: unreadable"):
+        run_blocks(WriteRead(path, log), list(grid.boxes()), client=client, journal=journal,
+                   prepare=LoggedRead(log, fail_at=bad.start), progress=False, retries=3)
+    assert bad.key() not in journal.done("blocks")
+    assert open(log).read().count(f"read {bad}\n") == 1 and f"done {bad}" not in open(log).read()

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 import zarr
-from predict_models import FLAKY_FLAG, NaNAbove, Shrinking, save_torchscript, tiny
+from predict_models import FLAKY_FLAG, NaNAbove, Shrinking, evil_checkpoint, save_torchscript, tiny
 from scipy import ndimage
 
 from volumetric.geometry import Box
@@ -116,6 +116,22 @@ def test_blockwise_result_equals_monai_on_the_whole_volume(
     assert image.complete and image.meta.axes == "czyx"
     assert image.meta.voxel_size == (2.0, 0.5, 0.5) and image.meta.unit == "micrometer"
     assert not (out / ".volumetric").exists() or not any((out / ".volumetric").rglob("*.npy"))
+
+
+def test_one_worker_gives_the_result_of_two(client, tmp_path, raw, data, model_file):
+    """The shared cluster has two workers; here every task is restricted to one of them."""
+    import dask
+    from distributed import get_task_stream
+
+    window, overlap = (12, 16, 10), (0.25, 0.5, 0.6)
+    one = sorted(client.scheduler_info()["workers"])[0]
+    with dask.annotate(workers=[one]), get_task_stream(client) as tasks:
+        report = run(client, raw, tmp_path / "p.zarr", model_file, window=window,
+                     overlap=overlap, normalize="zscore", chunks=(8, 8, 8), block=(8, 24, 16))
+    assert {task["worker"] for task in tasks.data} == {one}
+    assert report.evaluation_blocks > 2 and report.evaluations == report.windows
+    expected = monai(zscore(data, raw)[None], torch.jit.load(model_file), window, overlap)
+    assert np.abs(zarr.open_array(f"{tmp_path}/p.zarr/0")[:] - expected).max() < 1e-4
 
 
 def test_hann_blending_equals_monai_with_the_hann_weight_map(client, tmp_path, raw, data, model_file):
@@ -310,12 +326,19 @@ def test_checkpoint_gives_the_default_normalisation_and_window(client, tmp_path,
     assert report.windows == monai_window_count(SHAPE, (16, 16, 16), (0.5,))
 
 
+def test_auto_device_is_resolved_on_the_workers(client, tmp_path, raw, model_file, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # this process only
+    report = predict(raw, str(tmp_path / "p.zarr"), model=model_file, client=client,
+                     progress=False, device="auto", window=(16, 16, 16), chunks=(8, 8, 8))
+    assert report.device == "cpu" and open_image(tmp_path / "p.zarr").complete
+
+
 def test_cli_writes_the_contract_layout(vol, tmp_path, raw, model_file):
     result = vol("predict", raw, tmp_path / "p.zarr", "--model", model_file, "--window", "16,16,16",
                  "--overlap", "0.25", "--blend", "constant", "--normalize", "percentile",
                  "--batch", "3", "--device", "cpu", "--dtype", "uint8", "--chunks", "8,8,8")
     assert result.exit_code == 0, result.output
-    assert "window evaluations" in result.output
+    assert "window evaluations" in result.output and result.output.rstrip().endswith("on cpu")
     image = open_image(tmp_path / "p.zarr")
     assert image.complete and image.meta.axes == "czyx" and image.shape == (2, *SHAPE)
     assert image.array(0).dtype == np.uint8
@@ -333,7 +356,8 @@ def not_complete(out: Path) -> bool:
     return not out.exists() or not open_image(out).complete
 
 
-@pytest.mark.parametrize("case", ["no-pad", "shape", "channels", "nan", "cuda", "unsafe"])
+@pytest.mark.parametrize("case", ["no-pad", "shape", "channels", "nan", "cuda", "unsafe",
+                                  "custom checkpoint"])
 def test_bad_input_fails_with_one_line(vol, tmp_path, raw, model_file, case):
     out = tmp_path / "p.zarr"
     args = [raw, out, "--model", model_file, "--window", "16,16,16", "--chunks", "8,8,8",
@@ -347,7 +371,9 @@ def test_bad_input_fails_with_one_line(vol, tmp_path, raw, model_file, case):
         match = "must keep the window's spatial shape"
     elif case == "channels":
         args[3] = str(save_torchscript(tiny(in_channels=2), tmp_path / "two.pt"))
-        match = "cannot run on windows of shape (1, 1, 16, 16, 16)"
+        match = ("cannot run on windows of shape (1, 1, 16, 16, 16): Given groups=1, weight of "
+                 "size [2, 2, 3, 3, 3], expected input[1, 1, 16, 16, 16] to have 2 channels, but "
+                 "got 1 channels instead; choose the input channels with --channels")
     elif case == "nan":
         args[3] = str(save_torchscript(NaNAbove(), tmp_path / "nan.pt"))
         args += ["--normalize", "zscore", "--block", "16,16,16"]
@@ -358,12 +384,16 @@ def test_bad_input_fails_with_one_line(vol, tmp_path, raw, model_file, case):
         args[-1] = "cuda"
         args += ["--cluster", "local"]
         match = "CUDA is not available"
-    else:
+    elif case == "unsafe":
         torch.save(tiny(), tmp_path / "pickled.pt")
         args[3] = str(tmp_path / "pickled.pt")
         match = "unsafe"
+    else:
+        args[3] = str(evil_checkpoint(tmp_path / "evil.pt", tmp_path / "ran"))
+        match = "--model module:factory --weights"
     result = vol("predict", *args)
     one_line_error(result, match)
+    assert not (tmp_path / "ran").exists()
     if case == "nan":
         assert "block [" in result.output
     assert not_complete(out)

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 
 from ome_images import write_image  # noqa: E402
+from predict_models import evil_checkpoint  # noqa: E402
 
 from volumetric.models.checkpoint import save_checkpoint  # noqa: E402
 from volumetric.models.registry import build_model  # noqa: E402
@@ -218,3 +219,11 @@ def test_bad_input_is_one_line_exit_2(volumes, tmp_path, case, message):
     line = _error(_vol("train", raw, target, "--out", run, *patch, "--steps", "2", *TINY, *extra))
     assert message in line
     assert not (run / "model.pt").exists()
+
+
+def test_init_never_builds_what_a_checkpoint_names(volumes, tmp_path):
+    evil = evil_checkpoint(tmp_path / "evil.pt", tmp_path / "ran")
+    line = _error(_vol("train", volumes["raw"], volumes["mask"], "--out", tmp_path / "run",
+                       "--patch", "8,16,16", "--steps", "2", *TINY, "--init", evil))
+    assert "'os:system', which is not built in" in line and "--model module:factory --init" in line
+    assert not (tmp_path / "ran").exists()

@@ -14,11 +14,12 @@ from volumetric.engine.cluster import (
 )
 from volumetric.engine.journal import Journal, layout_hash
 from volumetric.engine.progress import Progress, silence
-from volumetric.engine.run import check_resources, run_blocks, run_expanding
+from volumetric.engine.run import ask_workers, check_resources, run_blocks, run_expanding
 
 __all__ = [
     "Journal",
     "Progress",
+    "ask_workers",
     "check_resources",
     "connect",
     "default_workers",

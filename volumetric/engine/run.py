@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable, Sequence
+from itertools import islice
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from volumetric.engine.journal import Journal
@@ -35,15 +36,22 @@ class _InputFailure:
         self.error = error
 
 
-def _attempt(task: Callable[[Any], Any], item: Any) -> Any:
+def _attempt(task: Callable[..., Any], *args: Any) -> Any:
     try:
-        return task(item)
+        return task(*args)
     except VolumetricError as exc:
         return _InputFailure(exc)
 
 
-def _execute(box: Box, task: Callable[[Box], Any], journal: Journal | None, job: str) -> Any:
-    result = _attempt(task, box)
+def _prepared(box: Box, prepare: Callable[[Box], Any]) -> Any:
+    return _attempt(prepare, box)
+
+
+def _execute(box: Box, *prepared: Any, task: Callable[..., Any], journal: Journal | None,
+             job: str) -> Any:
+    if prepared and isinstance(prepared[0], _InputFailure):
+        return prepared[0]
+    result = _attempt(task, box, *prepared)
     if journal is not None and not isinstance(result, _InputFailure):
         journal.mark(job, box.key())
     return result
@@ -57,6 +65,36 @@ def _outcome(future: Any, item: object) -> Any:
     if isinstance(result, _InputFailure):
         raise BlockError(f"block {item}: {result.error}") from result.error
     return result
+
+
+def ask_workers(client: Client, question: Callable[[], R]) -> dict[str, tuple[R, dict[str, float]]]:
+    """Run ``question()`` on every worker of the cluster.
+
+    Parameters
+    ----------
+    client : distributed.Client
+        The cluster to ask.
+    question : callable
+        A picklable function without arguments returning something small.
+
+    Returns
+    -------
+    dict
+        ``{worker address: (answer, resources the worker offers)}``.
+    """
+    answers = client.run(question)
+    workers = client.scheduler_info()["workers"]
+    return {address: (answer, dict(workers.get(address, {}).get("resources", {})))
+            for address, answer in answers.items()}
+
+
+def _slots(client: Client, resources: dict[str, float] | None) -> int:
+    """Tasks the cluster runs at once: each worker's share of ``resources``, else its threads."""
+    workers = client.scheduler_info()["workers"].values()
+    if resources:
+        return max(1, sum(int(min(w.get("resources", {}).get(k, 0) // v
+                                  for k, v in resources.items())) for w in workers))
+    return max(1, sum(int(w["nthreads"]) for w in workers))
 
 
 def check_resources(client: Client, resources: dict[str, float] | None) -> None:
@@ -80,7 +118,7 @@ def check_resources(client: Client, resources: dict[str, float] | None) -> None:
 
 
 def run_blocks(
-    task: Callable[[Box], R],
+    task: Callable[..., R],
     blocks: Sequence[Box],
     *,
     client: Client,
@@ -90,6 +128,7 @@ def run_blocks(
     retries: int = 1,
     progress: bool = True,
     resources: dict[str, float] | None = None,
+    prepare: Callable[[Box], Any] | None = None,
 ) -> dict[Box, R]:
     """Run ``task(box)`` for every block on the cluster, skipping finished ones.
 
@@ -115,6 +154,13 @@ def run_blocks(
         Print a progress line on stderr.
     resources : dict, optional
         Worker resources each task holds while it runs, e.g. ``{"GPU": 1}``.
+    prepare : callable, optional
+        A picklable ``prepare(box)`` run as a task of its own, without
+        ``resources``; ``task`` is then called as ``task(box, prepare(box))``.
+        Blocks are submitted as others finish, at most two per task slot (a
+        worker's share of ``resources``, else a thread), so each slot's next
+        block is prepared, e.g. read on another thread of a GPU worker, while
+        its task runs, and prepared results never pile up.
 
     Returns
     -------
@@ -124,8 +170,8 @@ def run_blocks(
     Raises
     ------
     BlockError
-        When a task raised a :class:`~volumetric.errors.VolumetricError`; the
-        message names the block. Other exceptions propagate unchanged.
+        When a task (or ``prepare``) raised a :class:`~volumetric.errors.VolumetricError`;
+        the message names the block. Other exceptions propagate unchanged.
     """
     from distributed import as_completed
 
@@ -135,21 +181,39 @@ def run_blocks(
     todo = [b for b in blocks if b.key() not in done]
     bar = Progress(len(todo), label, skipped=len(blocks) - len(todo), enabled=progress)
     token = uuid.uuid4().hex[:8]
-    keys = [f"{label.replace(' ', '-')}-{token}-{i}" for i in range(len(todo))]
-    futures = client.map(
-        _execute, todo, task=task, journal=journal, job=job, key=keys, retries=retries, pure=False,
-        resources=resources,
-    )
-    box_of = {f.key: b for f, b in zip(futures, todo)}
+    pending = iter([(b, f"{label.replace(' ', '-')}-{token}-{i}") for i, b in enumerate(todo)])
+    running = as_completed()
+    box_of: dict[str, Box] = {}
+
+    def submit(count: int) -> None:
+        batch = list(islice(pending, count))
+        if not batch:
+            return
+        boxes, keys = [b for b, _ in batch], [k for _, k in batch]
+        args: list[list[Any]] = [boxes]
+        if prepare is not None:
+            args.append(client.map(_prepared, boxes, prepare=prepare, retries=retries,
+                                   key=[f"{k}-prepare" for k in keys], pure=False))
+        running.update(client.map(_execute, *args, task=task, journal=journal, job=job, key=keys,
+                                  retries=retries, pure=False, resources=resources))
+        box_of.update(zip(keys, boxes))
+
+    def free_slots() -> int:
+        if prepare is None:
+            return len(todo)
+        return max(0, 2 * _slots(client, resources) - len(box_of))
+
     results: dict[Box, R] = {}
     try:
-        for future in as_completed(futures):
-            box = box_of[future.key]
+        submit(free_slots())
+        for future in running:
+            box = box_of.pop(future.key)
             results[box] = _outcome(future, box)
             future.release()
             bar.update()
+            submit(free_slots())
     finally:
-        client.cancel([f for f in futures if not f.done()])
+        client.cancel(list(running.futures))
     bar.close()
     return results
 

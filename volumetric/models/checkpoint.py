@@ -15,6 +15,11 @@ pickled object, so loading it cannot run code::
       "preprocess": {"normalize": "percentile", ...},   # what the input expects
       "training": {...}                    # optional: optimizer state, epoch, metrics...
     }
+
+Only built-in (registered) architectures are rebuilt from a checkpoint's
+own fields. A checkpoint of a custom ``module:factory`` network is loaded
+by naming the factory (``--model module:factory --weights model.pt``): a
+file never makes volumetric import or call what it names.
 """
 
 from __future__ import annotations
@@ -24,9 +29,13 @@ from pathlib import Path
 from typing import Any
 
 from volumetric.errors import InputError
+from volumetric.models.registry import architectures, build_model
+from volumetric.models.torch_messages import state_dict_problem
 
 FORMAT = "volumetric-checkpoint"
 VERSION = 1
+_FIELDS = {"architecture": str, "model_config": dict, "state_dict": dict, "spatial_dims": int,
+           "in_channels": int, "out_channels": int}
 
 
 def save_checkpoint(
@@ -129,23 +138,54 @@ def check_checkpoint(payload: Any, path: str | Path) -> dict[str, Any]:
         raise InputError(f"{path} is not a volumetric checkpoint")
     if payload.get("version", 0) > VERSION:
         raise InputError(f"{path} was written by a newer volumetric (format {payload['version']})")
+    wrong = [key for key, kind in _FIELDS.items() if not isinstance(payload.get(key), kind)]
+    if wrong:
+        raise InputError(f"{path} is a damaged volumetric checkpoint (bad {', '.join(wrong)})")
     return payload
 
 
-def model_from_checkpoint(payload: dict[str, Any]) -> Any:
-    """Rebuild the model of a checkpoint dict (registered or ``module:factory``) with its weights.
+def registered_architecture(payload: dict[str, Any], path: str | Path, *,
+                            option: str = "--weights") -> str:
+    """The checkpoint's architecture, if it is one volumetric may build from the file alone.
+
+    Parameters
+    ----------
+    payload : dict
+        A checkpoint (see :func:`check_checkpoint`).
+    path : str or Path
+        Where it comes from, for the message.
+    option : str
+        The option that loads such a checkpoint into a named factory.
 
     Raises
     ------
     InputError
-        When the weights do not fit the architecture.
+        The checkpoint names a custom ``module:factory`` or an unknown architecture.
     """
-    from volumetric.models.factory import build_network
+    name = payload["architecture"]
+    if name not in architectures():
+        raise InputError(
+            f"{path} holds a network of architecture {name!r}, which is not built in "
+            f"({', '.join(architectures())}); a checkpoint of your own model loads only with "
+            f"its factory named: --model module:factory {option} {path}"
+        )
+    return name
 
-    model = build_network(payload["architecture"], payload["model_config"])
+
+def model_from_checkpoint(payload: dict[str, Any], path: str | Path = "the checkpoint") -> Any:
+    """Rebuild the built-in network of a checkpoint dict with its weights.
+
+    Raises
+    ------
+    InputError
+        A checkpoint of a custom or unknown architecture, or weights that do not fit it.
+    """
+    name = registered_architecture(payload, path)
+    model = build_model(name, **payload["model_config"])
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
-        raise InputError(f"checkpoint weights do not fit {payload['architecture']}: {first}") from None
+        raise InputError(
+            f"{path}: the weights do not fit {name}: {state_dict_problem(exc)}"
+        ) from None
     return model

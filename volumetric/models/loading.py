@@ -4,11 +4,12 @@
 
 - a TorchScript file (``torch.jit.save``; ``vol train``'s ``model.ts`` also
   says what it expects, see :mod:`volumetric.models.export`);
-- a checkpoint written by ``vol train`` (rebuilt from the model registry,
-  loaded with ``weights_only=True``);
+- a checkpoint written by ``vol train`` of a built-in architecture (rebuilt
+  from the model registry, loaded with ``weights_only=True``);
 - ``package.module:factory``, a function returning a ``torch.nn.Module``,
   optionally with ``--weights`` (a state dict or a checkpoint, also loaded
-  with ``weights_only=True``).
+  with ``weights_only=True``); the checkpoint of a custom network loads this
+  way only, since a file never makes volumetric import what it names.
 
 Files holding pickled Python objects (``torch.save(model)``) are refused:
 loading them would run arbitrary code.
@@ -17,9 +18,11 @@ loading them would run arbitrary code.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -33,7 +36,10 @@ from volumetric.models.checkpoint import (
     model_from_checkpoint,
 )
 from volumetric.models.export import METADATA_FILE
-from volumetric.models.factory import load_factory
+from volumetric.models.factory import build_network
+from volumetric.models.torch_messages import error_cause, state_dict_problem
+
+log = logging.getLogger("volumetric")
 
 _FACTORY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
@@ -99,7 +105,7 @@ class LoadedModel:
 
 def _from_checkpoint(payload: dict[str, Any], path: str) -> LoadedModel:
     payload = check_checkpoint(payload, path)
-    loaded = LoadedModel(model_from_checkpoint(payload), "checkpoint")
+    loaded = LoadedModel(model_from_checkpoint(payload, path), "checkpoint")
     loaded.describe(payload)
     return loaded
 
@@ -113,7 +119,7 @@ def _from_torchscript(path: str) -> LoadedModel:
             warnings.simplefilter("ignore", DeprecationWarning)
             module = torch.jit.load(path, map_location="cpu", _extra_files=extra)
     except RuntimeError as exc:
-        raise InputError(f"{path}: not a loadable TorchScript file ({exc})") from None
+        raise InputError(f"{path}: not a loadable TorchScript file ({error_cause(exc)})") from None
     loaded = LoadedModel(module, "torchscript")
     if extra[METADATA_FILE]:
         loaded.describe(json.loads(extra[METADATA_FILE]))
@@ -121,25 +127,30 @@ def _from_torchscript(path: str) -> LoadedModel:
 
 
 def _from_factory(spec: ModelSpec) -> LoadedModel:
-    loaded = LoadedModel(load_factory(spec.model)(), "factory")
+    """The factory's network; a checkpoint of this very factory also gives its configuration."""
     if spec.weights is None:
-        return loaded
+        return LoadedModel(build_network(spec.model, {}), "factory")
+    if os.path.isfile(spec.weights) and is_torchscript(spec.weights):
+        raise InputError(f"{spec.weights} is a TorchScript model; pass it as --model")
     payload = load_weights_only(spec.weights)
-    if is_checkpoint(payload):
-        payload = check_checkpoint(payload, spec.weights)
-        loaded.describe(payload)
-        state = payload["state_dict"]
-    elif isinstance(payload, dict) and isinstance(payload.get("state_dict"), dict):
+    checkpoint = check_checkpoint(payload, spec.weights) if is_checkpoint(payload) else None
+    if isinstance(payload, dict) and isinstance(payload.get("state_dict"), dict):
         state = payload["state_dict"]
     else:
         state = payload
     if not isinstance(state, dict):
         raise InputError(f"{spec.weights} holds no state dict")
+    own = checkpoint is not None and checkpoint["architecture"] == spec.model
+    loaded = LoadedModel(build_network(spec.model, checkpoint["model_config"] if own else {}),
+                         "factory")
+    if checkpoint is not None:
+        loaded.describe(checkpoint)
     try:
         loaded.module.load_state_dict(state)
     except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
-        raise InputError(f"{spec.weights} does not fit {spec.model}: {first}") from None
+        raise InputError(
+            f"{spec.weights} does not fit {spec.model}: {state_dict_problem(exc)}"
+        ) from None
     return loaded
 
 
@@ -210,3 +221,36 @@ def resolve_device(name: str, *, check: bool = True) -> str:
     if match.group(1) is not None and int(match.group(1)) >= torch.cuda.device_count():
         raise InputError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s)")
     return name
+
+
+def cuda_available() -> bool:
+    """Whether torch sees a CUDA device in this process (asked of cluster workers)."""
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def auto_device(workers: Mapping[str, tuple[bool, Mapping[str, float]]], *,
+                resource: str = "GPU") -> str:
+    """What ``--device auto`` means on a cluster, from its workers' answers.
+
+    Parameters
+    ----------
+    workers : mapping
+        ``{address: (the worker has CUDA, the resources it offers)}``, as
+        :func:`volumetric.engine.ask_workers` returns for :func:`cuda_available`.
+    resource : str
+        The resource a worker offers per GPU; model tasks need one.
+
+    Returns
+    -------
+    str
+        ``"cuda"`` when some worker has CUDA and offers ``resource``, else ``"cpu"``.
+    """
+    if any(cuda and offered.get(resource, 0) >= 1 for cuda, offered in workers.values()):
+        return "cuda"
+    if any(cuda for cuda, _ in workers.values()):
+        log.warning("--device auto: the workers have CUDA but none offers the resource %s, so "
+                    "the model runs on their CPUs; start them with --resources %s=1 to use "
+                    "their GPUs", resource, resource)
+    return "cpu"

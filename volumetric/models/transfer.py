@@ -24,6 +24,7 @@ from typing import Any
 from torch import nn
 
 from volumetric.errors import InputError
+from volumetric.models.torch_messages import state_dict_problem
 
 _WEIGHT_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d,
                   nn.ConvTranspose3d, nn.Linear)
@@ -102,7 +103,6 @@ def load_initial_weights(model: nn.Module, payload: dict[str, Any], architecture
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as exc:
-        detail = " ".join(str(exc).split("\n\t")[1:2]) or str(exc).splitlines()[0]
         raise InputError(
-            f"--init {source}: weights do not fit this {architecture}: {detail}"
+            f"--init {source}: weights do not fit this {architecture}: {state_dict_problem(exc)}"
         ) from None

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from volumetric.engine import check_resources, layout_hash, run_blocks, session
+from volumetric.engine import ask_workers, check_resources, layout_hash, run_blocks, session
 from volumetric.engine.cluster import CLUSTER_ENV
 from volumetric.engine.journal import JOURNAL_DIR
 from volumetric.errors import InputError
@@ -40,7 +40,13 @@ from volumetric.io.sources import Source, open_source
 from volumetric.kernels.blending import BLEND_MODES, postprocess
 from volumetric.kernels.inference import AMP_DTYPES
 from volumetric.kernels.normalize import METHODS
-from volumetric.models.loading import ModelSpec, cached_model, resolve_device
+from volumetric.models.loading import (
+    ModelSpec,
+    auto_device,
+    cached_model,
+    cuda_available,
+    resolve_device,
+)
 from volumetric.ops.convert import resolve_chunks
 from volumetric.ops.output import check_writable, complete_output, open_output
 from volumetric.ops.predict_tasks import (
@@ -63,18 +69,21 @@ DEFAULT_CHUNK = {2: 512, 3: 64}  # chunk edge by spatial dimensions: 1 MB of flo
 DEFAULT_PERCENTILES = (1.0, 99.8)
 REGION_TARGET_BYTES = 256 * 2**20
 MIN_BLOCKS = 8
+GPU = "GPU"  # the worker resource held by a task driving a GPU (see engine.local_cluster)
 
 
 @dataclass
 class PredictReport:
     """What :func:`predict` did.
 
-    ``evaluations`` counts the windows evaluated by this run (a resumed run
-    counts only the blocks it ran); ``windows`` is the number the plan needs,
-    the minimum any correct run evaluates.
+    ``device`` is where the model ran; ``evaluations`` counts the windows
+    evaluated by this run (a resumed run counts only the blocks it ran);
+    ``windows`` is the number the plan needs, the minimum any correct run
+    evaluates.
     """
 
     image: OmeImage
+    device: str
     windows: int
     evaluations: int
     evaluation_blocks: int
@@ -234,7 +243,9 @@ def predict(
     batch : int
         Windows per model call.
     device : str
-        ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        ``auto``, ``cpu``, ``cuda`` or ``cuda:N``. ``auto`` is ``cuda`` where the
+        model runs: on this machine for the embedded cluster, else when some
+        worker has CUDA and offers the ``GPU`` resource.
     dtype : {"float32", "float16", "uint8"}, optional
         Stored type (default float32; uint8 scales probabilities 0..1 to 0..255).
     threshold : float, optional
@@ -283,7 +294,9 @@ def predict(
     n_in = 1 if chosen is None else len(chosen)
     spec = ModelSpec(model, weights)
     local = client is None and (cluster or os.environ.get(CLUSTER_ENV) or "local") == "local"
-    run_device = resolve_device(device, check=local or device == "auto")
+    # On an existing cluster, "auto" is what the workers have, asked once connected.
+    ask = device == "auto" and not local
+    run_device = device if ask else resolve_device(device, check=local)
     loaded = cached_model(spec, device="cpu")
     preprocess = loaded.preprocess
     windows = _window_grid(shape, window, overlap, pad, loaded.window)
@@ -305,12 +318,15 @@ def predict(
     blocks = BlockGrid(shape, block_shape)
     meta = replace(with_axes(source.meta(), out_axes),
                    channel_names=tuple(f"prediction {i}" for i in range(out_channels)))
-    gpu = {"GPU": 1} if run_device.startswith("cuda") else None
     cube_shape, occupied = _listed_cubes(cubes, shape) if cubes else (None, None)
     mask_source = _open_mask(mask, shape) if mask else None
 
     with session(client, cluster, workers, quiet=not progress,
                  gpus=_gpu_count(run_device) if local else 0) as cl:
+        if ask:
+            run_device = auto_device(ask_workers(cl, cuda_available), resource=GPU)
+            log.info("--device auto: the model runs on the workers' %s", run_device)
+        gpu = {GPU: 1} if run_device.startswith("cuda") else None
         check_resources(cl, gpu)
         if mask_source is not None:
             cube_shape, occupied = _mask_cubes(mask_source, cl, progress)
@@ -351,7 +367,7 @@ def predict(
                                    out_channels, str(partials))
         counts = run_blocks(evaluate, [blocks.box(i) for i in evaluated], client=cl,
                             journal=journal, job="windows", label="predict windows",
-                            progress=progress, resources=gpu)
+                            progress=progress, resources=gpu, prepare=evaluate.read_first_rows)
         written = plan.output_blocks(evaluated)
         blend_task = BlendBlock(plan, str(partials), str(Path(out).resolve() / "0"), out_channels,
                                 dtype, clip, threshold, fill)
@@ -359,7 +375,7 @@ def predict(
                    job="blend", label="predict blend", progress=progress)
     shutil.rmtree(partials)
     complete_output(out, journal)
-    return PredictReport(open_image(out), plan.selected_count(), sum(counts.values()),
+    return PredictReport(open_image(out), run_device, plan.selected_count(), sum(counts.values()),
                          len(evaluated), len(written), time.monotonic() - t0, resumed)
 
 

@@ -1,11 +1,12 @@
 """The block tasks of ``vol predict``: evaluate windows, then blend.
 
 Phase 1 (:class:`EvaluateWindows`) runs once per block that owns windows:
-it reads and normalises the block's input, evaluates each of its windows
-once and stores the fp32 weighted sum and weight sum over its region in a
-scratch file that only this block writes. Phase 2 (:class:`BlendBlock`)
-runs once per output block: it adds up the scratch regions overlapping the
-block, divides by the weights, post-processes and writes its chunks once.
+it reads and normalises the block's input (its first rows in a task of
+their own, ahead), evaluates each of its windows once and stores the fp32
+weighted sum and weight sum over its region in a scratch file that only
+this block writes. Phase 2 (:class:`BlendBlock`) runs once per output
+block: it adds up the scratch regions overlapping the block, divides by the
+weights, post-processes and writes its chunks once.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from volumetric.kernels.blending import Accumulator, normalize_sums, postprocess
 from volumetric.kernels.inference import gather_windows, run_model
 from volumetric.kernels.normalize import normalize
 from volumetric.models.loading import LoadedModel, ModelSpec, cached_model, resolve_device
+from volumetric.models.torch_messages import error_cause
 from volumetric.windows import WindowPlan
 
 
@@ -109,9 +111,11 @@ def _batches(items: Sequence[Coord], size: int) -> Iterator[Sequence[Coord]]:
 class EvaluateWindows:
     """Phase 1 block task: evaluate the windows a block owns; returns their number.
 
-    The input is read in slabs along the first axis, in the order the rows
-    of windows need them, by a background thread, so reading overlaps the
-    model's work.
+    The input is read in slabs along the first axis, in the order the rows of
+    windows need them. The first slab comes from :meth:`read_first_rows`, run
+    as a task of its own ahead of this one (``run_blocks(prepare=...)``), so
+    that a worker reads its next block while its GPU evaluates this one; the
+    other slabs are read by a background thread while the model works.
     """
 
     plan: WindowPlan
@@ -124,40 +128,52 @@ class EvaluateWindows:
     out_channels: int
     partials: str
 
+    def _rows(self, box: Box) -> tuple[Box, list[list[Coord]], list[tuple[int, int]]]:
+        """The region the block's windows cover, their rows (one first-axis start each) and
+        the first-axis range of the region each row needs beyond the rows before it."""
+        starts = sorted(self.plan.windows_of(self.plan.blocks.index_of(box.start)))
+        window = self.plan.windows.window
+        outer = Box(tuple(min(a) for a in zip(*starts)),
+                    tuple(max(a) + w for a, w in zip(zip(*starts), window)))
+        rows = [list(row) for _, row in groupby(starts, key=lambda s: s[0])]
+        stops = [row[0][0] + window[0] for row in rows]
+        return outer, rows, list(zip([outer.start[0], *stops[:-1]], stops))
+
     def _fill(self, image: np.ndarray, outer: Box, lo: int, hi: int) -> None:
         box = Box((lo, *outer.start[1:]), (hi, *outer.stop[1:])).clip(self.plan.windows.shape)
         if not box.empty:
             image[(slice(None), *box.relative_to(outer))] = self.reader.read(box)
 
-    def __call__(self, box: Box) -> int:
+    def read_first_rows(self, box: Box) -> np.ndarray:
+        """The normalised input of the block's first row of windows (zero outside the volume)."""
+        outer, _, slabs = self._rows(box)
+        lo, hi = slabs[0]
+        first = Box((lo, *outer.start[1:]), (hi, *outer.stop[1:]))
+        image = np.zeros((len(self.reader.stats), *first.shape), dtype=np.float32)
+        self._fill(image, first, lo, hi)
+        return image
+
+    def __call__(self, box: Box, first: np.ndarray) -> int:
         import torch
 
         from volumetric.engine import worker_threads
 
-        index = self.plan.blocks.index_of(box.start)
-        starts = sorted(self.plan.windows_of(index))
-        if not starts:
-            return 0
         device = resolve_device(self.device)
         if device == "cpu":
             torch.set_num_threads(worker_threads())
         model = cached_model(self.model, device=device).module
         window = self.plan.windows.window
-        outer = Box(tuple(min(a) for a in zip(*starts)),
-                    tuple(max(a) + w for a, w in zip(zip(*starts), window)))
+        outer, rows, slabs = self._rows(box)
         image = np.zeros((len(self.reader.stats), *outer.shape), dtype=np.float32)
+        image[:, :first.shape[1]] = first
         weights = window_weights(window, self.blend)
         acc = Accumulator(outer.clip(self.plan.windows.shape), self.out_channels, weights,
                           device=device)
-        rows = [list(row) for _, row in groupby(starts, key=lambda s: s[0])]
         with ThreadPoolExecutor(1) as pool:
-            reads, end = [], outer.start[0]
-            for row in rows:
-                stop = row[0][0] + window[0]
-                reads.append(pool.submit(self._fill, image, outer, end, stop))
-                end = stop
-            for row, read in zip(rows, reads):
-                read.result()
+            reads = [pool.submit(self._fill, image, outer, lo, hi) for lo, hi in slabs[1:]]
+            for i, row in enumerate(rows):
+                if i:
+                    reads[i - 1].result()
                 for batch in _batches(row, self.batch):
                     x = gather_windows(image, outer.start, batch, window, pin=device != "cpu")
                     out = run_model(model, x, device=device, amp=self.amp,
@@ -170,7 +186,7 @@ class EvaluateWindows:
         tmp = f"{path}.{os.getpid()}.tmp.npy"
         np.save(tmp, sums)
         os.replace(tmp, path)
-        return len(starts)
+        return sum(len(row) for row in rows)
 
 
 @dataclass(frozen=True)
@@ -250,8 +266,9 @@ def probe_model(loaded: LoadedModel, channels: int, window: Sequence[int]) -> in
     try:
         out = run_model(loaded.module, x, out_channels=loaded.out_channels)
     except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
+        cause = error_cause(exc)
+        hint = "; choose the input channels with --channels" if "channel" in cause else ""
         raise InputError(
-            f"the model cannot run on windows of shape {tuple(x.shape)}: {first}"
+            f"the model cannot run on windows of shape {tuple(x.shape)}: {cause}{hint}"
         ) from None
     return int(out.shape[1])

@@ -22,7 +22,7 @@ from volumetric._version import __version__
 from volumetric.errors import DestinationError, InputError
 from volumetric.io.intensity import intensity_stats
 from volumetric.io.ome import open_image
-from volumetric.models.checkpoint import read_checkpoint
+from volumetric.models.checkpoint import read_checkpoint, registered_architecture
 from volumetric.models.factory import build_network, is_custom
 from volumetric.models.transfer import freeze as freeze_layers
 from volumetric.models.transfer import load_initial_weights, parse_freeze
@@ -225,7 +225,12 @@ def _check_same_run(out: Path, stored: dict[str, Any], config: dict[str, Any]) -
 
 
 def _architecture(choice: ModelChoice, dims: int, checkpoint: dict[str, Any] | None) -> str:
-    name = choice.name or (checkpoint["architecture"] if checkpoint else f"unet{dims}d")
+    if choice.name:
+        name = choice.name
+    elif checkpoint is not None:
+        name = registered_architecture(checkpoint, choice.init, option="--init")
+    else:
+        name = f"unet{dims}d"
     wanted = DIMS_OF.get(name)
     if wanted is not None and wanted != dims:
         raise InputError(f"--model {name} needs {wanted}D patches but --patch gives {dims}D "
