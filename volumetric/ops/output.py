@@ -52,6 +52,17 @@ def check_writable(dst: str | Path) -> Path:
     return dst
 
 
+def _check_apart(dst: Path, src: Path) -> None:
+    """Refuse an output that is, holds or lies inside the input ``src``."""
+    out, given = dst.resolve(), src.resolve()
+    if out == given:
+        raise InputError(f"the output {dst} is the same path as the input")
+    if out in given.parents:
+        raise InputError(f"the output {dst} contains the input {src}; choose another output")
+    if given in out.parents:
+        raise InputError(f"the output {dst} lies inside the input {src}; choose another output")
+
+
 def open_output(
     dst: str | Path,
     layout: Mapping[str, Any],
@@ -74,7 +85,8 @@ def open_output(
     overwrite : bool
         Replace an existing store.
     inputs : tuple of paths
-        The operation's inputs; writing onto one of them is refused.
+        The operation's inputs; an output that is one of them, holds one or
+        lies inside one is refused.
 
     Returns
     -------
@@ -92,8 +104,7 @@ def open_output(
     """
     dst = check_writable(dst)
     for src in inputs:
-        if os.path.exists(src) and dst.resolve() == Path(src).resolve():
-            raise InputError(f"the output {dst} is the same path as the input")
+        _check_apart(dst, Path(src))
     journal = Journal(dst, layout)
     if dst.exists():
         if dst.is_dir() and not any(dst.iterdir()):
