@@ -233,6 +233,12 @@ def convert(
         if any(s % c for s, c in zip(shard_shape, chunk_shape)):
             raise InputError(f"--shards {shard_shape} must be a multiple of --chunks {chunk_shape}")
     specs: list[LevelSpec] = plan_levels(shape, meta, levels)
+    itemsize = np.dtype(source.dtype).itemsize
+    grids = [
+        _write_grid(spec.shape, chunk_shape, shard_shape, itemsize, block_bytes,
+                    source.chunks if k == 0 else None)
+        for k, spec in enumerate(specs)
+    ]
     layout = {
         "operation": "convert",
         "source": source.identity(),
@@ -244,6 +250,7 @@ def convert(
         "ngff": ngff,
         "compressor": compressor,
         "downsampling": downsampling,
+        "blocks": [list(grid.block) for grid in grids],
     }
 
     def create() -> None:
@@ -260,12 +267,9 @@ def convert(
         log.warning("%s has no voxel size metadata; assuming 1 per axis (use --voxel-size)", src)
     total_blocks = 0
     bytes_read = 0
-    itemsize = np.dtype(source.dtype).itemsize
     with session(client, cluster, workers, quiet=not progress) as cl:
         t0 = time.monotonic()
-        for k, spec in enumerate(specs):
-            reads = source.chunks if k == 0 else None
-            grid = _write_grid(spec.shape, chunk_shape, shard_shape, itemsize, block_bytes, reads)
+        for k, (spec, grid) in enumerate(zip(specs, grids)):
             array = f"{dst}/{spec.path}"
             if k == 0:
                 task: Any = CopyFromSource(source, array)
