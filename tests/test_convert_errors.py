@@ -75,6 +75,11 @@ CASES = [
     ("negative voxel", lambda i, t: [i["ok"], t / "o.zarr", "--voxel-size", "1,-1,1"], "positive"),
     ("voxel count", lambda i, t: [i["ok"], t / "o.zarr", "--voxel-size", "1,1"], "--voxel-size"),
     ("bad unit", lambda i, t: [i["ok"], t / "o.zarr", "--unit", "furlong"], "unknown length unit"),
+    ("zstd level", lambda i, t: [i["ok"], t / "o.zarr", "--compressor", "zstd:99"], "between"),
+    ("gzip level", lambda i, t: [i["ok"], t / "o.zarr", "--compressor", "gzip:12"], "between"),
+    ("blosc level", lambda i, t: [i["ok"], t / "o.zarr", "--compressor", "blosc-zstd:-5"],
+     "between"),
+    ("level of none", lambda i, t: [i["ok"], t / "o.zarr", "--compressor", "none:3"], "no level"),
     ("onto itself", lambda i, t: [i["ok"], i["ok"], "--overwrite"], "same path as the input"),
 ]
 
