@@ -47,6 +47,32 @@ def test_hdf5_to_ome_zarr_with_pyramid(client, tmp_path, volume):
     assert scales == [[3.0, 0.5, 0.5], [3.0, 1.0, 1.0], [3.0, 2.0, 2.0]]
 
 
+def test_pyramid_tasks_read_within_the_block_budget(client, tmp_path, volume):
+    src = _h5(tmp_path / "a.h5", volume)
+    dst = tmp_path / "a.zarr"
+    budget = 8 * 16 * 16 * 2 * 8
+    convert(src, str(dst), chunks=(8, 16, 16), levels=3, block_bytes=budget, client=client,
+            progress=False)
+    layout = json.loads((dst / ".volumetric" / "layout.json").read_text())["layout"]
+    for block, (_, _, factors) in zip(layout["blocks"][1:], layout["levels"][1:]):
+        read = np.prod(block) * 2 ** sum(f > 1 for f in factors) * volume.itemsize
+        assert read <= budget, (block, factors)
+    level1 = downsample(volume, (2, 2, 2))
+    np.testing.assert_array_equal(zarr.open_array(dst / "1")[:], level1)
+    np.testing.assert_array_equal(zarr.open_array(dst / "2")[:], downsample(level1, (2, 2, 2)))
+
+
+def test_levels_stop_once_nothing_shrinks(client, tmp_path, caplog):
+    src = tmp_path / "tiny.npy"
+    np.save(src, np.arange(8 * 32 * 32, dtype=np.uint16).reshape(8, 32, 32))
+    with caplog.at_level("WARNING", logger="volumetric"):
+        report = convert(str(src), str(tmp_path / "t.zarr"), levels=10, client=client,
+                         progress=False)
+    shapes = [lv.shape for lv in report.image.levels]
+    assert shapes == [(8, 32, 32), (4, 16, 16), (2, 8, 8), (1, 4, 4), (1, 2, 2), (1, 1, 1)]
+    assert "writing 6 pyramid levels, not 10" in caplog.text
+
+
 def test_ngff_04_on_zarr_v2_reads_with_ome_zarr_py(client, tmp_path, volume):
     from ome_zarr.io import parse_url
     from ome_zarr.reader import Reader
