@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import h5py
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 import zarr
 from ome_zarr_models import open_ome_zarr
 
+from volumetric.io.ome import ImageMeta, LevelSpec, create_image
 from volumetric.kernels.downsample import downsample
 from volumetric.ops.convert import convert, default_chunks
 from volumetric.ops.info import image_info
@@ -145,6 +147,18 @@ def test_info_json_contract(vol, tmp_path, volume):
     assert data["axes"] == "zyx" and data["shape"] == [37, 50, 61]
     assert data["voxel_size"] == [2.0, 1.0, 1.0] and data["unit"] == "micrometer"
     assert data["complete"] is True and data["compression_ratio"] > 1
+
+
+def test_info_reports_a_store_interrupted_before_its_arrays_existed(vol, tmp_path):
+    dst = tmp_path / "o.zarr"
+    levels = [LevelSpec("0", (4, 8, 8), (1, 1, 1)), LevelSpec("1", (2, 4, 4), (2, 2, 2))]
+    create_image(dst, ImageMeta("zyx", (1.0, 1.0, 1.0)), levels, dtype="uint16", chunks=(2, 4, 4))
+    for level in levels:
+        shutil.rmtree(dst / level.path)
+    data = json.loads(vol("info", dst, "--json").stdout)
+    assert data["complete"] is False and data["shape"] == [4, 8, 8] and data["dtype"] is None
+    text = vol("info", dst)
+    assert text.exit_code == 0 and "INCOMPLETE" in text.stdout
 
 
 def test_quiet_prints_only_the_result(vol, tmp_path, volume):
