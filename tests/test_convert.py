@@ -129,6 +129,25 @@ def test_zarr_input_is_rechunked_with_metadata(client, tmp_path, volume):
     assert info["chunks"] == [37, 25, 25] and info["voxel_size"] == [3.0, 0.5, 0.5]
 
 
+def test_axes_on_an_ome_zarr_source_keep_its_metadata(client, tmp_path):
+    data = np.arange(2 * 6 * 8 * 10, dtype=np.uint16).reshape(2, 6, 8, 10)
+    np.save(tmp_path / "a.npy", data)
+    first, second = tmp_path / "a.zarr", tmp_path / "b.zarr"
+    convert(str(tmp_path / "a.npy"), str(first), voxel_size=(3.0, 0.5, 0.25), unit="um",
+            client=client, progress=False)
+    group = zarr.open_group(str(first), mode="r+")
+    ome = group.attrs["ome"]
+    for channel, name in zip(ome["omero"]["channels"], ("GFP", "RFP")):
+        channel["label"] = name
+    group.attrs["ome"] = ome
+    convert(str(first), str(second), axes="czyx", chunks=(3, 4, 5), client=client,
+            progress=False)
+    info = image_info(str(second))
+    assert info["voxel_size"] == [3.0, 0.5, 0.25] and info["unit"] == "micrometer"
+    assert info["channels"] == ["GFP", "RFP"]
+    np.testing.assert_array_equal(zarr.open_array(second / "0")[:], data)
+
+
 def test_default_chunks_are_a_few_megabytes():
     chunks = default_chunks((4, 2, 300, 2048, 2048), "tczyx", "uint16")
     nbytes = 2 * int(np.prod(chunks))
