@@ -80,6 +80,7 @@ CASES = [
     ("blosc level", lambda i, t: [i["ok"], t / "o.zarr", "--compressor", "blosc-zstd:-5"],
      "between"),
     ("level of none", lambda i, t: [i["ok"], t / "o.zarr", "--compressor", "none:3"], "no level"),
+    ("uncreatable output", lambda i, t: [i["ok"], "/proc/vol-test.zarr"], "cannot write"),
     ("onto itself", lambda i, t: [i["ok"], i["ok"], "--overwrite"], "same path as the input"),
 ]
 

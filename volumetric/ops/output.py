@@ -106,6 +106,15 @@ def open_output(
     for src in inputs:
         _check_apart(dst, Path(src))
     journal = Journal(dst, layout)
+    try:
+        return journal, _resume_or_create(dst, journal, create, overwrite)
+    except OSError as exc:  # os.access cannot foresee every refusal (EPERM, EROFS, as root)
+        raise DestinationError(f"cannot write {dst}: {exc.strerror or exc}") from None
+
+
+def _resume_or_create(dst: Path, journal: Journal, create: Callable[[], None],
+                      overwrite: bool) -> bool:
+    """Resume an interrupted run (True) or create the output afresh (False)."""
     if dst.exists():
         if dst.is_dir() and not any(dst.iterdir()):
             pass
@@ -116,10 +125,10 @@ def open_output(
         elif not _is_incomplete_volumetric(dst):
             raise DestinationError(f"{dst} already exists; pass --overwrite to replace it")
         elif journal.stored_hash() is not None and journal.start(restart=False):
-            return journal, True
+            return True
     create()
     journal.start(restart=True)
-    return journal, False
+    return False
 
 
 def complete_output(dst: str | Path, journal: Journal) -> None:
