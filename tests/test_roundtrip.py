@@ -42,7 +42,10 @@ def test_convert_round_trip(client, case):
         info = image_info(str(dst))
         assert info["shape"] == list(data.shape) and info["dtype"] == str(data.dtype)
         assert info["complete"] and info["ngff"] == ngff
-        if levels == 2:
+        spatial = data.shape[-3:] if data.ndim >= 3 else data.shape
+        if levels == 2 and max(spatial) == 1:  # nothing can shrink: no second level
+            assert len(info["levels"]) == 1
+        elif levels == 2:
             factors = info["levels"][1]["factors"]
             np.testing.assert_array_equal(zarr.open_array(dst / "1")[:], downsample(data, factors))
 
