@@ -74,10 +74,11 @@ def downsample(block: np.ndarray, factors: Sequence[int], *, method: str = "mean
     for offset in product(*(range(f) for f in factors)):
         part = block[tuple(slice(o, None, f) for o, f in zip(offset, factors))]
         total[tuple(slice(0, s) for s in part.shape)] += part
-    per_axis = [np.minimum(f, n - f * np.arange(m, dtype=total.dtype))
-                for n, f, m in zip(block.shape, factors, shape)]
-    full = all(n % f == 0 for n, f in zip(block.shape, factors))
-    counts = math.prod(factors) if full else reduce(np.multiply, np.ix_(*per_axis))
+    counts: np.ndarray | int = math.prod(factors)
+    if any(n % f for n, f in zip(block.shape, factors)):  # cells cut by the far edge
+        counts = reduce(np.multiply, np.ix_(*(
+            np.minimum(f, n - f * np.arange(m, dtype=total.dtype))
+            for n, f, m in zip(block.shape, factors, shape))))
     if np.issubdtype(total.dtype, np.integer):
         return _rint_divide(total, counts).astype(block.dtype)
     total /= counts

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from volumetric.errors import InputError
-from volumetric.io.ome import SPATIAL_AXES, ImageMeta
+from volumetric.io.ome import SPATIAL_AXES, ImageMeta, open_image
 from volumetric.io.sources.base import Source, parse_axes, to_ngff
 
 
@@ -58,8 +58,6 @@ class ZarrSource(Source):
 
     def __init__(self, path: str, dataset: str | None = None, axes: str | None = None):
         import zarr
-
-        from volumetric.io.ome import open_image
 
         self.path = path
         try:

@@ -66,9 +66,9 @@ def _ngff_axes(tiff_axes: str, path: str) -> str:
     """
     import tifffile
 
-    if tiff_axes.endswith("YX") and set(tiff_axes[:-2]) <= set(_SEQUENCE_AXES):
-        if len(tiff_axes) in DEFAULT_AXES:
-            return DEFAULT_AXES[len(tiff_axes)]
+    unnamed = tiff_axes.endswith("YX") and set(tiff_axes[:-2]) <= set(_SEQUENCE_AXES)
+    if unnamed and len(tiff_axes) in DEFAULT_AXES:
+        return DEFAULT_AXES[len(tiff_axes)]
     names = tifffile.TIFF.AXES_NAMES
     unknown = [a for a in tiff_axes if a not in _AXIS_NAMES and a not in _SEQUENCE_AXES]
     if unknown:
