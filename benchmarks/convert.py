@@ -3,7 +3,8 @@
 The naive baseline is what a script does today: read the whole dataset with
 h5py, then write it with one zarr call (same chunks and codec). Both run in
 fresh subprocesses on the same file; peak RSS is that of the whole process
-tree (the dask scheduler and worker processes included).
+tree (the dask scheduler and worker processes included). A third run adds a
+pyramid level (``--levels 2``), whose tasks read the level below.
 
     python -m benchmarks.convert [--gib 2.0] [--workers 2] [--keep]
 """
@@ -19,7 +20,14 @@ import h5py
 import numpy as np
 import zarr
 
-from benchmarks.measure import add_scratch_options, python_cmd, report, run_measured, scratch_dir
+from benchmarks.measure import (
+    Measurement,
+    add_scratch_options,
+    python_cmd,
+    report,
+    run_measured,
+    scratch_dir,
+)
 
 CHUNKS = (64, 128, 128)
 
@@ -66,11 +74,15 @@ def main(argv: list[str] | None = None) -> dict:
 
         naive = run_measured(python_cmd(NAIVE.format(src=str(src), dst=str(scratch / "naive.zarr"),
                                                      chunks=CHUNKS)))
-        vol = run_measured([
-            sys.executable, "-m", "volumetric_cli.main", "-q", "convert", str(src),
-            str(scratch / "vol.zarr"), "--chunks", ",".join(map(str, CHUNKS)),
-            "--workers", str(args.workers),
-        ])
+        def vol_convert(dst: str, *extra: str) -> Measurement:
+            return run_measured([
+                sys.executable, "-m", "volumetric_cli.main", "-q", "convert", str(src),
+                str(scratch / dst), "--chunks", ",".join(map(str, CHUNKS)),
+                "--workers", str(args.workers), *extra,
+            ])
+
+        vol = vol_convert("vol.zarr")
+        pyramid = vol_convert("pyramid.zarr", "--levels", "2")
         naive_out = zarr.open_array(scratch / "naive.zarr")
         vol_out = zarr.open_array(scratch / "vol.zarr" / "0")
         same = naive_out.shape == vol_out.shape and all(
@@ -83,6 +95,9 @@ def main(argv: list[str] | None = None) -> dict:
                       "cpu_seconds": naive.cpu_seconds, "peak_rss_mib": naive.peak_rss_mib},
             "vol": {"seconds": vol.seconds, "mb_per_s": mb / vol.seconds,
                     "cpu_seconds": vol.cpu_seconds, "peak_rss_mib": vol.peak_rss_mib},
+            "vol_levels_2": {"seconds": pyramid.seconds, "mb_per_s": mb / pyramid.seconds,
+                             "cpu_seconds": pyramid.cpu_seconds,
+                             "peak_rss_mib": pyramid.peak_rss_mib},
             "load_average": os.getloadavg(),
             "throughput_ratio": naive.seconds / vol.seconds,
             "outputs_agree": bool(same),
@@ -93,6 +108,9 @@ def main(argv: list[str] | None = None) -> dict:
              f"{naive.cpu_seconds:.1f}", f"{naive.peak_rss_mib:.0f}"),
             (f"vol convert ({args.workers} workers)", f"{vol.seconds:.1f}", f"{mb / vol.seconds:.0f}",
              f"{vol.cpu_seconds:.1f}", f"{vol.peak_rss_mib:.0f}"),
+            (f"vol convert --levels 2 ({args.workers} workers)", f"{pyramid.seconds:.1f}",
+             f"{mb / pyramid.seconds:.0f}", f"{pyramid.cpu_seconds:.1f}",
+             f"{pyramid.peak_rss_mib:.0f}"),
         ]
         print(f"source: {shape} uint16, {nbytes / 2**30:.2f} GiB, HDF5 chunks {CHUNKS}")
         report("convert", results, rows, ("run", "seconds", "MB/s", "CPU s", "peak RSS MiB"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import h5py
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 import zarr
 from ome_zarr_models import open_ome_zarr
 
+from volumetric.io.ome import ImageMeta, LevelSpec, create_image
 from volumetric.kernels.downsample import downsample
 from volumetric.ops.convert import convert, default_chunks
 from volumetric.ops.info import image_info
@@ -45,6 +47,32 @@ def test_hdf5_to_ome_zarr_with_pyramid(client, tmp_path, volume):
     image = open_ome_zarr(str(dst))
     scales = [d.coordinateTransformations[0].scale for d in image.attributes.ome.multiscales[0].datasets]
     assert scales == [[3.0, 0.5, 0.5], [3.0, 1.0, 1.0], [3.0, 2.0, 2.0]]
+
+
+def test_pyramid_tasks_read_within_the_block_budget(client, tmp_path, volume):
+    src = _h5(tmp_path / "a.h5", volume)
+    dst = tmp_path / "a.zarr"
+    budget = 8 * 16 * 16 * 2 * 8
+    convert(src, str(dst), chunks=(8, 16, 16), levels=3, block_bytes=budget, client=client,
+            progress=False)
+    layout = json.loads((dst / ".volumetric" / "layout.json").read_text())["layout"]
+    for block, (_, _, factors) in zip(layout["blocks"][1:], layout["levels"][1:]):
+        read = np.prod(block) * 2 ** sum(f > 1 for f in factors) * volume.itemsize
+        assert read <= budget, (block, factors)
+    level1 = downsample(volume, (2, 2, 2))
+    np.testing.assert_array_equal(zarr.open_array(dst / "1")[:], level1)
+    np.testing.assert_array_equal(zarr.open_array(dst / "2")[:], downsample(level1, (2, 2, 2)))
+
+
+def test_levels_stop_once_nothing_shrinks(client, tmp_path, caplog):
+    src = tmp_path / "tiny.npy"
+    np.save(src, np.arange(8 * 32 * 32, dtype=np.uint16).reshape(8, 32, 32))
+    with caplog.at_level("WARNING", logger="volumetric"):
+        report = convert(str(src), str(tmp_path / "t.zarr"), levels=10, client=client,
+                         progress=False)
+    shapes = [lv.shape for lv in report.image.levels]
+    assert shapes == [(8, 32, 32), (4, 16, 16), (2, 8, 8), (1, 4, 4), (1, 2, 2), (1, 1, 1)]
+    assert "writing 6 pyramid levels, not 10" in caplog.text
 
 
 def test_ngff_04_on_zarr_v2_reads_with_ome_zarr_py(client, tmp_path, volume):
@@ -101,6 +129,25 @@ def test_zarr_input_is_rechunked_with_metadata(client, tmp_path, volume):
     assert info["chunks"] == [37, 25, 25] and info["voxel_size"] == [3.0, 0.5, 0.5]
 
 
+def test_axes_on_an_ome_zarr_source_keep_its_metadata(client, tmp_path):
+    data = np.arange(2 * 6 * 8 * 10, dtype=np.uint16).reshape(2, 6, 8, 10)
+    np.save(tmp_path / "a.npy", data)
+    first, second = tmp_path / "a.zarr", tmp_path / "b.zarr"
+    convert(str(tmp_path / "a.npy"), str(first), voxel_size=(3.0, 0.5, 0.25), unit="um",
+            client=client, progress=False)
+    group = zarr.open_group(str(first), mode="r+")
+    ome = group.attrs["ome"]
+    for channel, name in zip(ome["omero"]["channels"], ("GFP", "RFP")):
+        channel["label"] = name
+    group.attrs["ome"] = ome
+    convert(str(first), str(second), axes="czyx", chunks=(3, 4, 5), client=client,
+            progress=False)
+    info = image_info(str(second))
+    assert info["voxel_size"] == [3.0, 0.5, 0.25] and info["unit"] == "micrometer"
+    assert info["channels"] == ["GFP", "RFP"]
+    np.testing.assert_array_equal(zarr.open_array(second / "0")[:], data)
+
+
 def test_default_chunks_are_a_few_megabytes():
     chunks = default_chunks((4, 2, 300, 2048, 2048), "tczyx", "uint16")
     nbytes = 2 * int(np.prod(chunks))
@@ -119,6 +166,18 @@ def test_info_json_contract(vol, tmp_path, volume):
     assert data["axes"] == "zyx" and data["shape"] == [37, 50, 61]
     assert data["voxel_size"] == [2.0, 1.0, 1.0] and data["unit"] == "micrometer"
     assert data["complete"] is True and data["compression_ratio"] > 1
+
+
+def test_info_reports_a_store_interrupted_before_its_arrays_existed(vol, tmp_path):
+    dst = tmp_path / "o.zarr"
+    levels = [LevelSpec("0", (4, 8, 8), (1, 1, 1)), LevelSpec("1", (2, 4, 4), (2, 2, 2))]
+    create_image(dst, ImageMeta("zyx", (1.0, 1.0, 1.0)), levels, dtype="uint16", chunks=(2, 4, 4))
+    for level in levels:
+        shutil.rmtree(dst / level.path)
+    data = json.loads(vol("info", dst, "--json").stdout)
+    assert data["complete"] is False and data["shape"] == [4, 8, 8] and data["dtype"] is None
+    text = vol("info", dst)
+    assert text.exit_code == 0 and "INCOMPLETE" in text.stdout
 
 
 def test_quiet_prints_only_the_result(vol, tmp_path, volume):

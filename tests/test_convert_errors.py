@@ -9,6 +9,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import zarr
 
 
 def _digest(path: Path) -> str:
@@ -74,6 +75,12 @@ CASES = [
     ("negative voxel", lambda i, t: [i["ok"], t / "o.zarr", "--voxel-size", "1,-1,1"], "positive"),
     ("voxel count", lambda i, t: [i["ok"], t / "o.zarr", "--voxel-size", "1,1"], "--voxel-size"),
     ("bad unit", lambda i, t: [i["ok"], t / "o.zarr", "--unit", "furlong"], "unknown length unit"),
+    ("zstd level", lambda i, t: [i["ok"], t / "o.zarr", "--compressor", "zstd:99"], "between"),
+    ("gzip level", lambda i, t: [i["ok"], t / "o.zarr", "--compressor", "gzip:12"], "between"),
+    ("blosc level", lambda i, t: [i["ok"], t / "o.zarr", "--compressor", "blosc-zstd:-5"],
+     "between"),
+    ("level of none", lambda i, t: [i["ok"], t / "o.zarr", "--compressor", "none:3"], "no level"),
+    ("uncreatable output", lambda i, t: [i["ok"], "/proc/vol-test.zarr"], "cannot write"),
     ("onto itself", lambda i, t: [i["ok"], i["ok"], "--overwrite"], "same path as the input"),
 ]
 
@@ -91,3 +98,18 @@ def test_bad_input_is_one_line_and_exit_2(vol, tmp_path, inputs, name, args, mes
     assert {p: _digest(Path(p)) for p in inputs.values()} == before
     dst = Path(argv[1])
     assert not (dst.is_dir() and _looks_complete(dst))
+
+
+@pytest.mark.parametrize("source,dest", [("a.zarr/0", "a.zarr"), ("a.zarr", "a.zarr/b.zarr")],
+                         ids=["input inside output", "output inside input"])
+def test_output_overlapping_the_input_is_refused(vol, tmp_path, source, dest):
+    data = np.arange(8 * 16 * 16, dtype=np.uint16).reshape(8, 16, 16)
+    np.save(tmp_path / "a.npy", data)
+    assert vol("convert", tmp_path / "a.npy", tmp_path / "a.zarr").exit_code == 0
+    files = {p: _digest(p) for p in (tmp_path / "a.zarr").rglob("*")}
+    result = vol("convert", tmp_path / source, tmp_path / dest, "--overwrite", "--chunks", "4,8,8")
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "input" in lines[0], result.stderr
+    assert {p: _digest(p) for p in (tmp_path / "a.zarr").rglob("*")} == files
+    np.testing.assert_array_equal(zarr.open_array(tmp_path / "a.zarr" / "0")[:], data)

@@ -14,7 +14,11 @@ import h5py
 import numpy as np
 import zarr
 
+from volumetric.errors import LayoutMismatchError
+from volumetric.geometry import BlockGrid
+from volumetric.io.ome import open_image
 from volumetric.kernels.downsample import downsample
+from volumetric.ops.convert import convert
 
 VOL = [sys.executable, "-m", "volumetric_cli.main"]
 
@@ -57,3 +61,31 @@ def test_kill_9_then_rerun_skips_finished_blocks(tmp_path):
     np.testing.assert_array_equal(zarr.open_array(dst / "1")[:], downsample(data, (2, 2, 2)))
     assert src.read_bytes() == before
     assert not (Path(dst) / ".volumetric" / "done").exists()
+
+
+def test_rerun_with_another_block_size_never_leaves_holes(client, tmp_path):
+    data = np.random.default_rng(4).integers(1, 60000, size=(32, 32, 32), dtype=np.uint16)
+    src = tmp_path / "raw.npy"
+    np.save(src, data)
+    dst = tmp_path / "raw.zarr"
+    small = 4 * 16 * 16 * 2  # one chunk per block
+    convert(str(src), str(dst), chunks=(4, 16, 16), block_bytes=small, client=client,
+            progress=False)
+    # Turn it into a run killed half way: only the blocks at even z indices were written.
+    group = zarr.open_group(str(dst), mode="r+")
+    group.attrs["volumetric"] = {**group.attrs["volumetric"], "complete": False}
+    done = dst / ".volumetric" / "done" / "level-0"
+    done.mkdir(parents=True)
+    array = zarr.open_array(str(dst / "0"), mode="r+")
+    for box in BlockGrid(data.shape, (4, 16, 16)).boxes():
+        if box.start[0] % 8 == 0:
+            (done / box.key()).write_text("")
+        else:
+            array[box.slices] = 0
+    try:
+        convert(str(src), str(dst), chunks=(4, 16, 16), block_bytes=4 * small, client=client,
+                progress=False)
+    except LayoutMismatchError:
+        assert not open_image(dst).complete
+    else:
+        np.testing.assert_array_equal(zarr.open_array(str(dst / "0"))[:], data)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import h5py
 import imageio.v3 as iio
 import numpy as np
@@ -57,3 +59,28 @@ def test_hdf5_dataset_named_in_the_path(tmp_path):
     assert by_path.identity() != nested.identity()
     with pytest.raises(InputError, match="no dataset or group"):
         open_source(str(tmp_path / "pair.h5" / "missing"))
+
+
+def test_damaged_hdf5_chunk_is_one_line_naming_file_and_block(tmp_path, vol):
+    data = np.arange(8 * 32 * 32, dtype=np.uint16).reshape(8, 32, 32)
+    path = tmp_path / "gz.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("raw", data=data, chunks=(4, 16, 16), compression="gzip")
+        info = f["raw"].id.get_chunk_info(3)
+    with open(path, "r+b") as f:
+        f.seek(info.byte_offset)
+        f.write(b"\xff" * info.size)
+    dst = tmp_path / "out.zarr"
+    result = vol("convert", path, dst, "--chunks", "4,16,16", "--block-mb", "0.001")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("vol: error")]
+    assert len(errors) == 1 and f"{path}: cannot read [0:4, 16:32, 16:32]" in errors[0]
+    assert json.loads(vol("info", dst, "--json").stdout)["complete"] is False
+
+
+def test_file_removed_after_opening_is_an_input_error(tmp_path):
+    np.save(tmp_path / "a.npy", np.zeros((4, 6, 8), np.uint8))
+    source = open_source(str(tmp_path / "a.npy"))
+    (tmp_path / "a.npy").unlink()
+    with pytest.raises(InputError, match=r"a.npy: cannot read \[0:2, 0:6, 0:8\]"):
+        source.read(Box((0, 0, 0), (2, 6, 8)))

@@ -103,6 +103,17 @@ def test_unknown_tiff_axis_needs_axes(tmp_path, client):
                       chunks=(1, 8, 16), axes="cyx")
 
 
+@pytest.mark.parametrize("shape, axes", [((2, 5, 20, 30), "czyx"), ((2, 3, 5, 20, 30), "tczyx")])
+def test_tiff_without_axis_metadata_follows_the_default_axes(tmp_path, client, shape, axes):
+    data = rng.integers(0, 60000, shape, dtype=np.uint16)
+    tifffile.imwrite(tmp_path / "plain.tif", data, photometric="minisblack")
+    with tifffile.TiffFile(tmp_path / "plain.tif") as tif:
+        assert set(tif.series[0].axes[:-2]) == {"Q"}
+    info = convert_and_check(tmp_path / "plain.tif", tmp_path / "out.zarr", data, client,
+                             chunks=(2, 8, 16))
+    assert info["axes"] == axes
+
+
 def test_block_read_decodes_only_its_pages(tmp_path):
     path = tmp_path / "pages.tif"
     _write_pages(path, STACK, compression="zlib")

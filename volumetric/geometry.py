@@ -174,8 +174,8 @@ class Box:
         )
 
     def key(self) -> str:
-        """A short stable name, e.g. ``"0.64.128"`` (the start corner)."""
-        return ".".join(str(a) for a in self.start)
+        """A short stable name of the whole box, e.g. ``"0.64.128-8.128.192"`` (start-stop)."""
+        return ".".join(str(a) for a in self.start) + "-" + ".".join(str(b) for b in self.stop)
 
     def __str__(self) -> str:
         return "[" + ", ".join(f"{a}:{b}" for a, b in zip(self.start, self.stop)) + "]"

@@ -8,22 +8,32 @@ import numpy as np
 
 from volumetric.errors import InputError
 
-COMPRESSORS = ("blosc-zstd", "blosc-lz4", "zstd", "gzip", "none")
+# The levels each codec accepts (zstd's negative levels are its fast modes).
+LEVELS = {"blosc-zstd": (0, 9), "blosc-lz4": (0, 9), "zstd": (-131072, 22), "gzip": (0, 9),
+          "none": None}
+COMPRESSORS = tuple(LEVELS)
 DEFAULT_COMPRESSOR = "blosc-zstd"
 
 
 def parse_compressor(spec: str) -> tuple[str, int | None]:
-    """Split ``"name[:level]"`` and check the name."""
-    name, _, level = spec.partition(":")
+    """Split ``"name[:level]"`` and check the name and the level's range."""
+    name, _, text = spec.partition(":")
     name = name.strip().lower()
     if name not in COMPRESSORS:
         raise InputError(f"unknown compressor {spec!r}; choose one of {', '.join(COMPRESSORS)}")
-    if level:
-        try:
-            return name, int(level)
-        except ValueError:
-            raise InputError(f"compression level in {spec!r} is not an integer") from None
-    return name, None
+    if not text:
+        return name, None
+    try:
+        level = int(text)
+    except ValueError:
+        raise InputError(f"compression level in {spec!r} is not an integer") from None
+    limits = LEVELS[name]
+    if limits is None:
+        raise InputError(f"compressor {name!r} takes no level; got {spec!r}")
+    if not limits[0] <= level <= limits[1]:
+        raise InputError(f"compression level {level} of {name} must be between "
+                         f"{limits[0]} and {limits[1]}")
+    return name, level
 
 
 def make_compressors(spec: str, dtype: np.dtype, zarr_format: int) -> Any:

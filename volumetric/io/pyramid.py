@@ -9,18 +9,21 @@ from volumetric.io.ome import SPATIAL_AXES, ImageMeta, LevelSpec
 
 
 def plan_levels(shape: Sequence[int], meta: ImageMeta, n_levels: int) -> list[LevelSpec]:
-    """Level specs for a 2x pyramid of ``n_levels`` levels (level 0 included).
+    """Level specs for a 2x pyramid of up to ``n_levels`` levels (level 0 included).
 
     ``y`` and ``x`` are halved at every level; ``z`` only once its voxel size
     would no longer be larger than the new in-plane size by more than a
     factor sqrt(2), so anisotropic stacks first become roughly isotropic.
-    Axes of length 1 and ``t``/``c`` are never reduced.
+    Axes of length 1 and ``t``/``c`` are never reduced; once no axis can
+    shrink, no further level is added, so fewer levels may be returned.
 
     Examples
     --------
     >>> meta = ImageMeta("zyx", (4.0, 1.0, 1.0))
     >>> [lv.factors for lv in plan_levels((64, 512, 512), meta, 4)]
     [(1, 1, 1), (1, 2, 2), (1, 4, 4), (2, 8, 8)]
+    >>> [lv.shape for lv in plan_levels((2, 4, 3), ImageMeta("zyx", (1.0, 1.0, 1.0)), 5)]
+    [(2, 4, 3), (1, 2, 2), (1, 1, 1)]
     """
     if n_levels < 1:
         raise ValueError("a pyramid has at least one level")
@@ -39,6 +42,8 @@ def plan_levels(shape: Sequence[int], meta: ImageMeta, n_levels: int) -> list[Le
                 step.append(1)
             else:
                 step.append(2)
+        if all(f == 1 for f in step):
+            break
         for axis, f in zip(meta.axes, step):
             if axis in spatial:
                 spatial[axis] *= f

@@ -10,6 +10,7 @@ resumable after a crash.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -202,7 +203,8 @@ def convert(
     overwrite : bool
         Replace an existing output.
     block_bytes : int
-        Target size of one block task (whole chunks or shards; at least one).
+        Target size of what one block task reads (whole chunks or shards of
+        its output; at least one).
     client : distributed.Client, optional
         Run on this client instead of connecting to ``cluster``.
     cluster : str, optional
@@ -233,6 +235,17 @@ def convert(
         if any(s % c for s, c in zip(shard_shape, chunk_shape)):
             raise InputError(f"--shards {shard_shape} must be a multiple of --chunks {chunk_shape}")
     specs: list[LevelSpec] = plan_levels(shape, meta, levels)
+    if len(specs) < levels:
+        log.warning("writing %d pyramid levels, not %d: level %d, of shape %s, cannot shrink "
+                    "further", len(specs), levels, len(specs) - 1, specs[-1].shape)
+    itemsize = np.dtype(source.dtype).itemsize
+    steps = [tuple(a // b for a, b in zip(spec.factors, prev.factors))
+             for prev, spec in zip(specs, specs[1:])]
+    # a pyramid task reads its box times its step from the level below: keep that read in budget
+    grids = [_write_grid(shape, chunk_shape, shard_shape, itemsize, block_bytes, source.chunks)]
+    grids += [_write_grid(spec.shape, chunk_shape, shard_shape, itemsize,
+                          block_bytes // math.prod(step))
+              for spec, step in zip(specs[1:], steps)]
     layout = {
         "operation": "convert",
         "source": source.identity(),
@@ -244,6 +257,7 @@ def convert(
         "ngff": ngff,
         "compressor": compressor,
         "downsampling": downsampling,
+        "blocks": [list(grid.block) for grid in grids],
     }
 
     def create() -> None:
@@ -260,19 +274,15 @@ def convert(
         log.warning("%s has no voxel size metadata; assuming 1 per axis (use --voxel-size)", src)
     total_blocks = 0
     bytes_read = 0
-    itemsize = np.dtype(source.dtype).itemsize
     with session(client, cluster, workers, quiet=not progress) as cl:
         t0 = time.monotonic()
-        for k, spec in enumerate(specs):
-            reads = source.chunks if k == 0 else None
-            grid = _write_grid(spec.shape, chunk_shape, shard_shape, itemsize, block_bytes, reads)
+        for k, (spec, grid) in enumerate(zip(specs, grids)):
             array = f"{dst}/{spec.path}"
             if k == 0:
                 task: Any = CopyFromSource(source, array)
             else:
-                prev = specs[k - 1]
-                step = tuple(a // b for a, b in zip(spec.factors, prev.factors))
-                task = DownsampleLevel(f"{dst}/{prev.path}", array, step, downsampling)
+                task = DownsampleLevel(f"{dst}/{specs[k - 1].path}", array, steps[k - 1],
+                                       downsampling)
             results = run_blocks(
                 task, list(grid.boxes()), client=cl, journal=journal, job=f"level-{spec.path}",
                 label=f"convert level {spec.path}", progress=progress,

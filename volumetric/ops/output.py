@@ -52,6 +52,17 @@ def check_writable(dst: str | Path) -> Path:
     return dst
 
 
+def _check_apart(dst: Path, src: Path) -> None:
+    """Refuse an output that is, holds or lies inside the input ``src``."""
+    out, given = dst.resolve(), src.resolve()
+    if out == given:
+        raise InputError(f"the output {dst} is the same path as the input")
+    if out in given.parents:
+        raise InputError(f"the output {dst} contains the input {src}; choose another output")
+    if given in out.parents:
+        raise InputError(f"the output {dst} lies inside the input {src}; choose another output")
+
+
 def open_output(
     dst: str | Path,
     layout: Mapping[str, Any],
@@ -74,7 +85,8 @@ def open_output(
     overwrite : bool
         Replace an existing store.
     inputs : tuple of paths
-        The operation's inputs; writing onto one of them is refused.
+        The operation's inputs; an output that is one of them, holds one or
+        lies inside one is refused.
 
     Returns
     -------
@@ -92,9 +104,17 @@ def open_output(
     """
     dst = check_writable(dst)
     for src in inputs:
-        if os.path.exists(src) and dst.resolve() == Path(src).resolve():
-            raise InputError(f"the output {dst} is the same path as the input")
+        _check_apart(dst, Path(src))
     journal = Journal(dst, layout)
+    try:
+        return journal, _resume_or_create(dst, journal, create, overwrite)
+    except OSError as exc:  # os.access cannot foresee every refusal (EPERM, EROFS, as root)
+        raise DestinationError(f"cannot write {dst}: {exc.strerror or exc}") from None
+
+
+def _resume_or_create(dst: Path, journal: Journal, create: Callable[[], None],
+                      overwrite: bool) -> bool:
+    """Resume an interrupted run (True) or create the output afresh (False)."""
     if dst.exists():
         if dst.is_dir() and not any(dst.iterdir()):
             pass
@@ -105,10 +125,10 @@ def open_output(
         elif not _is_incomplete_volumetric(dst):
             raise DestinationError(f"{dst} already exists; pass --overwrite to replace it")
         elif journal.stored_hash() is not None and journal.start(restart=False):
-            return journal, True
+            return True
     create()
     journal.start(restart=True)
-    return journal, False
+    return False
 
 
 def complete_output(dst: str | Path, journal: Journal) -> None:

@@ -130,9 +130,11 @@ def overlay(
     axes = ("c" if rgb else "") + spatial_axes
     out_shape = ((3,) if rgb else ()) + spatial
     chunks = resolve_chunks(None, out_shape, axes, np.uint16, what="chunks")
+    itemsize = 2 * (3 if rgb else 1)
+    block = block_shape_for(spatial, chunks[-len(spatial):], itemsize, BLOCK_TARGET_BYTES)
     layout = {"operation": "overlay", "raw": source.identity(), "pred": prediction.identity(),
               "channel": channel, "clip": clip, "power": power, "rgb": rgb,
-              "chunks": list(chunks)}
+              "chunks": list(chunks), "block": list(block)}
 
     def create() -> None:
         create_image(out, with_axes(source.meta(), axes),
@@ -140,8 +142,6 @@ def overlay(
                      dtype=np.uint16, chunks=chunks)
 
     journal, _ = open_output(out, layout, create, overwrite=overwrite, inputs=(raw, pred))
-    itemsize = 2 * (3 if rgb else 1)
-    block = block_shape_for(spatial, chunks[-len(spatial):], itemsize, BLOCK_TARGET_BYTES)
     grid = BlockGrid(spatial, block)
     task = OverlayBlock(reader, prediction.array_path, channel, clip, power, rgb, f"{out}/0")
     with session(client, cluster, workers, quiet=not progress) as cl:

@@ -356,7 +356,8 @@ def predict(
             create_image(out, meta, [LevelSpec("0", out_shape, (1,) * len(out_shape))],
                          dtype=dtype, chunks=chunk_shape, fill_value=stored_fill)
 
-        journal, resumed = open_output(out, layout, create, overwrite=overwrite, inputs=(raw,))
+        journal, resumed = open_output(out, layout, create, overwrite=overwrite,
+                                       inputs=tuple(p for p in (raw, mask, cubes) if p))
         if resumed:
             log.info("resuming the interrupted prediction of %s", out)
         partials = Path(out).resolve() / JOURNAL_DIR / "partials"

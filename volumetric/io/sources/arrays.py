@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from volumetric.errors import InputError
+from volumetric.io.ome import SPATIAL_AXES, ImageMeta, open_image
 from volumetric.io.sources.base import Source, parse_axes, to_ngff
 
 
@@ -58,8 +59,6 @@ class ZarrSource(Source):
     def __init__(self, path: str, dataset: str | None = None, axes: str | None = None):
         import zarr
 
-        from volumetric.io.ome import open_image
-
         self.path = path
         try:
             node = zarr.open(path, mode="r")
@@ -82,9 +81,16 @@ class ZarrSource(Source):
         self.native_shape = tuple(node.shape)
         self.dtype = node.dtype
         self.chunks = to_ngff(self.native_axes, node.chunks)
-        if meta is not None and axes is None:
+        if meta is not None:
+            self._keep_metadata(meta)
+
+    def _keep_metadata(self, meta: ImageMeta) -> None:
+        """Carry over the image's physical metadata for the axes ``--axes`` still names."""
+        if set(meta.spatial_axes) == set(self.native_axes) & set(SPATIAL_AXES):
             self.voxel_size, self.unit = meta.voxel_size, meta.unit
+        if "c" in meta.axes and "c" in self.native_axes:
             self.channel_names = meta.channel_names
+        if "t" in meta.axes and "t" in self.native_axes:
             self.time_step, self.time_unit = meta.time_step, meta.time_unit
 
     def identity(self) -> dict[str, Any]:

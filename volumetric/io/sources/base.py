@@ -137,11 +137,22 @@ class Source:
         }
 
     def read(self, box: Box) -> np.ndarray:
-        """Read ``box`` (NGFF axis order) and return it in NGFF axis order."""
+        """Read ``box`` (NGFF axis order) and return it in NGFF axis order.
+
+        Raises
+        ------
+        InputError
+            When the file cannot be read or decoded there (damaged, truncated,
+            removed); the message names the file and the box.
+        """
         start = dict(zip(self.axes, box.start))
         stop = dict(zip(self.axes, box.stop))
         native = tuple(slice(start[a], stop[a]) for a in self.native_axes)
-        data = np.asarray(self._read_native(native))
+        try:
+            data = np.asarray(self._read_native(native))
+        except (OSError, ValueError, EOFError) as exc:  # what readers and decoders raise
+            raise InputError(f"{self.path}: cannot read {box} "
+                             f"({type(exc).__name__}: {exc})") from None
         perm = [self.native_axes.index(a) for a in self.axes]
         return np.ascontiguousarray(data.transpose(perm))
 

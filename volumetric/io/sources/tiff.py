@@ -25,13 +25,13 @@ from typing import Any
 import numpy as np
 
 from volumetric.errors import InputError
-from volumetric.io.sources.base import Source, parse_axes, to_ngff
+from volumetric.io.sources.base import DEFAULT_AXES, Source, parse_axes, to_ngff
 from volumetric.io.sources.tiff_metadata import physical_metadata
 
 TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8")  # .ome.tif and .ome.tiff included
 
 _AXIS_NAMES = {"X": "x", "Y": "y", "Z": "z", "T": "t", "C": "c", "S": "c"}
-_SEQUENCE_AXES = "IQ"  # page sequence / unspecified: become z, then t
+_SEQUENCE_AXES = "IQ"  # page sequence / unspecified: the default axes, or z, then t
 
 
 @contextmanager
@@ -59,9 +59,16 @@ def tifffile_errors(path: str) -> Iterator[None]:
 
 
 def _ngff_axes(tiff_axes: str, path: str) -> str:
-    """Map tifffile's axis codes (e.g. ``TZCYX``, ``IYX``, ``YXS``) to NGFF names."""
+    """Map tifffile's axis codes (e.g. ``TZCYX``, ``IYX``, ``YXS``) to NGFF names.
+
+    Planes without axis metadata (only ``Q``/``I`` before ``YX``) follow the
+    default rule: 2D ``yx``, 3D ``zyx``, 4D ``czyx``, 5D ``tczyx``.
+    """
     import tifffile
 
+    unnamed = tiff_axes.endswith("YX") and set(tiff_axes[:-2]) <= set(_SEQUENCE_AXES)
+    if unnamed and len(tiff_axes) in DEFAULT_AXES:
+        return DEFAULT_AXES[len(tiff_axes)]
     names = tifffile.TIFF.AXES_NAMES
     unknown = [a for a in tiff_axes if a not in _AXIS_NAMES and a not in _SEQUENCE_AXES]
     if unknown:
