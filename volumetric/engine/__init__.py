@@ -6,6 +6,7 @@ done markers (:class:`Journal`) for resume and a progress line.
 """
 
 from volumetric.engine.cluster import (
+    check_cluster,
     connect,
     default_workers,
     local_cluster,
@@ -19,6 +20,7 @@ from volumetric.engine.run import check_resources, run_blocks, run_expanding
 __all__ = [
     "Journal",
     "Progress",
+    "check_cluster",
     "check_resources",
     "connect",
     "default_workers",

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from volumetric.engine import run_blocks, session
+from volumetric.engine import check_cluster, run_blocks, session
 from volumetric.errors import InputError
 from volumetric.geometry import BlockGrid, Box, block_shape_for, ceil_div
 from volumetric.io.codecs import DEFAULT_COMPRESSOR, parse_compressor
@@ -253,6 +253,7 @@ def convert(
             extra_attrs={"source": {"path": layout["source"]["path"], "axes": source.native_axes}},
         )
 
+    check_cluster(client, cluster)
     journal, resumed = open_output(dst, layout, create, overwrite=overwrite, inputs=(src,))
     if resumed:
         log.info("resuming the interrupted conversion of %s", dst)

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from volumetric.engine import run_blocks, session
+from volumetric.engine import check_cluster, run_blocks, session
 from volumetric.engine.journal import JOURNAL_DIR
 from volumetric.errors import InputError
 from volumetric.geometry import BlockGrid, Box
@@ -328,6 +328,7 @@ def distance(
                     dtype=np.float32, fill_value=np.inf,
                 )
 
+    check_cluster(client, cluster)
     journal, resumed = open_output(dst, layout, create, overwrite=overwrite, inputs=(src,))
     t0 = time.monotonic()
     values: set[float] = set()

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from volumetric.engine import run_blocks, session
+from volumetric.engine import check_cluster, run_blocks, session
 from volumetric.errors import InputError
 from volumetric.geometry import BlockGrid, Box, block_shape_for
 from volumetric.io.intensity import intensity_stats
@@ -139,6 +139,7 @@ def overlay(
                      [LevelSpec("0", out_shape, (1,) * len(out_shape))],
                      dtype=np.uint16, chunks=chunks)
 
+    check_cluster(client, cluster)
     journal, _ = open_output(out, layout, create, overwrite=overwrite, inputs=(raw, pred))
     itemsize = 2 * (3 if rgb else 1)
     block = block_shape_for(spatial, chunks[-len(spatial):], itemsize, BLOCK_TARGET_BYTES)

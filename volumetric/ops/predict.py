@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from volumetric.engine import check_resources, layout_hash, run_blocks, session
-from volumetric.engine.cluster import CLUSTER_ENV
+from volumetric.engine.cluster import scheduler_address
 from volumetric.engine.journal import JOURNAL_DIR
 from volumetric.errors import InputError
 from volumetric.geometry import BlockGrid, Coord, block_shape_for, ceil_div
@@ -282,7 +282,7 @@ def predict(
     chosen = _channels(source, channels)
     n_in = 1 if chosen is None else len(chosen)
     spec = ModelSpec(model, weights)
-    local = client is None and (cluster or os.environ.get(CLUSTER_ENV) or "local") == "local"
+    local = client is None and scheduler_address(cluster) == "local"
     run_device = resolve_device(device, check=local or device == "auto")
     loaded = cached_model(spec, device="cpu")
     preprocess = loaded.preprocess

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from volumetric.engine import run_blocks, session
+from volumetric.engine import check_cluster, run_blocks, session
 from volumetric.engine.journal import JOURNAL_DIR
 from volumetric.errors import InputError
 from volumetric.geometry import BlockGrid, Box, ceil_div
@@ -211,6 +211,7 @@ def project(
                               chunks=tuple(1 if i == k else b for i, b in enumerate(block)),
                               dtype=acc)
 
+    check_cluster(client, cluster)
     journal, resumed = open_output(dst, layout, create, overwrite=overwrite, inputs=(src,))
     t0 = time.monotonic()
     blocks = 0

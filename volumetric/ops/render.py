@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from volumetric.engine import run_blocks, session
+from volumetric.engine import check_cluster, run_blocks, session
 from volumetric.engine.journal import JOURNAL_DIR
 from volumetric.errors import InputError
 from volumetric.geometry import BlockGrid, Box
@@ -154,6 +154,7 @@ def render(
     def create() -> None:
         create_image(dst, meta, [LevelSpec("0", shape, (1, 1, 1))], dtype=np.uint8, chunks=chunks)
 
+    check_cluster(client, cluster)
     journal, resumed = open_output(dst, layout, create, overwrite=overwrite, inputs=(like, swc))
     segments = Path(dst) / JOURNAL_DIR / "segments.npy"
     np.save(segments, table)
