@@ -94,3 +94,10 @@ def test_cli_bad_cluster_is_one_line_and_writes_nothing(vol, tmp_path, value):
     assert result.stderr.startswith("vol: error: ") and result.stderr.count("\n") == 1
     assert value in result.stderr
     assert not (tmp_path / "o.zarr").exists()
+
+
+def test_cli_workers_with_a_cluster_warn_that_they_are_ignored(vol, tmp_path):
+    np.save(tmp_path / "a.npy", np.zeros((4, 8, 8), np.uint8))
+    result = vol("convert", tmp_path / "a.npy", tmp_path / "o.zarr", "--workers", "3")
+    assert result.exit_code == 0, result.output
+    assert "vol: WARNING: --workers 3 is ignored" in result.stderr

@@ -237,7 +237,8 @@ def connect(
         ``"local"``, a scheduler address or a scheduler file. Default: the
         ``VOLUMETRIC_CLUSTER`` environment variable, else ``"local"``.
     workers : int, optional
-        Worker processes of the embedded cluster (default: one per core).
+        Worker processes of the embedded cluster (default: one per core;
+        ignored, with a warning, for an existing scheduler).
     threads_per_worker : int
         Threads per worker process of the embedded cluster.
     memory_limit : str or int, optional
@@ -263,6 +264,9 @@ def connect(
 
     stream = stream or sys.stderr
     address = scheduler_address(address)
+    if address != "local" and workers is not None:
+        log.warning("--workers %d is ignored: the workers of the cluster at %s run the tasks",
+                    workers, address)
     cluster = None
     try:
         if address == "local":
