@@ -26,6 +26,7 @@ from volumetric.io.pyramid import plan_levels
 from volumetric.io.sources import Source, open_source
 from volumetric.kernels.downsample import downsample
 from volumetric.ops.output import complete_output, open_output
+from volumetric.ops.paths import absolute
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -216,6 +217,7 @@ def convert(
     -------
     ConvertReport
     """
+    src, dst = absolute(src), absolute(dst)
     if levels < 1:
         raise InputError(f"--levels must be at least 1, got {levels}")
     if downsampling not in ("mean", "nearest"):

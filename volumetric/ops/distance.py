@@ -60,6 +60,7 @@ from volumetric.kernels.edt_clip import (
 from volumetric.kernels.edt_separable import axis_distance_sq, parabolic_envelope
 from volumetric.ops.common import chunks_of, grow_block, open_input, spacing_of, spatial_positions
 from volumetric.ops.output import complete_output, open_output
+from volumetric.ops.paths import absolute
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -277,6 +278,7 @@ def distance(
     DistanceReport
     """
     _check_options(clip, power, normalize)
+    src, dst = absolute(src), absolute(dst)
     source = open_input(src, what="MASK")
     spacing = spacing_of(source, what="MASK")
     meta = source.meta(spacing, name=Path(dst).name)

@@ -43,6 +43,7 @@ from volumetric.kernels.normalize import METHODS
 from volumetric.models.loading import ModelSpec, cached_model, resolve_device
 from volumetric.ops.convert import resolve_chunks
 from volumetric.ops.output import check_writable, complete_output, open_output
+from volumetric.ops.paths import absolute
 from volumetric.ops.predict_tasks import (
     BlendBlock,
     EvaluateWindows,
@@ -276,12 +277,15 @@ def predict(
     fill = float(fill if fill is not None else (clip if clip is not None else 0.0))
     stored_fill = postprocess(np.full(1, fill, np.float32), dtype=dtype, clip=clip,
                               threshold=threshold)[0]
+    raw, out = absolute(raw), absolute(out)
+    mask = absolute(mask) if mask else None
     check_writable(out)
     source = open_source(raw)
     spatial_axes, shape = _spatial(source, raw)
     chosen = _channels(source, channels)
     n_in = 1 if chosen is None else len(chosen)
-    spec = ModelSpec(model, weights)
+    spec = ModelSpec(absolute(model) if os.path.exists(model) else model,  # or module:factory
+                     absolute(weights) if weights else None)
     local = client is None and scheduler_address(cluster) == "local"
     run_device = resolve_device(device, check=local or device == "auto")
     loaded = cached_model(spec, device="cpu")

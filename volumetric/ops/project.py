@@ -44,6 +44,7 @@ from volumetric.kernels.projection import (
 )
 from volumetric.ops.common import chunks_of, grow_block, open_input
 from volumetric.ops.output import check_writable, complete_output, open_output
+from volumetric.ops.paths import absolute
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -169,6 +170,7 @@ def project(
         raise InputError(f"unknown --mode {mode!r}; choose one of {', '.join(MODES)}")
     if fan_in < 2:
         raise InputError(f"fan-in must be at least 2, got {fan_in}")
+    src, dst = absolute(src), absolute(dst)
     source = open_input(src, what="SRC")
     if axis not in source.axes or axis not in "zyx":
         raise InputError(f"SRC {src} has axes {source.axes!r}; cannot project along {axis!r}")

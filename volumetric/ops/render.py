@@ -33,6 +33,7 @@ from volumetric.io.swc import Skeleton, read_swc
 from volumetric.kernels.swc_render import render_segments, segment_bounds
 from volumetric.ops.common import chunks_of, grow_block, open_input, spacing_of, spatial_positions
 from volumetric.ops.output import complete_output, open_output
+from volumetric.ops.paths import absolute
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -121,6 +122,7 @@ def render(
     RenderReport
     """
     skeleton = read_swc(swc)
+    like, dst = absolute(like), absolute(dst)
     source = open_input(like, what="RAW")
     spatial = spatial_positions(source.axes)
     if len(spatial) != 3:
