@@ -15,6 +15,7 @@ import logging
 import os
 import socket
 import sys
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TextIO
@@ -211,7 +212,9 @@ def local_cluster(
             cluster_class = LocalCUDACluster
             del kwargs["processes"]  # always worker processes
     environ = {f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in WORKER_ENVIRON.items()}
-    with dask.config.set(environ):
+    with dask.config.set(environ), warnings.catch_warnings():
+        # a busy dashboard port moves to a free one, which the printed link names
+        warnings.filterwarnings("ignore", r"Port \d+ is already in use", UserWarning)
         return cluster_class(**kwargs)
 
 
