@@ -1,8 +1,9 @@
-"""``--cluster``: checked before anything is written, one-line errors."""
+"""``--cluster``: checked before anything is written, one-line errors, quiet worker shutdown."""
 
 from __future__ import annotations
 
 import json
+import logging
 import socket
 
 import numpy as np
@@ -15,6 +16,7 @@ from volumetric.engine.cluster import (
     connect_timeout,
     scheduler_address,
 )
+from volumetric.engine.shutdown import CLUSTER_LOGGERS, QuietShutdown
 from volumetric.errors import ClusterError
 
 
@@ -101,3 +103,25 @@ def test_cli_workers_with_a_cluster_warn_that_they_are_ignored(vol, tmp_path):
     result = vol("convert", tmp_path / "a.npy", tmp_path / "o.zarr", "--workers", "3")
     assert result.exit_code == 0, result.output
     assert "vol: WARNING: --workers 3 is ignored" in result.stderr
+
+
+def _dask_errors_logged() -> bool:
+    return logging.getLogger("distributed.worker").isEnabledFor(logging.ERROR)
+
+
+def _restore_levels(levels: list[int]) -> None:
+    for name, level in zip(CLUSTER_LOGGERS, levels):
+        logging.getLogger(name).setLevel(level)
+
+
+def test_closing_workers_drop_their_dask_logs(client):
+    levels = client.run(lambda: [logging.getLogger(n).level for n in CLUSTER_LOGGERS])
+    assert all(client.run(_dask_errors_logged).values())
+    client.register_plugin(QuietShutdown())
+    assert all(client.run(_dask_errors_logged).values())  # not before the worker closes
+    try:
+        client.unregister_worker_plugin(QuietShutdown.name)  # the teardown a closing worker runs
+        assert not any(client.run(_dask_errors_logged).values())
+    finally:
+        for worker, before in levels.items():
+            client.run(_restore_levels, before, workers=[worker])

@@ -265,6 +265,8 @@ def connect(
     """
     from distributed import Client
 
+    from volumetric.engine.shutdown import QuietShutdown, quiet_logs
+
     stream = stream or sys.stderr
     address = scheduler_address(address)
     if address != "local" and workers is not None:
@@ -278,6 +280,7 @@ def connect(
                 gpus=gpus,
             )
             client = Client(cluster)
+            client.register_plugin(QuietShutdown())
         else:
             client = Client(address, timeout=f"{connect_timeout()}s")
     except (OSError, TimeoutError) as exc:
@@ -291,7 +294,8 @@ def connect(
     finally:
         client.close()
         if cluster is not None:
-            cluster.close()
+            with quiet_logs():
+                cluster.close()
 
 
 @contextmanager
