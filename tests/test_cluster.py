@@ -8,6 +8,7 @@ import socket
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
 from volumetric.engine.cluster import (
     CLUSTER_ENV,
@@ -103,6 +104,16 @@ def test_cli_workers_with_a_cluster_warn_that_they_are_ignored(vol, tmp_path):
     result = vol("convert", tmp_path / "a.npy", tmp_path / "o.zarr", "--workers", "3")
     assert result.exit_code == 0, result.output
     assert "vol: WARNING: --workers 3 is ignored" in result.stderr
+
+
+def test_bare_vol_prints_the_help():
+    from volumetric_cli.main import vol as vol_command
+
+    result = CliRunner().invoke(vol_command, [])
+    assert result.exit_code == 2
+    lines = result.output.splitlines()
+    assert lines[0].startswith("Usage: vol ") and "Commands:" in lines
+    assert "vol: error" not in result.output
 
 
 def _dask_errors_logged() -> bool:
