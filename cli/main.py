@@ -54,6 +54,9 @@ class VolGroup(click.Group):
         kwargs["standalone_mode"] = False
         try:
             rv = super().main(args, prog_name or "vol", **kwargs)
+        except click.exceptions.NoArgsIsHelpError as exc:  # bare `vol`: the help, as is
+            exc.show()
+            sys.exit(exc.exit_code)
         except click.exceptions.Abort:
             click.echo("vol: aborted", err=True)
             sys.exit(130)

@@ -91,6 +91,25 @@ def test_ngff_04_on_zarr_v2_reads_with_ome_zarr_py(client, tmp_path, volume):
     assert node.metadata["coordinateTransformations"][0][0]["scale"] == [2.0, 1.0, 1.0]
 
 
+def test_default_ngff_05_reads_with_ome_zarr_py(client, tmp_path, volume):
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
+
+    src = tmp_path / "a.npy"
+    np.save(src, volume)
+    dst = tmp_path / "a.zarr"
+    convert(str(src), str(dst), levels=2, chunks=(16, 16, 16), voxel_size=(2.0, 1.0, 1.0),
+            unit="um", client=client, progress=False)
+    location = parse_url(str(dst))
+    assert location.version == "0.5" and (dst / "0" / "zarr.json").exists()
+    node = next(iter(Reader(location)()))
+    assert len(node.data) == 2
+    np.testing.assert_array_equal(np.asarray(node.data[0]), volume)
+    assert [a["name"] for a in node.metadata["axes"]] == ["z", "y", "x"]
+    assert {a["unit"] for a in node.metadata["axes"]} == {"micrometer"}
+    assert node.metadata["coordinateTransformations"][0][0]["scale"] == [2.0, 1.0, 1.0]
+
+
 def test_shards_and_compressor(client, tmp_path, volume):
     src = tmp_path / "a.npy"
     np.save(src, volume)

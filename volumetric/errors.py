@@ -23,3 +23,7 @@ class LayoutMismatchError(DestinationError):
 
 class BlockError(VolumetricError):
     """A block task failed because of its input (the message names the block)."""
+
+
+class ClusterError(VolumetricError):
+    """A dask cluster (``--cluster``) that cannot be named or reached."""

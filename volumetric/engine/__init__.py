@@ -6,6 +6,7 @@ done markers (:class:`Journal`) for resume and a progress line.
 """
 
 from volumetric.engine.cluster import (
+    check_cluster,
     connect,
     default_workers,
     local_cluster,
@@ -20,6 +21,7 @@ __all__ = [
     "Journal",
     "Progress",
     "ask_workers",
+    "check_cluster",
     "check_resources",
     "connect",
     "default_workers",

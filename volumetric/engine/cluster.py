@@ -4,25 +4,31 @@
 processes on this machine), a scheduler address (``tcp://host:8786`` or
 ``host:8786``) or the path of a scheduler JSON file (as written by
 ``dask scheduler --scheduler-file`` or dask-jobqueue). The environment
-variable ``VOLUMETRIC_CLUSTER`` supplies the default.
+variable ``VOLUMETRIC_CLUSTER`` supplies the default, and
+``VOLUMETRIC_CONNECT_TIMEOUT`` the seconds to wait for a scheduler (5).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import socket
 import sys
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TextIO
 
 from volumetric.engine.progress import silenced
-from volumetric.errors import VolumetricError
+from volumetric.errors import ClusterError
 
 if TYPE_CHECKING:
     from distributed import Client, LocalCluster
 
 CLUSTER_ENV = "VOLUMETRIC_CLUSTER"
+CONNECT_TIMEOUT_ENV = "VOLUMETRIC_CONNECT_TIMEOUT"
+DEFAULT_CONNECT_TIMEOUT = 5.0
 log = logging.getLogger("volumetric")
 
 
@@ -49,6 +55,113 @@ def worker_threads() -> int:
         return int(get_worker().state.nthreads)
     except ValueError:
         return os.cpu_count() or 1
+
+
+def connect_timeout() -> float:
+    """Seconds to wait for a scheduler: ``$VOLUMETRIC_CONNECT_TIMEOUT``, else 5."""
+    value = os.environ.get(CONNECT_TIMEOUT_ENV)
+    if value is None:
+        return DEFAULT_CONNECT_TIMEOUT
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds < float("inf"):
+        raise ClusterError(f"${CONNECT_TIMEOUT_ENV}={value!r} is not a positive number of seconds")
+    return seconds
+
+
+def _read_scheduler_file(path: str) -> str:
+    try:
+        with open(path) as f:
+            info = json.load(f)
+    except FileNotFoundError:
+        raise ClusterError(f"scheduler file {path}: no such file") from None
+    except OSError as exc:
+        raise ClusterError(f"cannot read the scheduler file {path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise ClusterError(f"scheduler file {path} is not JSON: {exc}") from None
+    address = info.get("address") if isinstance(info, dict) else None
+    if not isinstance(address, str):
+        raise ClusterError(f"scheduler file {path} names no scheduler address")
+    return address
+
+
+def _host_port(address: str) -> tuple[str, int] | None:
+    """Host and port of a TCP-based address; None for the other protocols (inproc, ucx)."""
+    from distributed.comm import get_address_host_port, parse_address
+    from distributed.comm.registry import backends
+
+    scheme, _ = parse_address(address, strict=False)
+    if scheme in ("tcp", "tls", "ws", "wss"):
+        return get_address_host_port(address)
+    if scheme not in backends:
+        raise ValueError(f"unknown protocol {scheme!r}")
+    return None
+
+
+def scheduler_address(cluster: str | None = None) -> str:
+    """The scheduler address that ``cluster`` names, or ``"local"``; checked, not connected.
+
+    Parameters
+    ----------
+    cluster : str, optional
+        ``"local"``, a scheduler address (``tcp://host:8786``, ``host:8786``)
+        or a scheduler JSON file. Default: ``$VOLUMETRIC_CLUSTER``, else ``"local"``.
+
+    Raises
+    ------
+    ClusterError
+        A missing or unreadable scheduler file, or an address without a port.
+    """
+    given = cluster or os.environ.get(CLUSTER_ENV) or "local"
+    if given == "local":
+        return given
+    is_file = given.lower().endswith(".json") or os.path.isfile(given)
+    address = _read_scheduler_file(given) if is_file else given
+    try:
+        _host_port(address)
+    except ValueError:
+        if is_file:
+            problem = f"scheduler file {given} names {address!r}, not a scheduler address"
+        else:
+            named = f"--cluster {given}" if cluster else f"${CLUSTER_ENV}={given}"
+            problem = f"{named}: not 'local', a scheduler address or an existing scheduler file"
+        raise ClusterError(f"{problem} (an address needs its port: tcp://host:8786)") from None
+    return address
+
+
+def check_cluster(client: Client | None, cluster: str | None) -> None:
+    """Check that the scheduler ``cluster`` names answers, before an operation writes anything.
+
+    Does nothing when a ``client`` is given or the cluster is the embedded one.
+
+    Parameters
+    ----------
+    client : distributed.Client, optional
+        The client the operation was given, if any.
+    cluster : str, optional
+        What ``--cluster`` names (see :func:`scheduler_address`).
+
+    Raises
+    ------
+    ClusterError
+        The address is malformed, or nothing listens there within the
+        connect timeout (see :func:`connect_timeout`).
+    """
+    if client is not None:
+        return
+    address = scheduler_address(cluster)
+    host_port = None if address == "local" else _host_port(address)
+    if host_port is None:
+        return
+    try:
+        with socket.create_connection(host_port, timeout=connect_timeout()):
+            pass
+    except OSError as exc:
+        raise ClusterError(
+            f"cannot reach the dask scheduler at {address}: {exc.strerror or exc}"
+        ) from None
 
 
 def local_cluster(
@@ -99,7 +212,9 @@ def local_cluster(
             cluster_class = LocalCUDACluster
             del kwargs["processes"]  # always worker processes
     environ = {f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in WORKER_ENVIRON.items()}
-    with dask.config.set(environ):
+    with dask.config.set(environ), warnings.catch_warnings():
+        # a busy dashboard port moves to a free one, which the printed link names
+        warnings.filterwarnings("ignore", r"Port \d+ is already in use", UserWarning)
         return cluster_class(**kwargs)
 
 
@@ -125,7 +240,8 @@ def connect(
         ``"local"``, a scheduler address or a scheduler file. Default: the
         ``VOLUMETRIC_CLUSTER`` environment variable, else ``"local"``.
     workers : int, optional
-        Worker processes of the embedded cluster (default: one per core).
+        Worker processes of the embedded cluster (default: one per core;
+        ignored, with a warning, for an existing scheduler).
     threads_per_worker : int
         Threads per worker process of the embedded cluster.
     memory_limit : str or int, optional
@@ -140,11 +256,22 @@ def connect(
     Yields
     ------
     distributed.Client
+
+    Raises
+    ------
+    ClusterError
+        A malformed address, a missing scheduler file, or a scheduler that
+        does not answer within :func:`connect_timeout`.
     """
     from distributed import Client
 
+    from volumetric.engine.shutdown import QuietShutdown, quiet_logs
+
     stream = stream or sys.stderr
-    address = address or os.environ.get(CLUSTER_ENV) or "local"
+    address = scheduler_address(address)
+    if address != "local" and workers is not None:
+        log.warning("--workers %d is ignored: the workers of the cluster at %s run the tasks",
+                    workers, address)
     cluster = None
     try:
         if address == "local":
@@ -153,14 +280,13 @@ def connect(
                 gpus=gpus,
             )
             client = Client(cluster)
-        elif address.endswith(".json") and os.path.exists(address):
-            client = Client(scheduler_file=address, timeout="20s")
+            client.register_plugin(QuietShutdown())
         else:
-            client = Client(address, timeout="20s")
+            client = Client(address, timeout=f"{connect_timeout()}s")
     except (OSError, TimeoutError) as exc:
         if cluster is not None:
             cluster.close()
-        raise VolumetricError(f"cannot reach the dask scheduler at {address}: {exc}") from exc
+        raise ClusterError(f"cannot reach the dask scheduler at {address}: {exc}") from exc
     try:
         if not (quiet or silenced()) and client.dashboard_link:
             print(f"dask dashboard: {client.dashboard_link}", file=stream, flush=True)
@@ -168,7 +294,8 @@ def connect(
     finally:
         client.close()
         if cluster is not None:
-            cluster.close()
+            with quiet_logs():
+                cluster.close()
 
 
 @contextmanager

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from volumetric.engine import run_blocks, session
+from volumetric.engine import check_cluster, run_blocks, session
 from volumetric.errors import InputError
 from volumetric.geometry import BlockGrid, Box, block_shape_for, ceil_div
 from volumetric.io.codecs import DEFAULT_COMPRESSOR, parse_compressor
@@ -27,6 +27,7 @@ from volumetric.io.pyramid import plan_levels
 from volumetric.io.sources import Source, open_source
 from volumetric.kernels.downsample import downsample
 from volumetric.ops.output import complete_output, open_output
+from volumetric.ops.paths import absolute
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -218,6 +219,7 @@ def convert(
     -------
     ConvertReport
     """
+    src, dst = absolute(src), absolute(dst)
     if levels < 1:
         raise InputError(f"--levels must be at least 1, got {levels}")
     if downsampling not in ("mean", "nearest"):
@@ -267,6 +269,7 @@ def convert(
             extra_attrs={"source": {"path": layout["source"]["path"], "axes": source.native_axes}},
         )
 
+    check_cluster(client, cluster)
     journal, resumed = open_output(dst, layout, create, overwrite=overwrite, inputs=(src,))
     if resumed:
         log.info("resuming the interrupted conversion of %s", dst)

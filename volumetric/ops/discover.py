@@ -51,6 +51,7 @@ from volumetric.ops.cube_search import (
     region_search,
 )
 from volumetric.ops.output import check_writable
+from volumetric.ops.paths import absolute
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -212,7 +213,7 @@ def discover(
     out_path = check_writable(out)
     if out_path.exists() and not overwrite:
         raise DestinationError(f"{out} already exists; pass --overwrite to replace it")
-    source = open_input(src, what="RAW")
+    source = open_input(absolute(src), what="RAW")
     fixed = _fixed_indices(source, t, channel)
     shape = tuple(s for s, f in zip(source.shape, fixed) if f is None)
     cube_shape = _cube_shape(source, shape, cube)

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from volumetric.engine import run_blocks, session
+from volumetric.engine import check_cluster, run_blocks, session
 from volumetric.engine.journal import JOURNAL_DIR
 from volumetric.errors import InputError
 from volumetric.geometry import BlockGrid, Box
@@ -60,6 +60,7 @@ from volumetric.kernels.edt_clip import (
 from volumetric.kernels.edt_separable import axis_distance_sq, parabolic_envelope
 from volumetric.ops.common import chunks_of, grow_block, open_input, spacing_of, spatial_positions
 from volumetric.ops.output import complete_output, open_output
+from volumetric.ops.paths import absolute
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -277,6 +278,7 @@ def distance(
     DistanceReport
     """
     _check_options(clip, power, normalize)
+    src, dst = absolute(src), absolute(dst)
     source = open_input(src, what="MASK")
     spacing = spacing_of(source, what="MASK")
     meta = source.meta(spacing, name=Path(dst).name)
@@ -328,6 +330,7 @@ def distance(
                     dtype=np.float32, fill_value=np.inf,
                 )
 
+    check_cluster(client, cluster)
     journal, resumed = open_output(dst, layout, create, overwrite=overwrite, inputs=(src,))
     t0 = time.monotonic()
     values: set[float] = set()

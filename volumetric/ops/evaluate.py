@@ -24,6 +24,7 @@ from volumetric.io.cubes import read_cubes
 from volumetric.io.sources import Source
 from volumetric.kernels.metrics import confusion, mask_scores
 from volumetric.ops.common import grow_block, open_input, spatial_positions
+from volumetric.ops.paths import absolute
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -112,8 +113,8 @@ def evaluate(
         ``dice``, ``iou``, ``precision``, ``recall``, ``tp``, ``fp``, ``fn`` with a
         threshold; ``mse``, ``psnr``, ``data_range`` without; ``voxels`` compared.
     """
-    pred = open_input(prediction, what="PRED")
-    ref = open_input(truth, what="TRUTH")
+    pred = open_input(absolute(prediction), what="PRED")
+    ref = open_input(absolute(truth), what="TRUTH")
     shape = tuple(pred.shape[i] for i in spatial_positions(pred.axes))
     ref_shape = tuple(ref.shape[i] for i in spatial_positions(ref.axes))
     if shape != ref_shape:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from volumetric.engine import run_blocks, session
+from volumetric.engine import check_cluster, run_blocks, session
 from volumetric.errors import InputError
 from volumetric.geometry import BlockGrid, Box, block_shape_for
 from volumetric.io.intensity import intensity_stats
@@ -22,6 +22,7 @@ from volumetric.io.sources import ZarrSource, open_source
 from volumetric.kernels.overlay import overlay as overlay_kernel
 from volumetric.ops.convert import resolve_chunks
 from volumetric.ops.output import complete_output, open_output
+from volumetric.ops.paths import absolute
 from volumetric.ops.predict_tasks import NormalizedInput, normalized_input
 
 if TYPE_CHECKING:
@@ -106,6 +107,7 @@ def overlay(
     t0 = time.monotonic()
     if power <= 0:
         raise InputError(f"--power must be positive, got {power}")
+    raw, pred, out = absolute(raw), absolute(pred), absolute(out)
     source = open_source(raw)
     if "t" in source.axes or ("c" in source.axes and source.shape[0] != 1):
         raise InputError(f"{raw} must be a single-channel volume without a time axis")
@@ -141,6 +143,7 @@ def overlay(
                      [LevelSpec("0", out_shape, (1,) * len(out_shape))],
                      dtype=np.uint16, chunks=chunks)
 
+    check_cluster(client, cluster)
     journal, _ = open_output(out, layout, create, overwrite=overwrite, inputs=(raw, pred))
     grid = BlockGrid(spatial, block)
     task = OverlayBlock(reader, prediction.array_path, channel, clip, power, rgb, f"{out}/0")

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from volumetric.engine import ask_workers, check_resources, layout_hash, run_blocks, session
-from volumetric.engine.cluster import CLUSTER_ENV
+from volumetric.engine.cluster import scheduler_address
 from volumetric.engine.journal import JOURNAL_DIR
 from volumetric.errors import InputError
 from volumetric.geometry import BlockGrid, Coord, block_shape_for, ceil_div
@@ -49,6 +49,7 @@ from volumetric.models.loading import (
 )
 from volumetric.ops.convert import resolve_chunks
 from volumetric.ops.output import check_writable, complete_output, open_output
+from volumetric.ops.paths import absolute
 from volumetric.ops.predict_tasks import (
     BlendBlock,
     EvaluateWindows,
@@ -287,13 +288,16 @@ def predict(
     fill = float(fill if fill is not None else (clip if clip is not None else 0.0))
     stored_fill = postprocess(np.full(1, fill, np.float32), dtype=dtype, clip=clip,
                               threshold=threshold)[0]
+    raw, out = absolute(raw), absolute(out)
+    mask = absolute(mask) if mask else None
     check_writable(out)
     source = open_source(raw)
     spatial_axes, shape = _spatial(source, raw)
     chosen = _channels(source, channels)
     n_in = 1 if chosen is None else len(chosen)
-    spec = ModelSpec(model, weights)
-    local = client is None and (cluster or os.environ.get(CLUSTER_ENV) or "local") == "local"
+    spec = ModelSpec(absolute(model) if os.path.exists(model) else model,  # or module:factory
+                     absolute(weights) if weights else None)
+    local = client is None and scheduler_address(cluster) == "local"
     # On an existing cluster, "auto" is what the workers have, asked once connected.
     ask = device == "auto" and not local
     run_device = device if ask else resolve_device(device, check=local)

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from volumetric.engine import run_blocks, session
+from volumetric.engine import check_cluster, run_blocks, session
 from volumetric.engine.journal import JOURNAL_DIR
 from volumetric.errors import InputError
 from volumetric.geometry import BlockGrid, Box, ceil_div
@@ -44,6 +44,7 @@ from volumetric.kernels.projection import (
 )
 from volumetric.ops.common import chunks_of, grow_block, open_input
 from volumetric.ops.output import check_writable, complete_output, open_output
+from volumetric.ops.paths import absolute
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -169,6 +170,7 @@ def project(
         raise InputError(f"unknown --mode {mode!r}; choose one of {', '.join(MODES)}")
     if fan_in < 2:
         raise InputError(f"fan-in must be at least 2, got {fan_in}")
+    src, dst = absolute(src), absolute(dst)
     source = open_input(src, what="SRC")
     if axis not in source.axes or axis not in "zyx":
         raise InputError(f"SRC {src} has axes {source.axes!r}; cannot project along {axis!r}")
@@ -211,6 +213,7 @@ def project(
                               chunks=tuple(1 if i == k else b for i, b in enumerate(block)),
                               dtype=acc)
 
+    check_cluster(client, cluster)
     journal, resumed = open_output(dst, layout, create, overwrite=overwrite, inputs=(src,))
     t0 = time.monotonic()
     blocks = 0

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from volumetric.engine import run_blocks, session
+from volumetric.engine import check_cluster, run_blocks, session
 from volumetric.engine.journal import JOURNAL_DIR
 from volumetric.errors import InputError
 from volumetric.geometry import BlockGrid, Box
@@ -33,6 +33,7 @@ from volumetric.io.swc import Skeleton, read_swc
 from volumetric.kernels.swc_render import render_segments, segment_bounds
 from volumetric.ops.common import chunks_of, grow_block, open_input, spacing_of, spatial_positions
 from volumetric.ops.output import complete_output, open_output
+from volumetric.ops.paths import absolute
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -121,6 +122,7 @@ def render(
     RenderReport
     """
     skeleton = read_swc(swc)
+    like, dst = absolute(like), absolute(dst)
     source = open_input(like, what="RAW")
     spatial = spatial_positions(source.axes)
     if len(spatial) != 3:
@@ -154,6 +156,7 @@ def render(
     def create() -> None:
         create_image(dst, meta, [LevelSpec("0", shape, (1, 1, 1))], dtype=np.uint8, chunks=chunks)
 
+    check_cluster(client, cluster)
     journal, resumed = open_output(dst, layout, create, overwrite=overwrite, inputs=(like, swc))
     segments = Path(dst) / JOURNAL_DIR / "segments.npy"
     np.save(segments, table)
