@@ -182,10 +182,19 @@ def model_from_checkpoint(payload: dict[str, Any], path: str | Path = "the check
     """
     name = registered_architecture(payload, path)
     model = build_model(name, **payload["model_config"])
-    try:
-        model.load_state_dict(payload["state_dict"])
-    except RuntimeError as exc:
-        raise InputError(
-            f"{path}: the weights do not fit {name}: {state_dict_problem(exc)}"
-        ) from None
+    load_state(model, payload["state_dict"], misfit=f"{path}: the weights do not fit {name}")
     return model
+
+
+def load_state(model: Any, state: dict[str, Any], *, misfit: str) -> None:
+    """``model.load_state_dict(state)``, with weights that do not fit as one clear line.
+
+    Raises
+    ------
+    InputError
+        ``misfit``, then the first problem torch lists (missing or unexpected keys, a shape).
+    """
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise InputError(f"{misfit}: {state_dict_problem(exc)}") from None

@@ -32,12 +32,13 @@ from volumetric.models.checkpoint import (
     check_checkpoint,
     is_checkpoint,
     is_torchscript,
+    load_state,
     load_weights_only,
     model_from_checkpoint,
 )
 from volumetric.models.export import METADATA_FILE
 from volumetric.models.factory import build_network
-from volumetric.models.torch_messages import error_cause, state_dict_problem
+from volumetric.models.torch_messages import error_cause
 
 log = logging.getLogger("volumetric")
 
@@ -145,12 +146,7 @@ def _from_factory(spec: ModelSpec) -> LoadedModel:
                          "factory")
     if checkpoint is not None:
         loaded.describe(checkpoint)
-    try:
-        loaded.module.load_state_dict(state)
-    except RuntimeError as exc:
-        raise InputError(
-            f"{spec.weights} does not fit {spec.model}: {state_dict_problem(exc)}"
-        ) from None
+    load_state(loaded.module, state, misfit=f"{spec.weights} does not fit {spec.model}")
     return loaded
 
 

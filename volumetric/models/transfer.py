@@ -24,7 +24,7 @@ from typing import Any
 from torch import nn
 
 from volumetric.errors import InputError
-from volumetric.models.torch_messages import state_dict_problem
+from volumetric.models.checkpoint import load_state
 
 _WEIGHT_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d,
                   nn.ConvTranspose3d, nn.Linear)
@@ -100,9 +100,5 @@ def load_initial_weights(model: nn.Module, payload: dict[str, Any], architecture
             f"--init {source} holds a network of architecture {payload['architecture']}, not "
             f"{architecture}"
         )
-    try:
-        model.load_state_dict(payload["state_dict"])
-    except RuntimeError as exc:
-        raise InputError(
-            f"--init {source}: weights do not fit this {architecture}: {state_dict_problem(exc)}"
-        ) from None
+    load_state(model, payload["state_dict"],
+               misfit=f"--init {source}: weights do not fit this {architecture}")

@@ -9,8 +9,8 @@ volumetric version may change) from its last finished epoch.
 
 from __future__ import annotations
 
-import logging
 import json
+import logging
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
