@@ -35,8 +35,11 @@ def test_gallery_png(tmp_path):
     assert _run("patches", raw, target, plain, "--patch", "1,16,16", "--n", "3",
                 "--no-augment").exit_code == 0
     assert iio.imread(plain).shape != picture.shape
-    tiles = _run("patches", raw, target, plain, "--patch", "6,16,16", "--n", "50", "--sampler",
-                 "grid", "--no-augment")
+    grid = ("--patch", "6,16,16", "--n", "50", "--sampler", "grid", "--no-augment")
+    refused = _run("patches", raw, target, plain, *grid)
+    assert refused.exit_code == 2 and "--overwrite" in refused.output
+    assert iio.imread(plain).shape != picture.shape  # untouched
+    tiles = _run("patches", raw, target, plain, *grid, "--overwrite")
     assert "18 patches" in tiles.output  # 2 x 3 x 3 tiles, each shown once
 
 

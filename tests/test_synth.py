@@ -9,11 +9,11 @@ import tifffile
 
 from volumetric.errors import DestinationError, InputError
 from volumetric.geometry import BlockGrid
+from volumetric.io.destination import replacing
 from volumetric.io.swc import read_swc
 from volumetric.testing.frames import BACKGROUND, frames, write_frames
 from volumetric.testing.mito import labels_path, mito, write_mito
 from volumetric.testing.neurites import neurites, write_neurites
-from volumetric.testing.output import replacing
 from volumetric.testing.zstack import output_paths, write_zstack, zstack
 
 

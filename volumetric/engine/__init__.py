@@ -13,13 +13,17 @@ from volumetric.engine.cluster import (
     session,
     worker_threads,
 )
-from volumetric.engine.journal import Journal, layout_hash
+from volumetric.engine.journal import JOURNAL_DIR, Journal, layout_hash
+from volumetric.engine.lease import LEASE_NAME, acquire_lease, release_lease
 from volumetric.engine.progress import Progress, silence
 from volumetric.engine.run import ask_workers, check_resources, run_blocks, run_expanding
 
 __all__ = [
+    "JOURNAL_DIR",
+    "LEASE_NAME",
     "Journal",
     "Progress",
+    "acquire_lease",
     "ask_workers",
     "check_cluster",
     "check_resources",
@@ -27,6 +31,7 @@ __all__ = [
     "default_workers",
     "layout_hash",
     "local_cluster",
+    "release_lease",
     "run_blocks",
     "run_expanding",
     "session",

@@ -36,9 +36,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from volumetric.engine import run_blocks, session
-from volumetric.errors import DestinationError, InputError
+from volumetric.errors import InputError
 from volumetric.geometry import BlockGrid, Coord, as_coord
 from volumetric.io.cubes import CubeList, store_cubes, write_cubes
+from volumetric.io.destination import claim_file
 from volumetric.io.ome import open_image
 from volumetric.io.sources import Source
 from volumetric.io.swc import read_swc
@@ -50,7 +51,6 @@ from volumetric.ops.cube_search import (
     level_search,
     region_search,
 )
-from volumetric.ops.output import check_writable
 from volumetric.ops.paths import absolute
 
 if TYPE_CHECKING:
@@ -210,9 +210,7 @@ def discover(
         raise InputError(f"--connectivity must be 6, 18 or 26, got {connectivity}")
     if min_voxels < 1:
         raise InputError(f"--min-voxels must be at least 1, got {min_voxels}")
-    out_path = check_writable(out)
-    if out_path.exists() and not overwrite:
-        raise DestinationError(f"{out} already exists; pass --overwrite to replace it")
+    out_path = claim_file(out, inputs=(src, seeds_swc, store_in), overwrite=overwrite, what="OUT")
     source = open_input(absolute(src), what="RAW")
     fixed = _fixed_indices(source, t, channel)
     shape = tuple(s for s, f in zip(source.shape, fixed) if f is None)

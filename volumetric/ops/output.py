@@ -1,12 +1,16 @@
 """Preparing an operation's output store: overwrite, refuse or resume.
 
 Every operation that writes an OME-Zarr image goes through
-:func:`prepare_output`, so the rules are the same everywhere:
+:func:`open_output`, so the rules are the same everywhere:
 
 - a missing destination is created (its parent folder must be writable);
+- an output that is, holds or lies inside an input is refused;
 - a complete store, or anything that is not a store, is never touched
   without ``overwrite`` (and a folder that is not a Zarr store is never
   deleted, even with it);
+- one run at a time writes an output: it holds the output's lease
+  (:mod:`volumetric.engine.lease`) from here until :func:`complete_output`,
+  and a second run is refused with the first one's host and pid;
 - an incomplete store written by volumetric with the same layout resumes;
   with another layout it is refused unless ``overwrite``.
 """
@@ -20,8 +24,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from volumetric.engine import Journal
-from volumetric.errors import DestinationError, InputError
+from volumetric.engine import JOURNAL_DIR, LEASE_NAME, Journal, acquire_lease, release_lease
+from volumetric.errors import DestinationError
+from volumetric.io.destination import check_apart, check_writable
 from volumetric.io.ome import finalize_image
 from volumetric.io.sources.arrays import is_zarr
 
@@ -39,28 +44,6 @@ def _is_incomplete_volumetric(path: Path) -> bool:
             vol = attrs.get("volumetric")
             return isinstance(vol, dict) and not vol.get("complete", False)
     return False
-
-
-def check_writable(dst: str | Path) -> Path:
-    """Check that ``dst`` can be created: its parent exists and is writable."""
-    dst = Path(dst)
-    parent = dst.resolve().parent
-    if not parent.is_dir():
-        raise DestinationError(f"cannot write {dst}: folder {parent} does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise DestinationError(f"cannot write {dst}: folder {parent} is not writable")
-    return dst
-
-
-def _check_apart(dst: Path, src: Path) -> None:
-    """Refuse an output that is, holds or lies inside the input ``src``."""
-    out, given = dst.resolve(), src.resolve()
-    if out == given:
-        raise InputError(f"the output {dst} is the same path as the input")
-    if out in given.parents:
-        raise InputError(f"the output {dst} contains the input {src}; choose another output")
-    if given in out.parents:
-        raise InputError(f"the output {dst} lies inside the input {src}; choose another output")
 
 
 def open_output(
@@ -86,7 +69,7 @@ def open_output(
         Replace an existing store.
     inputs : tuple of paths
         The operation's inputs; an output that is one of them, holds one or
-        lies inside one is refused.
+        lies inside one is refused (see :func:`~volumetric.io.destination.check_apart`).
 
     Returns
     -------
@@ -98,40 +81,98 @@ def open_output(
     Raises
     ------
     DestinationError
-        The destination exists and may not be replaced, or cannot be written.
+        The destination exists and may not be replaced, cannot be written, or
+        another run writes it now.
     LayoutMismatchError
         An interrupted run used different parameters and ``overwrite`` is false.
     """
-    dst = check_writable(dst)
-    for src in inputs:
-        _check_apart(dst, Path(src))
+    dst = check_output(dst, inputs=inputs, overwrite=overwrite)
     journal = Journal(dst, layout)
+    existed = dst.exists()
     try:
-        return journal, _resume_or_create(dst, journal, create, overwrite)
+        lease = acquire_lease(journal.root, what=str(dst))
+        try:
+            return journal, _resume_or_create(dst, journal, create, overwrite)
+        except BaseException:
+            lease.release()
+            if not existed:
+                shutil.rmtree(dst, ignore_errors=True)
+            raise
     except OSError as exc:  # os.access cannot foresee every refusal (EPERM, EROFS, as root)
         raise DestinationError(f"cannot write {dst}: {exc.strerror or exc}") from None
 
 
+def check_output(dst: str | Path, *, inputs: tuple[str | Path, ...] = (),
+                 overwrite: bool = False) -> Path:
+    """The checks of :func:`open_output` that need no lease, to run before any work starts.
+
+    Raises
+    ------
+    InputError
+        ``dst`` is, holds or lies inside one of ``inputs``.
+    DestinationError
+        ``dst`` cannot be written, is not a Zarr store, or is complete and
+        ``overwrite`` is false.
+    """
+    dst = check_writable(dst)
+    check_apart(dst, inputs)
+    try:
+        _refuse_foreign(dst, overwrite)
+    except OSError as exc:
+        raise DestinationError(f"cannot read {dst}: {exc.strerror or exc}") from None
+    return dst
+
+
+def _refuse_foreign(dst: Path, overwrite: bool) -> None:
+    """Refuse, before any lease is taken, what no run of ours may replace or resume.
+
+    An empty folder, or one holding a journal but no Zarr metadata yet (a run
+    that died while creating or replacing its store), is ours to write.
+    """
+    if not dst.exists() or (dst.is_dir() and not any(dst.iterdir())):
+        return
+    zarr_store = dst.is_dir() and is_zarr(str(dst))
+    if not zarr_store and (dst / JOURNAL_DIR).is_dir():
+        return
+    if not zarr_store:
+        raise DestinationError(f"{dst} exists and is not a Zarr store; refusing to replace it")
+    if not overwrite and not _is_incomplete_volumetric(dst):
+        raise DestinationError(f"{dst} already exists; pass --overwrite to replace it")
+
+
+def _clear(dst: Path) -> None:
+    """Empty the store ``dst``, keeping only the lease this run holds."""
+    for entry in dst.iterdir():
+        if entry.name == JOURNAL_DIR and entry.is_dir():
+            for inner in entry.iterdir():
+                if inner.name != LEASE_NAME:
+                    _remove(inner)
+        else:
+            _remove(entry)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
+
+
 def _resume_or_create(dst: Path, journal: Journal, create: Callable[[], None],
                       overwrite: bool) -> bool:
-    """Resume an interrupted run (True) or create the output afresh (False)."""
-    if dst.exists():
-        if dst.is_dir() and not any(dst.iterdir()):
-            pass
-        elif not (dst.is_dir() and is_zarr(str(dst))):
-            raise DestinationError(f"{dst} exists and is not a Zarr store; refusing to replace it")
-        elif overwrite:
-            shutil.rmtree(dst)
-        elif not _is_incomplete_volumetric(dst):
-            raise DestinationError(f"{dst} already exists; pass --overwrite to replace it")
-        elif journal.stored_hash() is not None and journal.start(restart=False):
-            return True
+    """Resume an interrupted run (True) or create the output afresh (False), under the lease."""
+    _refuse_foreign(dst, overwrite)  # again: an earlier holder may have completed it meanwhile
+    if overwrite or not is_zarr(str(dst)):
+        _clear(dst)
+    elif journal.stored_hash() is not None and journal.start(restart=False):
+        return True
     create()
     journal.start(restart=True)
     return False
 
 
 def complete_output(dst: str | Path, journal: Journal) -> None:
-    """Mark an image complete once all its blocks are written."""
+    """Mark an image complete once all its blocks are written, and give up its lease."""
     finalize_image(dst)
     journal.finish()
+    release_lease(journal.root)

@@ -11,7 +11,7 @@ import numpy as np
 from volumetric.errors import InputError
 from volumetric.io.ome import open_image
 from volumetric.kernels.augment import AugmentConfig, AugmentParams
-from volumetric.ops.output import check_writable
+from volumetric.io.destination import claim_file, replacing
 from volumetric.train.dataset import PatchDataset, VolumePair
 
 COLUMNS = 4  # samples per row; each sample takes two panels
@@ -67,6 +67,7 @@ def patch_gallery(
     cubes: str | None = None,
     t: int = 0,
     channel: int | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Draw ``n`` patches as the training loader would and save them as one PNG.
 
@@ -94,6 +95,8 @@ def patch_gallery(
         Augmentations switched off (see :meth:`AugmentConfig.without`).
     t, channel : int
         Time point and raw channel.
+    overwrite : bool
+        Replace an existing ``out``.
 
     Returns
     -------
@@ -105,10 +108,8 @@ def patch_gallery(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    out = Path(out)
-    if out.suffix.lower() != ".png":
-        raise InputError(f"gallery {out} must be a .png file")
-    check_writable(out)
+    out = claim_file(out, inputs=(raw, target, mask, cubes), overwrite=overwrite,
+                     suffixes=(".png",), what="gallery")
     if n < 1:
         raise InputError(f"--n {n} must be at least 1")
     patch = tuple(patch) if patch is not None else default_patch(raw)
@@ -147,6 +148,7 @@ def patch_gallery(
     fig.suptitle(f"{Path(raw).name} / {Path(target).name}: {n} patches {patch}, sampler "
                  f"{sampler}, {augmented}, seed {seed}", fontsize=9)
     fig.tight_layout()
-    fig.savefig(out, dpi=90)
+    with replacing([out], overwrite=overwrite) as (tmp,):
+        fig.savefig(tmp, dpi=90)
     plt.close(fig)
     return {"path": str(out), "samples": n, "patch": list(patch)}

@@ -48,7 +48,7 @@ from volumetric.models.loading import (
     resolve_device,
 )
 from volumetric.ops.convert import resolve_chunks
-from volumetric.ops.output import check_writable, complete_output, open_output
+from volumetric.ops.output import check_output, complete_output, open_output
 from volumetric.ops.paths import absolute
 from volumetric.ops.predict_tasks import (
     BlendBlock,
@@ -290,7 +290,7 @@ def predict(
                               threshold=threshold)[0]
     raw, out = absolute(raw), absolute(out)
     mask = absolute(mask) if mask else None
-    check_writable(out)
+    check_output(out, inputs=tuple(p for p in (raw, mask, cubes) if p), overwrite=overwrite)
     source = open_source(raw)
     spatial_axes, shape = _spatial(source, raw)
     chosen = _channels(source, channels)

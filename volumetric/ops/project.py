@@ -43,7 +43,8 @@ from volumetric.kernels.projection import (
     partial_projection,
 )
 from volumetric.ops.common import chunks_of, grow_block, open_input
-from volumetric.ops.output import check_writable, complete_output, open_output
+from volumetric.io.destination import claim_file, replacing
+from volumetric.ops.output import complete_output, open_output
 from volumetric.ops.paths import absolute
 
 if TYPE_CHECKING:
@@ -108,7 +109,7 @@ def _plan(length: int, first_step: int, fan_in: int) -> list[tuple[int, int]]:
     return levels
 
 
-def _preview(image: str, png: str, axis: int) -> None:
+def _preview(image: str, png: str, axis: int, overwrite: bool) -> None:
     """Write the projection of the first time point as an RGB PNG, one colour per channel."""
     import imageio.v3 as iio
 
@@ -120,7 +121,8 @@ def _preview(image: str, png: str, axis: int) -> None:
     kept = [a for i, a in enumerate(axes) if a != "t" and i != axis]
     if "c" not in kept:
         planes = planes[None]
-    iio.imwrite(png, composite_rgb(planes, CHANNEL_COLOURS))
+    with replacing([png], overwrite=overwrite) as (tmp,):
+        iio.imwrite(tmp, composite_rgb(planes, CHANNEL_COLOURS))
 
 
 def project(
@@ -154,7 +156,7 @@ def project(
         Also write a colour preview of the first time point (channels in
         the OME colours, percentile contrast).
     overwrite : bool
-        Replace an existing output.
+        Replace an existing output (and an existing ``png``).
     block_bytes : int, optional
         Target size of a source block (default 32 MiB).
     fan_in : int
@@ -179,7 +181,8 @@ def project(
         if len(kept) != 2:
             raise InputError(f"--png needs a 2D projection; projecting {source.axes} along "
                              f"{axis} leaves {kept}")
-        check_writable(png)
+        claim_file(png, inputs=(src,), outputs=(dst,), overwrite=overwrite, suffixes=(".png",),
+                   what="--png")
     k = source.axes.index(axis)
     shape = source.shape
     chunks = chunks_of(source, source.dtype)
@@ -233,5 +236,5 @@ def project(
     shutil.rmtree(scratch, ignore_errors=True)
     complete_output(dst, journal)
     if png is not None:
-        _preview(dst, png, k)
+        _preview(dst, png, k, overwrite)
     return ProjectReport(open_image(dst), blocks, len(levels), time.monotonic() - t0, resumed)

@@ -19,14 +19,15 @@ from typing import Any
 import numpy as np
 
 from volumetric._version import __version__
+from volumetric.engine import JOURNAL_DIR, acquire_lease
 from volumetric.errors import DestinationError, InputError
+from volumetric.io.destination import check_apart, check_writable
 from volumetric.io.intensity import intensity_stats
 from volumetric.io.ome import open_image
 from volumetric.models.checkpoint import read_checkpoint, registered_architecture
 from volumetric.models.factory import build_network, is_custom
 from volumetric.models.transfer import freeze as freeze_layers
 from volumetric.models.transfer import load_initial_weights, parse_freeze
-from volumetric.ops.output import check_writable
 from volumetric.train import rundir
 from volumetric.train.losses import get_loss
 from volumetric.train.loop import FitResult, TrainSettings, fit, resolve_device
@@ -167,20 +168,21 @@ def _choose_loss(targets: list[str], settings: TrainSettings) -> tuple[TrainSett
     return settings, max(high - low, 1e-12)
 
 
-def _stored_run(out: Path, resume: bool) -> dict[str, Any] | None:
+def _stored_run(out: Path, resume: bool, inputs: list[str | None]) -> dict[str, Any] | None:
     """The ``config.json`` of the run in ``out`` to continue (None: start one); refuses clashes.
 
     A run that never finished an epoch (no ``last.pt``) holds nothing to
     continue or to keep: it starts again, with any options.
     """
     check_writable(out)
+    check_apart(out, inputs)
     if out.exists() and not out.is_dir():
         raise DestinationError(f"{out} exists and is not a folder")
     stored = rundir.read_config(out) if out.is_dir() else None
     if stored is not None and not (out / rundir.LAST).is_file():
         return None
     if stored is None:
-        if out.is_dir() and any(out.iterdir()):
+        if out.is_dir() and any(p.name != JOURNAL_DIR for p in out.iterdir()):
             raise DestinationError(
                 f"{out} is not empty and holds no training run; choose another --out"
             )
@@ -303,7 +305,9 @@ def train(
 
     started = time.perf_counter()
     out = Path(out)
-    stored = _stored_run(out, resume)
+    inputs = [data.raw, data.target, data.mask, data.cubes, model.init,
+              *(path for pair in data.pairs for path in pair)]
+    stored = _stored_run(out, resume, inputs)
     resolve_device(settings.device)
     parse_freeze(model.freeze)
     augmentation = AugmentConfig().without(data.augment_off) if data.augment else None
@@ -354,13 +358,16 @@ def train(
         log.info("froze %d parameter tensors (%s)", frozen, model.freeze)
     _check_output(net, sample, name)
 
-    out.mkdir(parents=True, exist_ok=True)
-    rundir.write_config(out, run_config)
-    spec = ModelSpec(name, config, dims, in_channels, out_channels,
-                     get_loss(settings.loss).output_activation,
-                     {"normalize": data.normalize}, tuple(patch))
-    result = fit(net, train_set, val_set, spec, settings, out, resume=stored is not None,
-                 data_range=data_range, progress=progress and not silenced())
+    lease = acquire_lease(out / JOURNAL_DIR, what=str(out))
+    try:
+        rundir.write_config(out, run_config)
+        spec = ModelSpec(name, config, dims, in_channels, out_channels,
+                         get_loss(settings.loss).output_activation,
+                         {"normalize": data.normalize}, tuple(patch))
+        result = fit(net, train_set, val_set, spec, settings, out, resume=stored is not None,
+                     data_range=data_range, progress=progress and not silenced())
+    finally:
+        lease.release()
     return TrainReport(out, name, result, time.perf_counter() - started)
 
 

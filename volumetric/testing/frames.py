@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from volumetric.io.sources.hdf5 import HDF5_SUFFIXES
-from volumetric.testing.output import replacing, require_suffix
+from volumetric.io.destination import replacing, require_suffix
 from volumetric.testing.params import positive
 from volumetric.testing.tiles import rng_for
 

@@ -21,8 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from volumetric.geometry import BlockGrid, Box
+from volumetric.io.destination import replacing, require_suffix
 from volumetric.testing import tiles
-from volumetric.testing.output import TIFF_SUFFIXES, fill_tiffs, replacing, require_suffix
+from volumetric.testing.output import TIFF_SUFFIXES, fill_tiffs
 from volumetric.testing.params import positive
 
 DEFAULT_FRACTION = 0.12  # of the volume inside organelles

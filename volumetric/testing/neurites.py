@@ -36,7 +36,7 @@ from volumetric.io.sources.hdf5 import HDF5_SUFFIXES
 from volumetric.io.swc import Skeleton, write_swc
 from volumetric.testing import tiles
 from volumetric.testing.curves import Trees, random_trees
-from volumetric.testing.output import replacing, require_suffix
+from volumetric.io.destination import replacing, require_suffix
 from volumetric.testing.params import positive
 
 DEFAULT_FOREGROUND = 0.003

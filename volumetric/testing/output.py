@@ -2,52 +2,13 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from volumetric.errors import DestinationError, InputError
-from volumetric.ops.output import check_writable
-
 TIFF_SUFFIXES = (".tif", ".tiff")
-
-
-@contextmanager
-def replacing(paths: Sequence[str | Path], *, overwrite: bool = False) -> Iterator[list[Path]]:
-    """Yield temporary paths next to ``paths``; move them into place together on success.
-
-    Raises
-    ------
-    DestinationError
-        An output exists (and ``overwrite`` is false) or is a folder, or its
-        folder cannot be written.
-    """
-    targets = [check_writable(p) for p in paths]
-    for target in targets:
-        if target.is_dir():
-            raise DestinationError(f"{target} is a folder; refusing to replace it")
-        if target.exists() and not overwrite:
-            raise DestinationError(f"{target} already exists; pass --overwrite to replace it")
-    temps = [t.with_name(f".{t.name}.partial") for t in targets]
-    try:
-        yield temps
-        for temp, target in zip(temps, targets):
-            os.replace(temp, target)
-    finally:
-        for temp in temps:
-            temp.unlink(missing_ok=True)
-
-
-def require_suffix(path: str | Path, suffixes: Sequence[str], what: str) -> Path:
-    """``path`` as a Path if its suffix is one of ``suffixes``, else an :class:`InputError`."""
-    path = Path(path)
-    if path.suffix.lower() not in suffixes:
-        raise InputError(f"{path}: the {what} file name must end with {', '.join(suffixes)}")
-    return path
 
 
 def big_tiff(shape: Sequence[int], dtype: np.dtype | type) -> bool:
