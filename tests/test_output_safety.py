@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -211,3 +212,26 @@ def test_a_store_left_without_metadata_by_a_dead_run_is_written_again(client, in
     (out / JOURNAL_DIR / "lease").write_text("{}")  # the dead run's, no longer locked
     distance(str(raw), str(out), client=client, progress=False, overwrite=overwrite)
     assert np.array_equal(zarr.open_array(str(out / "0"), mode="r")[:], expected)
+
+
+def test_two_vol_processes_on_one_output(tmp_path):
+    """A real second `vol convert --overwrite` while the first runs: refused, the first ends right."""
+    data = np.random.default_rng(0).integers(0, 1000, (32, 64, 64), dtype=np.uint16)
+    np.save(tmp_path / "in.npy", data)
+    out = tmp_path / "out.zarr"
+    command = [sys.executable, "-m", "volumetric_cli.main", "convert", str(tmp_path / "in.npy"),
+               str(out), "--workers", "1"]
+    env = {**os.environ, "VOLUMETRIC_CLUSTER": "local"}
+    first = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while not (out / JOURNAL_DIR / "lease").exists() and first.poll() is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        second = subprocess.run([*command, "--overwrite"], capture_output=True, text=True, env=env)
+    finally:
+        _, first_err = first.communicate(timeout=120)
+    assert first.returncode == 0, first_err
+    assert second.returncode == 2, second.stderr
+    assert f"another run (host {socket.gethostname()}, pid {first.pid}" in second.stderr
+    assert np.array_equal(zarr.open_array(str(out / "0"), mode="r")[:], data)

@@ -231,7 +231,8 @@ def create_image(
     Parameters
     ----------
     path : str or Path
-        The group to create (existing content is replaced).
+        The group to create: a missing or empty folder (files that are not Zarr, such
+        as a journal, are kept); an existing group is refused.
     meta : ImageMeta
         Axes and physical metadata.
     levels : sequence of LevelSpec
@@ -272,7 +273,7 @@ def create_image(
             **(extra_attrs or {}),
         }
     }
-    group = zarr.open_group(str(path), mode="w", zarr_format=zarr_format, attributes=attrs)
+    group = zarr.create_group(str(path), zarr_format=zarr_format, attributes=attrs)
     for lvl in levels:
         lvl_chunks = tuple(min(c, s) for c, s in zip(chunks, lvl.shape))
         lvl_shards = None

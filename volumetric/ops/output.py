@@ -162,10 +162,10 @@ def _resume_or_create(dst: Path, journal: Journal, create: Callable[[], None],
                       overwrite: bool) -> bool:
     """Resume an interrupted run (True) or create the output afresh (False), under the lease."""
     _refuse_foreign(dst, overwrite)  # again: an earlier holder may have completed it meanwhile
-    if overwrite or not is_zarr(str(dst)):
-        _clear(dst)
-    elif journal.stored_hash() is not None and journal.start(restart=False):
+    if (not overwrite and is_zarr(str(dst)) and journal.stored_hash() is not None
+            and journal.start(restart=False)):
         return True
+    _clear(dst)
     create()
     journal.start(restart=True)
     return False
