@@ -10,13 +10,15 @@ variable ``VOLUMETRIC_CLUSTER`` supplies the default, and
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
 import socket
 import sys
+import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -146,22 +148,78 @@ def check_cluster(client: Client | None, cluster: str | None) -> None:
     Raises
     ------
     ClusterError
-        The address is malformed, or nothing listens there within the
-        connect timeout (see :func:`connect_timeout`).
+        The address is malformed, nothing listens there, or what listens does
+        not answer as a dask scheduler within the connect timeout (see
+        :func:`connect_timeout`).
     """
     if client is not None:
         return
     address = scheduler_address(cluster)
-    host_port = None if address == "local" else _host_port(address)
-    if host_port is None:
-        return
+    if address != "local":
+        _check_scheduler(address, connect_timeout())
+
+
+def _check_scheduler(address: str, seconds: float) -> None:
+    """Refuse an ``address`` where no dask scheduler answers its ``identity`` within ``seconds``."""
+    host_port = _host_port(address)
+    if host_port is not None:  # a quick, clear answer for nothing listening there
+        try:
+            with socket.create_connection(host_port, timeout=seconds):
+                pass
+        except OSError as exc:
+            raise ClusterError(
+                f"cannot reach the dask scheduler at {address}: {exc.strerror or exc}"
+            ) from None
     try:
-        with socket.create_connection(host_port, timeout=connect_timeout()):
-            pass
-    except OSError as exc:
-        raise ClusterError(
-            f"cannot reach the dask scheduler at {address}: {exc.strerror or exc}"
-        ) from None
+        reply = _in_thread(lambda: asyncio.run(_identity(address, seconds)), 2 * seconds)
+    except (TimeoutError, asyncio.TimeoutError):
+        raise ClusterError(f"the server at {address} did not answer within {seconds:g} s: "
+                           "is it a dask scheduler?") from None
+    except Exception:  # whatever a server that speaks another protocol makes the comm raise
+        reply = None
+    if not (isinstance(reply, dict) and reply.get("type") == "Scheduler"):
+        raise ClusterError(f"the server at {address} is not a dask scheduler")
+
+
+async def _identity(address: str, seconds: float) -> Any:
+    from distributed.comm import connect
+
+    async def ask() -> Any:
+        comm = await connect(address, timeout=seconds)
+        try:
+            await comm.write({"op": "identity", "reply": True})
+            return await comm.read()
+        finally:
+            comm.abort()
+
+    return await asyncio.wait_for(ask(), seconds)
+
+
+def _in_thread(call: Callable[[], Any], seconds: float) -> Any:
+    """``call()`` in a thread of its own, which may run an event loop; given up after ``seconds``.
+
+    Raises
+    ------
+    TimeoutError
+        ``call`` has not returned after ``seconds`` (its daemon thread is left behind).
+    """
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append((True, call()))
+        except BaseException as exc:
+            outcome.append((False, exc))
+
+    thread = threading.Thread(target=run, name="volumetric-connect", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if not outcome:
+        raise TimeoutError
+    returned, value = outcome[0]
+    if not returned:
+        raise value
+    return value
 
 
 def local_cluster(
@@ -216,6 +274,18 @@ def local_cluster(
         # a busy dashboard port moves to a free one, which the printed link names
         warnings.filterwarnings("ignore", r"Port \d+ is already in use", UserWarning)
         return cluster_class(**kwargs)
+
+
+def _scheduler_client(address: str, seconds: float) -> Client:
+    """A client of the dask scheduler at ``address``, which must answer within ``seconds``."""
+    from distributed import Client
+
+    _check_scheduler(address, seconds)
+    try:
+        return _in_thread(lambda: Client(address, timeout=f"{seconds}s"), 3 * seconds)
+    except TimeoutError:  # 3 steps of the client's start, each bounded by its timeout
+        raise ClusterError(f"the dask scheduler at {address} did not answer within "
+                           f"{3 * seconds:g} s") from None
 
 
 @contextmanager
@@ -282,7 +352,7 @@ def connect(
             client = Client(cluster)
             client.register_plugin(QuietShutdown())
         else:
-            client = Client(address, timeout=f"{connect_timeout()}s")
+            client = _scheduler_client(address, connect_timeout())
     except (OSError, TimeoutError) as exc:
         if cluster is not None:
             cluster.close()
