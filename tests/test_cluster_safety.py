@@ -2,21 +2,34 @@
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from volumetric.engine.cluster import CLUSTER_ENV, CONNECT_TIMEOUT_ENV, check_cluster, connect
+from volumetric.engine import run_blocks
+from volumetric.engine.cluster import (
+    CLUSTER_ENV,
+    CONNECT_TIMEOUT_ENV,
+    SCHEDULER_TIMEOUT_ENV,
+    check_cluster,
+    connect,
+    scheduler_timeout,
+)
 from volumetric.errors import ClusterError
+from volumetric.geometry import BlockGrid, Box
 
 VOL = str(Path(sys.executable).with_name("vol"))
 HTTP_GARBAGE = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n"
@@ -143,3 +156,81 @@ def test_operations_check_the_cluster_before_connecting(short_timeout, tmp_path,
         with pytest.raises(ClusterError, match=f"^the server at {address} "):
             call()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npy"]
+
+
+@dataclass(frozen=True)
+class Nap:
+    """A block task that takes a while."""
+
+    seconds: float
+
+    def __call__(self, box: Box) -> None:
+        time.sleep(self.seconds)
+
+
+def _scheduler_address(scheduler_file: Path) -> str:
+    deadline = time.monotonic() + 60
+    while True:
+        with suppress(OSError, ValueError, KeyError):
+            return str(json.loads(scheduler_file.read_text())["address"])
+        assert time.monotonic() < deadline, "the dask scheduler did not start"
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def dask_processes(tmp_path):
+    """A dask scheduler and one one-thread worker in processes of their own (test tasks import)."""
+    from distributed import Client
+
+    dask = [sys.executable, "-m", "dask"]  # this environment's, whatever the script's shebang
+    options: dict[str, Any] = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL,
+                               "env": {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}}
+    processes: list[subprocess.Popen] = []
+    try:
+        processes.append(subprocess.Popen(
+            [*dask, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+             "--scheduler-file", str(tmp_path / "scheduler.json")], **options))
+        address = _scheduler_address(tmp_path / "scheduler.json")
+        processes.append(subprocess.Popen(
+            [*dask, "worker", address, "--nthreads", "1", "--no-nanny", "--no-dashboard"],
+            **options))
+        with Client(address, timeout="30s") as client:
+            client.wait_for_workers(1, timeout=60)
+        yield address, processes[0], processes[1]
+    finally:
+        for process in processes:
+            with suppress(ProcessLookupError):
+                os.kill(process.pid, signal.SIGCONT)
+            process.kill()
+            process.wait()
+
+
+def test_a_frozen_scheduler_ends_the_job(dask_processes, monkeypatch):
+    from distributed import Client
+
+    address, scheduler, _ = dask_processes
+    monkeypatch.setenv(SCHEDULER_TIMEOUT_ENV, "1")
+    blocks = list(BlockGrid((40,), (1,)).boxes())  # 8 s of work on the one worker thread
+    with Client(address, timeout="5s") as client:
+        freeze = threading.Timer(1.0, os.kill, (scheduler.pid, signal.SIGSTOP))
+        freeze.start()
+        try:
+            raised = finished_within(
+                30, lambda: run_blocks(Nap(0.2), blocks, client=client, progress=False))
+        finally:
+            freeze.cancel()
+            os.kill(scheduler.pid, signal.SIGCONT)
+    assert isinstance(raised, ClusterError), raised
+    assert str(raised) == (f"the dask scheduler at {address} stopped answering (nothing for "
+                           "1 s); rerun the same command to resume")
+
+
+
+def test_scheduler_timeout_can_be_set(monkeypatch):
+    monkeypatch.delenv(SCHEDULER_TIMEOUT_ENV, raising=False)
+    assert scheduler_timeout() == 60
+    monkeypatch.setenv(SCHEDULER_TIMEOUT_ENV, "2.5")
+    assert scheduler_timeout() == 2.5
+    monkeypatch.setenv(SCHEDULER_TIMEOUT_ENV, "never")
+    with pytest.raises(ClusterError, match=SCHEDULER_TIMEOUT_ENV):
+        scheduler_timeout()

@@ -4,8 +4,10 @@
 processes on this machine), a scheduler address (``tcp://host:8786`` or
 ``host:8786``) or the path of a scheduler JSON file (as written by
 ``dask scheduler --scheduler-file`` or dask-jobqueue). The environment
-variable ``VOLUMETRIC_CLUSTER`` supplies the default, and
-``VOLUMETRIC_CONNECT_TIMEOUT`` the seconds to wait for a scheduler (5).
+variable ``VOLUMETRIC_CLUSTER`` supplies the default,
+``VOLUMETRIC_CONNECT_TIMEOUT`` the seconds to wait for a scheduler (5), and
+``VOLUMETRIC_SCHEDULER_TIMEOUT`` the seconds a running job waits for a
+scheduler that stopped answering before it gives up (60).
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ if TYPE_CHECKING:
 CLUSTER_ENV = "VOLUMETRIC_CLUSTER"
 CONNECT_TIMEOUT_ENV = "VOLUMETRIC_CONNECT_TIMEOUT"
 DEFAULT_CONNECT_TIMEOUT = 5.0
+SCHEDULER_TIMEOUT_ENV = "VOLUMETRIC_SCHEDULER_TIMEOUT"
+DEFAULT_SCHEDULER_TIMEOUT = 60.0
 log = logging.getLogger("volumetric")
 
 
@@ -61,15 +65,24 @@ def worker_threads() -> int:
 
 def connect_timeout() -> float:
     """Seconds to wait for a scheduler: ``$VOLUMETRIC_CONNECT_TIMEOUT``, else 5."""
-    value = os.environ.get(CONNECT_TIMEOUT_ENV)
+    return _seconds(CONNECT_TIMEOUT_ENV, DEFAULT_CONNECT_TIMEOUT)
+
+
+def scheduler_timeout() -> float:
+    """Seconds a job waits for a silent scheduler: ``$VOLUMETRIC_SCHEDULER_TIMEOUT``, else 60."""
+    return _seconds(SCHEDULER_TIMEOUT_ENV, DEFAULT_SCHEDULER_TIMEOUT)
+
+
+def _seconds(name: str, default: float) -> float:
+    value = os.environ.get(name)
     if value is None:
-        return DEFAULT_CONNECT_TIMEOUT
+        return default
     try:
         seconds = float(value)
     except ValueError:
         seconds = 0.0
     if not 0 < seconds < float("inf"):
-        raise ClusterError(f"${CONNECT_TIMEOUT_ENV}={value!r} is not a positive number of seconds")
+        raise ClusterError(f"${name}={value!r} is not a positive number of seconds")
     return seconds
 
 
