@@ -234,3 +234,29 @@ def test_scheduler_timeout_can_be_set(monkeypatch):
     monkeypatch.setenv(SCHEDULER_TIMEOUT_ENV, "never")
     with pytest.raises(ClusterError, match=SCHEDULER_TIMEOUT_ENV):
         scheduler_timeout()
+
+
+def test_cli_lost_scheduler_is_one_line(dask_processes, tmp_path):
+    from distributed import Client
+
+    address, scheduler, worker = dask_processes
+    np.save(tmp_path / "a.npy", np.zeros((16, 32, 32), np.uint8))
+    os.kill(worker.pid, signal.SIGSTOP)  # no task finishes before the scheduler is gone
+    env = {k: v for k, v in os.environ.items() if k != CLUSTER_ENV}
+    run = subprocess.Popen(
+        [VOL, "convert", str(tmp_path / "a.npy"), str(tmp_path / "o.zarr"), "--chunks", "8,8,8",
+         "--cluster", address], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        with Client(address, timeout="5s") as client:
+            deadline = time.monotonic() + 60
+            while not any(client.processing().values()):
+                assert time.monotonic() < deadline and run.poll() is None, "no task started"
+                time.sleep(0.1)
+        scheduler.kill()
+        _, stderr = run.communicate(timeout=60)
+    finally:
+        run.kill()
+    assert run.returncode == 2, stderr
+    assert "Traceback" not in stderr
+    assert stderr.splitlines()[-1] == (f"vol: error: lost the dask scheduler at {address}; "
+                                       "rerun the same command to resume")

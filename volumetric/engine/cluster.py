@@ -21,7 +21,7 @@ import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any, TextIO
 
 from volumetric.engine.progress import silenced
@@ -348,7 +348,7 @@ def connect(
     """
     from distributed import Client
 
-    from volumetric.engine.shutdown import QuietShutdown, quiet_logs
+    from volumetric.engine.shutdown import QuietShutdown, quiet_logs, silence_cluster_logs
 
     stream = stream or sys.stderr
     address = scheduler_address(address)
@@ -374,8 +374,13 @@ def connect(
         if not (quiet or silenced()) and client.dashboard_link:
             print(f"dask dashboard: {client.dashboard_link}", file=stream, flush=True)
         yield client
+    except ClusterError:
+        # a client that lost its scheduler logs its failed reconnection, even after its close
+        silence_cluster_logs()
+        raise
     finally:
-        client.close()
+        with quiet_logs(), suppress(OSError, TimeoutError):  # a frozen scheduler: close times out
+            client.close()
         if cluster is not None:
             with quiet_logs():
                 cluster.close()

@@ -97,7 +97,7 @@ class _Running:
         quiet_since = time.monotonic()
         while not futures.is_empty():
             if futures.has_ready():
-                yield next(futures)
+                yield self._checked(next(futures))
                 quiet_since = time.monotonic()
                 continue
             with futures.thread_condition:
@@ -105,6 +105,18 @@ class _Running:
             if time.monotonic() - quiet_since >= self.timeout:
                 self._ping()
                 quiet_since = time.monotonic()
+
+    def _checked(self, future: Future) -> Future:
+        from distributed.client import FutureCancelledError
+
+        if future.status == "cancelled":
+            try:
+                future.result()
+            except FutureCancelledError as exc:
+                if exc.reason == "scheduler-connection-lost":
+                    raise ClusterError(f"lost the dask scheduler at {self._address()}; "
+                                       "rerun the same command to resume") from None
+        return future
 
     def _ping(self) -> None:
         try:
