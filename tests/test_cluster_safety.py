@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import socket
@@ -26,7 +27,9 @@ from volumetric.engine.cluster import (
     SCHEDULER_TIMEOUT_ENV,
     check_cluster,
     connect,
+    local_cluster,
     scheduler_timeout,
+    workers_cap,
 )
 from volumetric.errors import ClusterError
 from volumetric.geometry import BlockGrid, Box
@@ -260,3 +263,29 @@ def test_cli_lost_scheduler_is_one_line(dask_processes, tmp_path):
     assert "Traceback" not in stderr
     assert stderr.splitlines()[-1] == (f"vol: error: lost the dask scheduler at {address}; "
                                        "rerun the same command to resume")
+
+
+def test_workers_cap_is_the_cores_and_the_memory_of_the_machine():
+    gib = 2**30
+    assert workers_cap(cores=2, memory=23 * gib) == 2
+    assert workers_cap(cores=64, memory=8 * gib + gib // 2) == 8
+    assert workers_cap(cores=4, memory=gib // 2) == 1
+
+
+def test_too_many_workers_are_capped_with_a_warning(monkeypatch, caplog):
+    import distributed
+
+    started: list[int] = []
+
+    class Recorder:
+        def __init__(self, n_workers: int, **kwargs: Any):
+            started.append(n_workers)
+
+    monkeypatch.setattr(distributed, "LocalCluster", Recorder)
+    monkeypatch.setattr(logging.getLogger("volumetric"), "propagate", True)  # vol turns it off
+    local_cluster(1000)
+    assert started and 1 <= started[0] <= (os.cpu_count() or 1)
+    assert "--workers 1000 is more than this machine holds" in caplog.text
+    assert caplog.text.rstrip().endswith(f"using {started[0]}")
+    local_cluster(1)
+    assert started[1] == 1

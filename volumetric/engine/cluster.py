@@ -35,6 +35,7 @@ CONNECT_TIMEOUT_ENV = "VOLUMETRIC_CONNECT_TIMEOUT"
 DEFAULT_CONNECT_TIMEOUT = 5.0
 SCHEDULER_TIMEOUT_ENV = "VOLUMETRIC_SCHEDULER_TIMEOUT"
 DEFAULT_SCHEDULER_TIMEOUT = 60.0
+MIN_WORKER_MEMORY = 2**30
 log = logging.getLogger("volumetric")
 
 
@@ -51,6 +52,37 @@ WORKER_ENVIRON = {
 def default_workers() -> int:
     """Worker processes for the embedded cluster: one per CPU core, at most 8."""
     return max(1, min(os.cpu_count() or 1, 8))
+
+
+def workers_cap(cores: int, memory: int) -> int:
+    """The most worker processes a machine holds: at most one per core and per GiB, at least one.
+
+    Parameters
+    ----------
+    cores : int
+        CPU cores the processes may run on.
+    memory : int
+        Bytes of memory available.
+    """
+    return max(1, min(cores, memory // MIN_WORKER_MEMORY))
+
+
+def capped_workers(workers: int) -> int:
+    """``workers``, or what this machine holds (:func:`workers_cap`) with a warning when fewer.
+
+    The cores are those this process may run on, the memory what is available now.
+    """
+    import psutil
+
+    affinity = getattr(os, "sched_getaffinity", None)
+    cores = len(affinity(0)) if affinity else os.cpu_count() or 1
+    memory = psutil.virtual_memory().available
+    cap = workers_cap(cores, memory)
+    if workers <= cap:
+        return workers
+    log.warning("--workers %d is more than this machine holds (%d cores, %.0f GiB available); "
+                "using %d", workers, cores, memory / 2**30, cap)
+    return cap
 
 
 def worker_threads() -> int:
@@ -248,7 +280,8 @@ def local_cluster(
     Parameters
     ----------
     workers : int, optional
-        Worker processes (default: one per core).
+        Worker processes (default: one per core); at most what the machine
+        holds (see :func:`capped_workers`).
     threads_per_worker : int
         Threads per worker process.
     memory_limit : str or int, optional
@@ -266,7 +299,8 @@ def local_cluster(
 
     cluster_class: Any = LocalCluster
     kwargs: dict[str, Any] = {
-        "n_workers": workers or default_workers(), "threads_per_worker": threads_per_worker,
+        "n_workers": capped_workers(workers) if workers else default_workers(),
+        "threads_per_worker": threads_per_worker,
         "memory_limit": memory_limit, "dashboard_address": dashboard_address,
         "silence_logs": logging.ERROR, "processes": True,
     }
