@@ -289,3 +289,18 @@ def test_too_many_workers_are_capped_with_a_warning(monkeypatch, caplog):
     assert caplog.text.rstrip().endswith(f"using {started[0]}")
     local_cluster(1)
     assert started[1] == 1
+
+
+def test_the_embedded_cluster_listens_on_this_machine_only(monkeypatch):
+    import psutil
+
+    monkeypatch.delenv(CLUSTER_ENV, raising=False)
+    with connect(workers=1, quiet=True) as client:
+        dashboard = client.cluster.scheduler.http_server.port
+        scheduler = int(client.scheduler.address.rsplit(":", 1)[1])
+        listening = {(c.laddr.ip, c.laddr.port)
+                     for c in psutil.Process().net_connections(kind="tcp")
+                     if c.status == psutil.CONN_LISTEN}
+    assert {port for _, port in listening} >= {dashboard, scheduler}
+    assert {ip for ip, port in listening if port in (dashboard, scheduler)} == {"127.0.0.1"}
+    assert client.dashboard_link.startswith("http://127.0.0.1:")

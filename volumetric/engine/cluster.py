@@ -36,6 +36,7 @@ DEFAULT_CONNECT_TIMEOUT = 5.0
 SCHEDULER_TIMEOUT_ENV = "VOLUMETRIC_SCHEDULER_TIMEOUT"
 DEFAULT_SCHEDULER_TIMEOUT = 60.0
 MIN_WORKER_MEMORY = 2**30
+LOCALHOST = "127.0.0.1"
 log = logging.getLogger("volumetric")
 
 
@@ -272,7 +273,7 @@ def local_cluster(
     *,
     threads_per_worker: int = 1,
     memory_limit: str | int | None = "auto",
-    dashboard_address: str | None = ":8787",
+    dashboard_address: str | None = "127.0.0.1:8787",
     gpus: int = 0,
 ) -> LocalCluster:
     """A LocalCluster of worker processes tuned for block tasks.
@@ -287,7 +288,8 @@ def local_cluster(
     memory_limit : str or int, optional
         Per-worker memory limit.
     dashboard_address : str, optional
-        Where the dashboard listens (``":0"`` for any free port).
+        Where the dashboard listens (``":0"`` for any free port); an address
+        without a host, like the scheduler, on this machine only (127.0.0.1).
     gpus : int
         GPUs to drive: one worker per GPU, with the resource ``GPU: 1`` and its
         share of the cores (``workers`` and ``threads_per_worker`` are then
@@ -301,7 +303,8 @@ def local_cluster(
     kwargs: dict[str, Any] = {
         "n_workers": capped_workers(workers) if workers else default_workers(),
         "threads_per_worker": threads_per_worker,
-        "memory_limit": memory_limit, "dashboard_address": dashboard_address,
+        "memory_limit": memory_limit, "host": LOCALHOST,
+        "dashboard_address": _on_this_machine(dashboard_address),
         "silence_logs": logging.ERROR, "processes": True,
     }
     if gpus > 0:
@@ -321,6 +324,11 @@ def local_cluster(
         # a busy dashboard port moves to a free one, which the printed link names
         warnings.filterwarnings("ignore", r"Port \d+ is already in use", UserWarning)
         return cluster_class(**kwargs)
+
+
+def _on_this_machine(address: str | None) -> str | None:
+    """``address``, on 127.0.0.1 when it names only a port (``":8787"`` would listen on all)."""
+    return f"{LOCALHOST}{address}" if address and address.startswith(":") else address
 
 
 def _scheduler_client(address: str, seconds: float) -> Client:
