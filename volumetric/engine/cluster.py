@@ -4,20 +4,24 @@
 processes on this machine), a scheduler address (``tcp://host:8786`` or
 ``host:8786``) or the path of a scheduler JSON file (as written by
 ``dask scheduler --scheduler-file`` or dask-jobqueue). The environment
-variable ``VOLUMETRIC_CLUSTER`` supplies the default, and
-``VOLUMETRIC_CONNECT_TIMEOUT`` the seconds to wait for a scheduler (5).
+variable ``VOLUMETRIC_CLUSTER`` supplies the default,
+``VOLUMETRIC_CONNECT_TIMEOUT`` the seconds to wait for a scheduler (5), and
+``VOLUMETRIC_SCHEDULER_TIMEOUT`` the seconds a running job waits for a
+scheduler that stopped answering before it gives up (60).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
 import socket
 import sys
+import threading
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any, TextIO
 
 from volumetric.engine.progress import silenced
@@ -29,6 +33,10 @@ if TYPE_CHECKING:
 CLUSTER_ENV = "VOLUMETRIC_CLUSTER"
 CONNECT_TIMEOUT_ENV = "VOLUMETRIC_CONNECT_TIMEOUT"
 DEFAULT_CONNECT_TIMEOUT = 5.0
+SCHEDULER_TIMEOUT_ENV = "VOLUMETRIC_SCHEDULER_TIMEOUT"
+DEFAULT_SCHEDULER_TIMEOUT = 60.0
+MIN_WORKER_MEMORY = 2**30
+LOCALHOST = "127.0.0.1"
 log = logging.getLogger("volumetric")
 
 
@@ -47,6 +55,37 @@ def default_workers() -> int:
     return max(1, min(os.cpu_count() or 1, 8))
 
 
+def workers_cap(cores: int, memory: int) -> int:
+    """The most worker processes a machine holds: at most one per core and per GiB, at least one.
+
+    Parameters
+    ----------
+    cores : int
+        CPU cores the processes may run on.
+    memory : int
+        Bytes of memory available.
+    """
+    return max(1, min(cores, memory // MIN_WORKER_MEMORY))
+
+
+def capped_workers(workers: int) -> int:
+    """``workers``, or what this machine holds (:func:`workers_cap`) with a warning when fewer.
+
+    The cores are those this process may run on, the memory what is available now.
+    """
+    import psutil
+
+    affinity = getattr(os, "sched_getaffinity", None)
+    cores = len(affinity(0)) if affinity else os.cpu_count() or 1
+    memory = psutil.virtual_memory().available
+    cap = workers_cap(cores, memory)
+    if workers <= cap:
+        return workers
+    log.warning("--workers %d is more than this machine holds (%d cores, %.0f GiB available); "
+                "using %d", workers, cores, memory / 2**30, cap)
+    return cap
+
+
 def worker_threads() -> int:
     """Threads of the dask worker running the caller (CPU cores outside a worker)."""
     from distributed import get_worker
@@ -59,15 +98,24 @@ def worker_threads() -> int:
 
 def connect_timeout() -> float:
     """Seconds to wait for a scheduler: ``$VOLUMETRIC_CONNECT_TIMEOUT``, else 5."""
-    value = os.environ.get(CONNECT_TIMEOUT_ENV)
+    return _seconds(CONNECT_TIMEOUT_ENV, DEFAULT_CONNECT_TIMEOUT)
+
+
+def scheduler_timeout() -> float:
+    """Seconds a job waits for a silent scheduler: ``$VOLUMETRIC_SCHEDULER_TIMEOUT``, else 60."""
+    return _seconds(SCHEDULER_TIMEOUT_ENV, DEFAULT_SCHEDULER_TIMEOUT)
+
+
+def _seconds(name: str, default: float) -> float:
+    value = os.environ.get(name)
     if value is None:
-        return DEFAULT_CONNECT_TIMEOUT
+        return default
     try:
         seconds = float(value)
     except ValueError:
         seconds = 0.0
     if not 0 < seconds < float("inf"):
-        raise ClusterError(f"${CONNECT_TIMEOUT_ENV}={value!r} is not a positive number of seconds")
+        raise ClusterError(f"${name}={value!r} is not a positive number of seconds")
     return seconds
 
 
@@ -146,22 +194,78 @@ def check_cluster(client: Client | None, cluster: str | None) -> None:
     Raises
     ------
     ClusterError
-        The address is malformed, or nothing listens there within the
-        connect timeout (see :func:`connect_timeout`).
+        The address is malformed, nothing listens there, or what listens does
+        not answer as a dask scheduler within the connect timeout (see
+        :func:`connect_timeout`).
     """
     if client is not None:
         return
     address = scheduler_address(cluster)
-    host_port = None if address == "local" else _host_port(address)
-    if host_port is None:
-        return
+    if address != "local":
+        _check_scheduler(address, connect_timeout())
+
+
+def _check_scheduler(address: str, seconds: float) -> None:
+    """Refuse an ``address`` where no dask scheduler answers its ``identity`` within ``seconds``."""
+    host_port = _host_port(address)
+    if host_port is not None:  # a quick, clear answer for nothing listening there
+        try:
+            with socket.create_connection(host_port, timeout=seconds):
+                pass
+        except OSError as exc:
+            raise ClusterError(
+                f"cannot reach the dask scheduler at {address}: {exc.strerror or exc}"
+            ) from None
     try:
-        with socket.create_connection(host_port, timeout=connect_timeout()):
-            pass
-    except OSError as exc:
-        raise ClusterError(
-            f"cannot reach the dask scheduler at {address}: {exc.strerror or exc}"
-        ) from None
+        reply = _in_thread(lambda: asyncio.run(_identity(address, seconds)), 2 * seconds)
+    except (TimeoutError, asyncio.TimeoutError):
+        raise ClusterError(f"the server at {address} did not answer within {seconds:g} s: "
+                           "is it a dask scheduler?") from None
+    except Exception:  # whatever a server that speaks another protocol makes the comm raise
+        reply = None
+    if not (isinstance(reply, dict) and reply.get("type") == "Scheduler"):
+        raise ClusterError(f"the server at {address} is not a dask scheduler")
+
+
+async def _identity(address: str, seconds: float) -> Any:
+    from distributed.comm import connect
+
+    async def ask() -> Any:
+        comm = await connect(address, timeout=seconds)
+        try:
+            await comm.write({"op": "identity", "reply": True})
+            return await comm.read()
+        finally:
+            comm.abort()
+
+    return await asyncio.wait_for(ask(), seconds)
+
+
+def _in_thread(call: Callable[[], Any], seconds: float) -> Any:
+    """``call()`` in a thread of its own, which may run an event loop; given up after ``seconds``.
+
+    Raises
+    ------
+    TimeoutError
+        ``call`` has not returned after ``seconds`` (its daemon thread is left behind).
+    """
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append((True, call()))
+        except BaseException as exc:
+            outcome.append((False, exc))
+
+    thread = threading.Thread(target=run, name="volumetric-connect", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if not outcome:
+        raise TimeoutError
+    returned, value = outcome[0]
+    if not returned:
+        raise value
+    return value
 
 
 def local_cluster(
@@ -169,7 +273,7 @@ def local_cluster(
     *,
     threads_per_worker: int = 1,
     memory_limit: str | int | None = "auto",
-    dashboard_address: str | None = ":8787",
+    dashboard_address: str | None = "127.0.0.1:8787",
     gpus: int = 0,
 ) -> LocalCluster:
     """A LocalCluster of worker processes tuned for block tasks.
@@ -177,13 +281,15 @@ def local_cluster(
     Parameters
     ----------
     workers : int, optional
-        Worker processes (default: one per core).
+        Worker processes (default: one per core); at most what the machine
+        holds (see :func:`capped_workers`).
     threads_per_worker : int
         Threads per worker process.
     memory_limit : str or int, optional
         Per-worker memory limit.
     dashboard_address : str, optional
-        Where the dashboard listens (``":0"`` for any free port).
+        Where the dashboard listens (``":0"`` for any free port); an address
+        without a host, like the scheduler, on this machine only (127.0.0.1).
     gpus : int
         GPUs to drive: one worker per GPU, with the resource ``GPU: 1`` and its
         share of the cores (``workers`` and ``threads_per_worker`` are then
@@ -195,8 +301,10 @@ def local_cluster(
 
     cluster_class: Any = LocalCluster
     kwargs: dict[str, Any] = {
-        "n_workers": workers or default_workers(), "threads_per_worker": threads_per_worker,
-        "memory_limit": memory_limit, "dashboard_address": dashboard_address,
+        "n_workers": capped_workers(workers) if workers else default_workers(),
+        "threads_per_worker": threads_per_worker,
+        "memory_limit": memory_limit, "host": LOCALHOST,
+        "dashboard_address": _on_this_machine(dashboard_address),
         "silence_logs": logging.ERROR, "processes": True,
     }
     if gpus > 0:
@@ -216,6 +324,23 @@ def local_cluster(
         # a busy dashboard port moves to a free one, which the printed link names
         warnings.filterwarnings("ignore", r"Port \d+ is already in use", UserWarning)
         return cluster_class(**kwargs)
+
+
+def _on_this_machine(address: str | None) -> str | None:
+    """``address``, on 127.0.0.1 when it names only a port (``":8787"`` would listen on all)."""
+    return f"{LOCALHOST}{address}" if address and address.startswith(":") else address
+
+
+def _scheduler_client(address: str, seconds: float) -> Client:
+    """A client of the dask scheduler at ``address``, which must answer within ``seconds``."""
+    from distributed import Client
+
+    _check_scheduler(address, seconds)
+    try:
+        return _in_thread(lambda: Client(address, timeout=f"{seconds}s"), 3 * seconds)
+    except TimeoutError:  # 3 steps of the client's start, each bounded by its timeout
+        raise ClusterError(f"the dask scheduler at {address} did not answer within "
+                           f"{3 * seconds:g} s") from None
 
 
 @contextmanager
@@ -265,7 +390,7 @@ def connect(
     """
     from distributed import Client
 
-    from volumetric.engine.shutdown import QuietShutdown, quiet_logs
+    from volumetric.engine.shutdown import QuietShutdown, quiet_logs, silence_cluster_logs
 
     stream = stream or sys.stderr
     address = scheduler_address(address)
@@ -282,7 +407,7 @@ def connect(
             client = Client(cluster)
             client.register_plugin(QuietShutdown())
         else:
-            client = Client(address, timeout=f"{connect_timeout()}s")
+            client = _scheduler_client(address, connect_timeout())
     except (OSError, TimeoutError) as exc:
         if cluster is not None:
             cluster.close()
@@ -291,8 +416,13 @@ def connect(
         if not (quiet or silenced()) and client.dashboard_link:
             print(f"dask dashboard: {client.dashboard_link}", file=stream, flush=True)
         yield client
+    except ClusterError:
+        # a client that lost its scheduler logs its failed reconnection, even after its close
+        silence_cluster_logs()
+        raise
     finally:
-        client.close()
+        with quiet_logs(), suppress(OSError, TimeoutError):  # a frozen scheduler: close times out
+            client.close()
         if cluster is not None:
             with quiet_logs():
                 cluster.close()

@@ -8,18 +8,22 @@ O(blocks) small tasks whatever the volume size.
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import islice
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from volumetric.engine.cluster import scheduler_timeout
 from volumetric.engine.journal import Journal
 from volumetric.engine.progress import Progress
-from volumetric.errors import BlockError, VolumetricError
+from volumetric.errors import BlockError, ClusterError, VolumetricError
 from volumetric.geometry import Box
 
 if TYPE_CHECKING:
-    from distributed import Client
+    from distributed import Client, Future
 
 R = TypeVar("R")
 W = TypeVar("W")
@@ -65,6 +69,77 @@ def _outcome(future: Any, item: object) -> Any:
     if isinstance(result, _InputFailure):
         raise BlockError(f"block {item}: {result.error}") from result.error
     return result
+
+
+class _Running:
+    """The futures of one job, yielded as they finish, with a watch on the scheduler.
+
+    While no task finishes for :func:`~volumetric.engine.cluster.scheduler_timeout`
+    seconds, the scheduler is asked for its identity; one that does not answer
+    within that time, or a lost connection, ends the job with a
+    :class:`ClusterError`. Futures still running when the job ends otherwise are
+    cancelled.
+    """
+
+    def __init__(self, client: Client):
+        from distributed import as_completed
+
+        self.client = client
+        self.futures = as_completed(loop=client.loop)
+        self.timeout = scheduler_timeout()
+
+    def update(self, futures: Iterable[Future]) -> None:
+        """Watch ``futures`` too."""
+        self.futures.update(futures)
+
+    def __iter__(self) -> Iterator[Future]:
+        futures = self.futures
+        quiet_since = time.monotonic()
+        while not futures.is_empty():
+            if futures.has_ready():
+                yield self._checked(next(futures))
+                quiet_since = time.monotonic()
+                continue
+            with futures.thread_condition:
+                futures.thread_condition.wait(timeout=0.1)
+            if time.monotonic() - quiet_since >= self.timeout:
+                self._ping()
+                quiet_since = time.monotonic()
+
+    def _checked(self, future: Future) -> Future:
+        from distributed.client import FutureCancelledError
+
+        if future.status == "cancelled":
+            try:
+                future.result()
+            except FutureCancelledError as exc:
+                if exc.reason == "scheduler-connection-lost":
+                    raise ClusterError(f"lost the dask scheduler at {self._address()}; "
+                                       "rerun the same command to resume") from None
+        return future
+
+    def _ping(self) -> None:
+        try:
+            self.client.sync(self.client.scheduler.identity, callback_timeout=self.timeout)
+        except (TimeoutError, asyncio.TimeoutError):
+            raise ClusterError(
+                f"the dask scheduler at {self._address()} stopped answering (nothing for "
+                f"{self.timeout:g} s); rerun the same command to resume"
+            ) from None
+        except OSError:
+            raise ClusterError(f"lost the dask scheduler at {self._address()}; "
+                               "rerun the same command to resume") from None
+
+    def _address(self) -> str:
+        return str(self.client.scheduler.address)
+
+    def __enter__(self) -> _Running:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        if not isinstance(error, ClusterError):  # a gone or frozen scheduler cancels nothing
+            self.client.cancel(list(self.futures.futures))
 
 
 def ask_workers(client: Client, question: Callable[[], R]) -> dict[str, tuple[R, dict[str, float]]]:
@@ -172,9 +247,10 @@ def run_blocks(
     BlockError
         When a task (or ``prepare``) raised a :class:`~volumetric.errors.VolumetricError`;
         the message names the block. Other exceptions propagate unchanged.
+    ClusterError
+        When the scheduler was lost, or stopped answering for
+        ``$VOLUMETRIC_SCHEDULER_TIMEOUT`` seconds.
     """
-    from distributed import as_completed
-
     check_resources(client, resources)
     label = label or job
     done = journal.done(job) if journal is not None else set()
@@ -182,7 +258,7 @@ def run_blocks(
     bar = Progress(len(todo), label, skipped=len(blocks) - len(todo), enabled=progress)
     token = uuid.uuid4().hex[:8]
     pending = iter([(b, f"{label.replace(' ', '-')}-{token}-{i}") for i, b in enumerate(todo)])
-    running = as_completed()
+    running = _Running(client)
     box_of: dict[str, Box] = {}
 
     def submit(count: int) -> None:
@@ -204,7 +280,7 @@ def run_blocks(
         return max(0, 2 * _slots(client, resources) - len(box_of))
 
     results: dict[Box, R] = {}
-    try:
+    with running:
         submit(free_slots())
         for future in running:
             box = box_of.pop(future.key)
@@ -212,8 +288,6 @@ def run_blocks(
             future.release()
             bar.update()
             submit(free_slots())
-    finally:
-        client.cancel(list(running.futures))
     bar.close()
     return results
 
@@ -261,12 +335,13 @@ def run_expanding(
     BlockError
         When a task raised a :class:`~volumetric.errors.VolumetricError`; the
         message names the work item. Other exceptions propagate unchanged.
+    ClusterError
+        When the scheduler was lost, or stopped answering for
+        ``$VOLUMETRIC_SCHEDULER_TIMEOUT`` seconds.
     """
-    from distributed import as_completed
-
     bar = Progress(0, label, enabled=progress)
     prefix = f"{label.replace(' ', '-')}-{uuid.uuid4().hex[:8]}"
-    running = as_completed()
+    running = _Running(client)
     item_of: dict[str, W] = {}
 
     def submit(items: Iterable[W]) -> None:
@@ -274,10 +349,10 @@ def run_expanding(
             future = client.submit(_attempt, task, item, key=f"{prefix}-{bar.total}",
                                    retries=retries, pure=False)
             item_of[future.key] = item
-            running.add(future)
+            running.update([future])
             bar.total += 1
 
-    try:
+    with running:
         submit(first)
         for future in running:
             item = item_of.pop(future.key)
@@ -285,7 +360,5 @@ def run_expanding(
             future.release()
             bar.update()
             submit(follow(item, result))
-    finally:
-        client.cancel(list(running.futures))
     bar.close()
     return bar.total

@@ -5,7 +5,9 @@ scheduler may still be waiting for its answer; the worker then logs a
 ``CommClosedError`` traceback ("Failed to communicate with scheduler during
 heartbeat"), a known race in distributed that says nothing about the run.
 The cluster's own log records are therefore dropped once it is being closed:
-in each worker by :class:`QuietShutdown`, here by :func:`quiet_logs`.
+in each worker by :class:`QuietShutdown`, here by :func:`quiet_logs`. A
+client that lost its scheduler likewise logs tracebacks of its failed
+reconnection; they are dropped too (:func:`silence_cluster_logs`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from typing import Any
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
-CLUSTER_LOGGERS = ("distributed", "tornado.application")
+# distributed.client has a level of its own: silencing "distributed" leaves it on
+CLUSTER_LOGGERS = ("distributed", "distributed.client", "tornado.application")
 
 
 def silence_cluster_logs() -> list[int]:

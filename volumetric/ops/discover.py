@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from volumetric.engine import run_blocks, session
+from volumetric.engine import check_cluster, run_blocks, session
 from volumetric.errors import InputError
 from volumetric.geometry import BlockGrid, Coord, as_coord
 from volumetric.io.cubes import CubeList, store_cubes, write_cubes
@@ -224,6 +224,7 @@ def discover(
         if stored_shape != shape:
             raise InputError(f"--store-in {store_in} has spatial shape {stored_shape}, "
                              f"RAW has {shape}")
+    check_cluster(client, cluster)
     reader = CubeReader(source, fixed, shape, cube_shape, threshold)
     grid = reader.grid
     regions = _region_shape(region, grid, np.dtype(source.dtype).itemsize)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from volumetric.engine import run_blocks, session
+from volumetric.engine import check_cluster, run_blocks, session
 from volumetric.errors import InputError
 from volumetric.geometry import BlockGrid, Box
 from volumetric.io.cubes import read_cubes
@@ -135,6 +135,7 @@ def evaluate(
                            range(len(shape)), 8, BLOCK_BYTES)
         boxes = list(BlockGrid(shape, block).boxes())
     task = CompareBlock(pred, ref, channel, threshold, below)
+    check_cluster(client, cluster)
     with session(client, cluster, workers, quiet=not progress) as cl:
         parts = run_blocks(task, boxes, client=cl, label="evaluate", progress=progress)
     return _scores(list(parts.values()), threshold is not None)

@@ -29,7 +29,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from volumetric.engine import ask_workers, check_resources, layout_hash, run_blocks, session
+from volumetric.engine import (
+    ask_workers,
+    check_cluster,
+    check_resources,
+    layout_hash,
+    run_blocks,
+    session,
+)
 from volumetric.engine.cluster import scheduler_address
 from volumetric.engine.journal import JOURNAL_DIR
 from volumetric.errors import InputError
@@ -297,6 +304,7 @@ def predict(
     n_in = 1 if chosen is None else len(chosen)
     spec = ModelSpec(absolute(model) if os.path.exists(model) else model,  # or module:factory
                      absolute(weights) if weights else None)
+    check_cluster(client, cluster)
     local = client is None and scheduler_address(cluster) == "local"
     # On an existing cluster, "auto" is what the workers have, asked once connected.
     ask = device == "auto" and not local
