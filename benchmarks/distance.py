@@ -28,6 +28,7 @@ import zarr
 
 from benchmarks.measure import add_scratch_options, measure_call, python_cmd, report, run_measured, scratch_dir
 from benchmarks.neurites import write_image
+from volumetric.engine import RunOptions
 from volumetric.engine.cluster import local_cluster
 from volumetric.ops.distance import distance
 from volumetric.testing.neurites import neurites
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> dict:
             for case, clip in cases.items():
                 out = scratch / f"warm-{case}.zarr"
                 measured, _ = measure_call(lambda: distance(str(mask), str(out), clip=clip,
-                                                            client=cl, progress=False))
+                                                            run=RunOptions(client=cl, progress=False)))
                 warm[case] = (measured, out / "0")
         results = {
             "shape": list(shape), "voxel_size": list(VOXEL), "chunks": CHUNKS,

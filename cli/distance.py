@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from volumetric_cli.options import cluster_options
+from volumetric_cli.options import run_options
 
 
 @click.command()
@@ -17,13 +17,9 @@ from volumetric_cli.options import cluster_options
 @click.option("--power", type=float, metavar="P", help="Raise distances to P after clipping.")
 @click.option("--normalize", is_flag=True,
               help="Divide by D**P after clipping (values within [-1, 1]).")
-@click.option("--overwrite", is_flag=True, help="Replace an existing output.")
-@click.option("--block-mb", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Target size of one block task in MiB, whole chunks (default: 8 clipped, "
-                   "64 per pass unclipped).")
-@cluster_options
-def distance(mask: str, out: str, clip, signed, invert, power, normalize, overwrite, block_mb,
-             cluster, workers) -> None:
+@run_options(block_mb="Target size of one block task in MiB, whole chunks (default: 8 clipped, "
+                      "64 per pass unclipped).")
+def distance(mask: str, out: str, clip, signed, invert, power, normalize, run) -> None:
     """Distance from every voxel of MASK to its nearest nonzero voxel, written to OUT (float32).
 
     Distances are physical (the voxel size, anisotropic) and exact. The volume's
@@ -38,9 +34,7 @@ def distance(mask: str, out: str, clip, signed, invert, power, normalize, overwr
     from volumetric.ops.distance import distance as run_distance
 
     report = run_distance(mask, out, clip=clip, signed=signed, invert=invert, power=power,
-                          normalize=normalize, overwrite=overwrite,
-                          block_bytes=int(block_mb * 2**20) if block_mb else None,
-                          cluster=cluster, workers=workers)
+                          normalize=normalize, run=run)
     click.echo(
         f"wrote {out}: {'x'.join(map(str, report.image.shape))} float32, {report.blocks} blocks "
         f"({report.blocks_written} written), {report.seconds:.1f} s"

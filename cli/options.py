@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -38,6 +39,47 @@ def cluster_options(func: Callable[..., Any]) -> Callable[..., Any]:
         help="Dask scheduler address or scheduler file; default: an embedded LocalCluster "
              "(or $VOLUMETRIC_CLUSTER).",
     )(func)
+
+
+def run_options(
+    *, overwrite: bool = True, block_mb: str | None = None
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--overwrite``, ``--block-mb``, ``--cluster`` and ``--workers``, passed on as one ``run``.
+
+    The command function receives ``run``, a :class:`volumetric.RunOptions`,
+    instead of the separate options.
+
+    Parameters
+    ----------
+    overwrite : bool
+        Offer ``--overwrite`` (commands that write an output).
+    block_mb : str, optional
+        Help text of ``--block-mb`` (with the command's default); None: no such option.
+    """
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(func)
+        def command(*args: Any, **kwargs: Any) -> Any:
+            from volumetric import RunOptions
+
+            mb = kwargs.pop("block_mb", None)
+            kwargs["run"] = RunOptions(
+                overwrite=kwargs.pop("overwrite", False),
+                block_bytes=int(mb * 2**20) if mb else None,
+                cluster=kwargs.pop("cluster"), workers=kwargs.pop("workers"),
+            )
+            return func(*args, **kwargs)
+
+        command = cluster_options(command)
+        if block_mb is not None:
+            command = click.option("--block-mb", type=click.FloatRange(min=0, min_open=True),
+                                   default=None, help=block_mb)(command)
+        if overwrite:
+            command = click.option("--overwrite", is_flag=True,
+                                   help="Replace an existing output.")(command)
+        return command
+
+    return decorate
 
 
 def sampler_options(func: Callable[..., Any]) -> Callable[..., Any]:

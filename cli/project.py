@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from volumetric_cli.options import cluster_options
+from volumetric_cli.options import run_options
 
 
 @click.command()
@@ -15,11 +15,8 @@ from volumetric_cli.options import cluster_options
 @click.option("--mode", type=click.Choice(["max", "mean", "min", "sum"]), default="max",
               show_default=True, help="The reduction.")
 @click.option("--png", metavar="FILE", help="Also write a colour preview (first time point).")
-@click.option("--overwrite", is_flag=True, help="Replace an existing output.")
-@click.option("--block-mb", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Target size of one block task in MiB, whole chunks (default: 32).")
-@cluster_options
-def project(src: str, out: str, axis, mode, png, overwrite, block_mb, cluster, workers) -> None:
+@run_options(block_mb="Target size of one block task in MiB, whole chunks (default: 32).")
+def project(src: str, out: str, axis, mode, png, run) -> None:
     """Project SRC along one axis, per channel and time point, into the OME-Zarr image OUT.
 
     A block-wise tree reduction: blocks are reduced to partials, partials are
@@ -32,9 +29,7 @@ def project(src: str, out: str, axis, mode, png, overwrite, block_mb, cluster, w
     """
     from volumetric.ops.project import project as run_project
 
-    report = run_project(src, out, axis=axis, mode=mode, png=png, overwrite=overwrite,
-                         block_bytes=int(block_mb * 2**20) if block_mb else None,
-                         cluster=cluster, workers=workers)
+    report = run_project(src, out, axis=axis, mode=mode, png=png, run=run)
     click.echo(
         f"wrote {out}: {'x'.join(map(str, report.image.shape))} {report.image.array(0).dtype}, "
         f"{mode} along {axis}, {report.blocks} blocks in {report.levels} level(s), "

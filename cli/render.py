@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from volumetric_cli.options import cluster_options
+from volumetric_cli.options import run_options
 
 
 @click.command()
@@ -12,11 +12,8 @@ from volumetric_cli.options import cluster_options
 @click.option("--like", "like", required=True, metavar="RAW",
               help="Reference image: the mask gets its spatial shape, chunks and voxel size.")
 @click.argument("out")
-@click.option("--overwrite", is_flag=True, help="Replace an existing output.")
-@click.option("--block-mb", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Target size of one block task in MiB, whole chunks (default: 16).")
-@cluster_options
-def render(swc: str, like: str, out: str, overwrite, block_mb, cluster, workers) -> None:
+@run_options(block_mb="Target size of one block task in MiB, whole chunks (default: 16).")
+def render(swc: str, like: str, out: str, run) -> None:
     """Render the traced neurons in SWC into a binary mask OUT aligned with RAW (--like).
 
     SWC coordinates and radii are physical, in RAW's unit; segments become
@@ -29,9 +26,7 @@ def render(swc: str, like: str, out: str, overwrite, block_mb, cluster, workers)
     """
     from volumetric.ops.render import render as run_render
 
-    report = run_render(swc, like, out, overwrite=overwrite,
-                        block_bytes=int(block_mb * 2**20) if block_mb else None,
-                        cluster=cluster, workers=workers)
+    report = run_render(swc, like, out, run=run)
     click.echo(
         f"wrote {out}: {'x'.join(map(str, report.image.shape))} uint8, {report.voxels} voxels "
         f"set in {report.blocks} blocks, {report.seconds:.1f} s"

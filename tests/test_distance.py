@@ -10,6 +10,8 @@ import zarr
 from scipy import ndimage as ndi
 
 from image_files import write_image
+from interruption import killed_before_completion
+from volumetric.engine import RunOptions
 from volumetric.geometry import BlockGrid
 from volumetric.io.ome import open_image
 from volumetric.kernels.edt_clip import distance_map, shape_distance
@@ -85,7 +87,7 @@ def test_clipped_blockwise_equals_whole_array(client, tmp_path, mask_image, targ
     m, path = mask_image
     clip = 3.5
     report = distance(path, str(tmp_path / "d.zarr"), clip=clip, **_flags(target), **shaping,
-                      block_bytes=1, client=client, progress=False)
+                      run=RunOptions(block_bytes=1, client=client, progress=False))
     assert report.blocks == 5 * 3 * 4  # chunk-sized blocks, smaller than the volume
     out = zarr.open_array(str(tmp_path / "d.zarr" / "0"))[...]
     expected = shape_distance(_reference(m, target), clip=clip, **shaping)
@@ -95,8 +97,7 @@ def test_clipped_blockwise_equals_whole_array(client, tmp_path, mask_image, targ
 
 def test_clipped_skips_empty_blocks_and_keeps_metadata(client, tmp_path, mask_image):
     m, path = mask_image
-    report = distance(path, str(tmp_path / "d.zarr"), clip=2.0, block_bytes=1, client=client,
-                      progress=False)
+    report = distance(path, str(tmp_path / "d.zarr"), clip=2.0, run=RunOptions(block_bytes=1, client=client, progress=False))
     assert 0 < report.blocks_written < report.blocks
     image = open_image(tmp_path / "d.zarr")
     assert image.complete and image.meta.voxel_size == SPACING
@@ -108,8 +109,7 @@ def test_clipped_skips_empty_blocks_and_keeps_metadata(client, tmp_path, mask_im
 @pytest.mark.parametrize("target", ["foreground", "signed-inverted"])
 def test_unclipped_out_of_core_equals_scipy(client, tmp_path, mask_image, target):
     m, path = mask_image
-    report = distance(path, str(tmp_path / "d.zarr"), **_flags(target), block_bytes=1,
-                      client=client, progress=False)
+    report = distance(path, str(tmp_path / "d.zarr"), **_flags(target), run=RunOptions(block_bytes=1, client=client, progress=False))
     assert report.blocks > 3  # every pass ran on several blocks
     out = zarr.open_array(str(tmp_path / "d.zarr" / "0"))[...]
     np.testing.assert_allclose(out, _reference(m, target), rtol=1e-5, atol=1e-4)
@@ -120,8 +120,7 @@ def test_unclipped_per_channel_2d_with_power(client, tmp_path):
     rng = np.random.default_rng(1)
     m = (rng.random((2, 40, 30)) < 0.01).astype(bool)
     path = write_image(tmp_path / "m.zarr", m, axes="cyx", voxel_size=(0.5, 2.0), chunks=(1, 8, 8))
-    distance(path, str(tmp_path / "d.zarr"), power=2.0, block_bytes=1, client=client,
-             progress=False)
+    distance(path, str(tmp_path / "d.zarr"), power=2.0, run=RunOptions(block_bytes=1, client=client, progress=False))
     out = zarr.open_array(str(tmp_path / "d.zarr" / "0"))[...]
     for c in range(2):
         expected = ndi.distance_transform_edt(~m[c], sampling=(0.5, 2.0)) ** 2
@@ -130,10 +129,10 @@ def test_unclipped_per_channel_2d_with_power(client, tmp_path):
 
 def test_empty_mask_is_clip_or_infinite(client, tmp_path):
     path = write_image(tmp_path / "m.zarr", np.zeros((10, 12, 14), np.uint8), chunks=(5, 6, 7))
-    distance(path, str(tmp_path / "c.zarr"), clip=4.0, client=client, progress=False)
+    distance(path, str(tmp_path / "c.zarr"), clip=4.0, run=RunOptions(client=client, progress=False))
     assert np.all(zarr.open_array(str(tmp_path / "c.zarr" / "0"))[...] == 4.0)
     assert not any(p.name.startswith("c") for p in (tmp_path / "c.zarr" / "0").iterdir())
-    distance(path, str(tmp_path / "u.zarr"), client=client, progress=False)
+    distance(path, str(tmp_path / "u.zarr"), run=RunOptions(client=client, progress=False))
     assert np.all(np.isinf(zarr.open_array(str(tmp_path / "u.zarr" / "0"))[...]))
 
 
@@ -204,21 +203,20 @@ def test_cli_missing_voxel_size_states_assumption(vol, tmp_path):
 def test_interrupted_run_resumes_only_unfinished_blocks(client, tmp_path, mask_image):
     m, path = mask_image
     out = tmp_path / "d.zarr"
-    distance(path, str(out), clip=3.0, block_bytes=1, client=client, progress=False)
+    run = RunOptions(block_bytes=1, client=client, progress=False)
+    with killed_before_completion():
+        distance(path, str(out), clip=3.0, run=run)
     complete = zarr.open_array(str(out / "0"))[...]
-    # Turn it back into a run killed half way: incomplete, half of the blocks marked done,
-    # the data of one done and one unfinished block lost.
-    group = zarr.open_group(str(out), mode="r+")
-    group.attrs["volumetric"] = {**group.attrs["volumetric"], "complete": False}
+    # Turn it into a run killed half way: half of the blocks marked done, the data of one
+    # done and one unfinished block lost.
     done = out / ".volumetric" / "done" / "distance"
-    done.mkdir(parents=True)
     boxes = list(BlockGrid(m.shape, CHUNKS).boxes())
-    for box in boxes[: len(boxes) // 2]:
-        (done / box.key()).write_text("")
+    for box in boxes[len(boxes) // 2:]:
+        (done / box.key()).unlink()
     array = zarr.open_array(str(out / "0"), mode="r+")
     array[boxes[0].slices] = -1.0
     array[boxes[-1].slices] = -1.0
-    report = distance(path, str(out), clip=3.0, block_bytes=1, client=client, progress=False)
+    report = distance(path, str(out), clip=3.0, run=run)
     assert report.resumed and report.blocks_written <= len(boxes) - len(boxes) // 2
     result = zarr.open_array(str(out / "0"))[...]
     assert np.all(result[boxes[0].slices] == -1.0)  # marked done: not recomputed

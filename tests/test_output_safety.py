@@ -18,6 +18,7 @@ import zarr
 from image_files import write_image
 from predict_models import save_torchscript, tiny
 
+from volumetric.engine import RunOptions
 from volumetric.engine import JOURNAL_DIR, acquire_lease, release_lease
 from volumetric.errors import DestinationError
 from volumetric.io.swc import Skeleton, write_swc
@@ -164,7 +165,7 @@ def test_lease_of_a_killed_run_is_taken_over(vol, inputs, holder):
 def test_a_run_that_raised_does_not_block_the_next_call_of_this_process(client, inputs):
     raw, out = inputs / "raw.zarr", inputs / "d.zarr"
     lease = acquire_lease(out / JOURNAL_DIR, what=str(out))  # left behind by a failed call
-    distance(str(raw), str(out), client=client, progress=False)
+    distance(str(raw), str(out), run=RunOptions(client=client, progress=False))
     assert not lease.held
     assert zarr.open_array(str(out / "0"), mode="r")[:].max() > 0
 
@@ -178,7 +179,7 @@ def test_two_processes_contend_for_one_lease(tmp_path, holder):
 def test_overwrite_keeps_the_lease_it_holds(client, inputs):
     """--overwrite empties the store but keeps its own lease, so no second run slips in."""
     raw, out = inputs / "raw.zarr", inputs / "d.zarr"
-    distance(str(raw), str(out), client=client, progress=False)
+    distance(str(raw), str(out), run=RunOptions(client=client, progress=False))
     holders = []
 
     def create_hook() -> None:
@@ -203,14 +204,15 @@ def test_overwrite_keeps_the_lease_it_holds(client, inputs):
 def test_a_store_left_without_metadata_by_a_dead_run_is_written_again(client, inputs, overwrite):
     """A run killed between emptying its store and creating the arrays leaves only its journal."""
     raw, out = inputs / "raw.zarr", inputs / "d.zarr"
-    distance(str(raw), str(out), client=client, progress=False)
+    distance(str(raw), str(out), run=RunOptions(client=client, progress=False))
     expected = zarr.open_array(str(out / "0"), mode="r")[:]
     for entry in out.iterdir():
         if entry.name not in (JOURNAL_DIR, "0"):
             entry.unlink() if entry.is_file() else None
     (out / "0" / "zarr.json").unlink()
+    (out / JOURNAL_DIR).mkdir()
     (out / JOURNAL_DIR / "lease").write_text("{}")  # the dead run's, no longer locked
-    distance(str(raw), str(out), client=client, progress=False, overwrite=overwrite)
+    distance(str(raw), str(out), run=RunOptions(client=client, progress=False, overwrite=overwrite))
     assert np.array_equal(zarr.open_array(str(out / "0"), mode="r")[:], expected)
 
 

@@ -7,6 +7,7 @@ import pytest
 import zarr
 
 from image_files import write_image
+from volumetric.engine import RunOptions
 from volumetric.io.ome import open_image
 from volumetric.io.swc import Skeleton, write_swc
 from volumetric.ops.render import render
@@ -58,8 +59,7 @@ def raw(tmp_path_factory):
 def test_blockwise_render_equals_direct_rendering(client, tmp_path, raw):
     skeleton = _skeleton()
     write_swc(tmp_path / "n.swc", skeleton)
-    report = render(str(tmp_path / "n.swc"), raw, str(tmp_path / "m.zarr"), block_bytes=1,
-                    client=client, progress=False)
+    report = render(str(tmp_path / "n.swc"), raw, str(tmp_path / "m.zarr"), run=RunOptions(block_bytes=1, client=client, progress=False))
     out = zarr.open_array(str(tmp_path / "m.zarr" / "0"))[...]
     expected = _direct_rendering(skeleton)
     assert out.dtype == np.uint8 and out.shape == SHAPE
@@ -78,7 +78,7 @@ def test_tube_radius_is_physical(client, tmp_path, raw):
                         np.array([[5.0, 20.0, 20.0], [25.0, 20.0, 20.0]]),
                         np.array([4.0, 4.0]), np.array([-1, 1]))
     write_swc(tmp_path / "t.swc", skeleton)
-    render(str(tmp_path / "t.swc"), raw, str(tmp_path / "m.zarr"), client=client, progress=False)
+    render(str(tmp_path / "t.swc"), raw, str(tmp_path / "m.zarr"), run=RunOptions(client=client, progress=False))
     out = zarr.open_array(str(tmp_path / "m.zarr" / "0"))[...].astype(bool)
     x = 30  # x = 15 um, the middle of the segment
     assert out[10, 16:25, x].all() and not out[10, 15, x] and not out[10, 25, x]  # y +- 4 voxels

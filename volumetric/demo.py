@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from volumetric.engine import RunOptions
 from volumetric.engine import connect
 
 
@@ -65,7 +66,7 @@ def _stages(out: Path, shape: tuple[int, ...], client: Any) -> list[tuple[str, C
 
     def distance_map() -> str:
         distance(str(out / "mask.zarr"), str(out / "distance.zarr"), clip=5.0, normalize=True,
-                 client=client, overwrite=True)
+                 run=RunOptions(client=client, overwrite=True))
         return "distance.zarr: distance to the neurites, clipped at 5 micrometers, normalised"
 
     def train_unet() -> str:
@@ -101,7 +102,7 @@ def _stages(out: Path, shape: tuple[int, ...], client: Any) -> list[tuple[str, C
 
     def render_swc() -> str:
         render(str(h5.with_suffix(".swc")), str(out / "raw.zarr"), str(out / "rendered.zarr"),
-               client=client, overwrite=True)
+               run=RunOptions(client=client, overwrite=True))
         drawn = zarr.open_array(out / "rendered.zarr" / "0")[:] > 0
         truth = zarr.open_array(out / "mask.zarr" / "0")[:] > 0
         dice = 2 * np.count_nonzero(drawn & truth) / (drawn.sum() + truth.sum())
@@ -109,7 +110,7 @@ def _stages(out: Path, shape: tuple[int, ...], client: Any) -> list[tuple[str, C
 
     def project_raw() -> str:
         project(str(out / "raw.zarr"), str(out / "mip.zarr"), png=str(out / "mip.png"),
-                client=client, overwrite=True)
+                run=RunOptions(client=client, overwrite=True))
         return "mip.zarr + mip.png: maximum projection along z"
 
     return [

@@ -8,26 +8,35 @@ done markers (:class:`Journal`) for resume and a progress line.
 from volumetric.engine.cluster import (
     check_cluster,
     connect,
+    current_client,
     default_workers,
     local_cluster,
     session,
+    shared_cluster,
     worker_threads,
 )
 from volumetric.engine.journal import JOURNAL_DIR, Journal, layout_hash
 from volumetric.engine.lease import LEASE_NAME, acquire_lease, release_lease
+from volumetric.engine.operation import Operation, Output, RunOptions, block_operation
 from volumetric.engine.progress import Progress, silence
 from volumetric.engine.run import ask_workers, check_resources, run_blocks, run_expanding
 
 __all__ = [
     "JOURNAL_DIR",
     "LEASE_NAME",
+    "Client",
     "Journal",
+    "Operation",
+    "Output",
     "Progress",
+    "RunOptions",
     "acquire_lease",
     "ask_workers",
+    "block_operation",
     "check_cluster",
     "check_resources",
     "connect",
+    "current_client",
     "default_workers",
     "layout_hash",
     "local_cluster",
@@ -35,6 +44,15 @@ __all__ = [
     "run_blocks",
     "run_expanding",
     "session",
+    "shared_cluster",
     "silence",
     "worker_threads",
 ]
+
+
+def __getattr__(name: str) -> object:
+    if name == "Client":  # distributed is imported only once a client is needed
+        from distributed import Client
+
+        return Client
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -22,6 +22,7 @@ import threading
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TextIO
 
 from volumetric.engine.progress import silenced
@@ -38,6 +39,7 @@ DEFAULT_SCHEDULER_TIMEOUT = 60.0
 MIN_WORKER_MEMORY = 2**30
 LOCALHOST = "127.0.0.1"
 log = logging.getLogger("volumetric")
+_shared: ContextVar[Client | None] = ContextVar("volumetric_shared_client", default=None)
 
 
 # distributed sets MALLOC_TRIM_THRESHOLD_=64 KiB in its workers, which also pins glibc's
@@ -198,7 +200,7 @@ def check_cluster(client: Client | None, cluster: str | None) -> None:
         not answer as a dask scheduler within the connect timeout (see
         :func:`connect_timeout`).
     """
-    if client is not None:
+    if current_client(client, cluster) is not None:
         return
     address = scheduler_address(cluster)
     if address != "local":
@@ -429,6 +431,53 @@ def connect(
 
 
 @contextmanager
+def shared_cluster(
+    address: str | None = None,
+    *,
+    workers: int | None = None,
+    gpus: int = 0,
+    quiet: bool = False,
+) -> Iterator[Client]:
+    """Start or join one cluster and run every operation called inside the block on it.
+
+    Operations called without ``client=`` or ``cluster=`` inside the ``with``
+    block use this cluster instead of starting their own, so a script or a
+    notebook pays the cluster's start-up once.
+
+    Parameters
+    ----------
+    address : str, optional
+        As for :func:`connect` (default: the embedded LocalCluster).
+    workers, gpus, quiet
+        As for :func:`connect`.
+
+    Yields
+    ------
+    distributed.Client
+
+    Examples
+    --------
+    >>> import volumetric                                       # doctest: +SKIP
+    >>> with volumetric.cluster(workers=2):                     # doctest: +SKIP
+    ...     volumetric.convert("brain.h5", "brain.zarr")
+    ...     volumetric.distance("mask.zarr", "dist.zarr", clip=10)
+    """
+    with connect(address, workers=workers, gpus=gpus, quiet=quiet) as client:
+        token = _shared.set(client)
+        try:
+            yield client
+        finally:
+            _shared.reset(token)
+
+
+def current_client(client: Client | None, cluster: str | None) -> Client | None:
+    """``client``, else the :func:`shared_cluster` in use when no ``cluster`` is named."""
+    if client is None and cluster is None:
+        return _shared.get()
+    return client
+
+
+@contextmanager
 def session(
     client: Client | None = None,
     cluster: str | None = None,
@@ -436,7 +485,8 @@ def session(
     quiet: bool = False,
     gpus: int = 0,
 ) -> Iterator[Client]:
-    """Use ``client`` when given, otherwise connect to ``cluster`` for the duration."""
+    """Use ``client`` (or the shared cluster), otherwise connect to ``cluster`` for the duration."""
+    client = current_client(client, cluster)
     if client is not None:
         yield client
         return

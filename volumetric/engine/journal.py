@@ -1,9 +1,13 @@
 """Done markers and layout hashes: what makes a block job resumable.
 
-A journal lives inside the output store, in a folder Zarr readers ignore::
+A journal lives inside the output store while it is written::
 
     OUT/.volumetric/layout.json        the layout and its hash
     OUT/.volumetric/done/<job>/<key>   one empty file per finished block
+    OUT/.volumetric/<scratch>/         intermediate arrays of multi-pass operations
+
+and is removed once the output is complete, so a finished store holds
+OME-Zarr content only.
 
 A marker is written only after the block's data has been written, so a run
 killed at any moment resumes without losing or repeating work. Missing
@@ -22,6 +26,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from volumetric.engine.lease import LEASE_NAME
 from volumetric.errors import LayoutMismatchError
 
 JOURNAL_DIR = ".volumetric"
@@ -122,6 +127,21 @@ class Journal:
         """Drop the markers of ``job``, so that a rerun computes all its blocks again."""
         shutil.rmtree(self._job_dir(job), ignore_errors=True)
 
+    def scratch(self, name: str) -> Path:
+        """A folder for an operation's intermediate files, removed by :meth:`finish`."""
+        folder = Path(self.root) / name
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
     def finish(self) -> None:
-        """Drop the per-block markers once the whole output is complete."""
-        shutil.rmtree(Path(self.root) / "done", ignore_errors=True)
+        """Remove the journal once the whole output is complete: markers, layout and scratch.
+
+        Only the lease (:mod:`volumetric.engine.lease`) stays, for its holder to give up.
+        """
+        for entry in Path(self.root).iterdir():
+            if entry.name == LEASE_NAME:
+                continue
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)

@@ -36,16 +36,14 @@ into training targets (see :func:`volumetric.kernels.edt_clip.shape_distance`).
 from __future__ import annotations
 
 import math
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from volumetric.engine import check_cluster, run_blocks, session
-from volumetric.engine.journal import JOURNAL_DIR
+from volumetric.engine import JOURNAL_DIR, RunOptions, block_operation
 from volumetric.errors import InputError
 from volumetric.geometry import BlockGrid, Box
 from volumetric.io.ome import LevelSpec, OmeImage, create_image, open_image
@@ -59,11 +57,8 @@ from volumetric.kernels.edt_clip import (
 )
 from volumetric.kernels.edt_separable import axis_distance_sq, parabolic_envelope
 from volumetric.ops.common import chunks_of, grow_block, open_input, spacing_of, spatial_positions
-from volumetric.ops.output import complete_output, open_output
+from volumetric.ops.output import ImageOutput
 from volumetric.ops.paths import absolute
-
-if TYPE_CHECKING:
-    from distributed import Client
 
 BLOCK_TARGET_BYTES = 8 * 2**20
 LINE_TARGET_BYTES = 64 * 2**20
@@ -238,12 +233,7 @@ def distance(
     invert: bool = False,
     power: float | None = None,
     normalize: bool = False,
-    overwrite: bool = False,
-    block_bytes: int | None = None,
-    client: Client | None = None,
-    cluster: str | None = None,
-    workers: int | None = None,
-    progress: bool = True,
+    run: RunOptions = RunOptions(),
 ) -> DistanceReport:
     """Write the Euclidean distance map of the binary mask ``src`` to the OME-Zarr image ``dst``.
 
@@ -265,13 +255,10 @@ def distance(
         Raise magnitudes to this power after clipping.
     normalize : bool
         Divide by ``clip ** power`` (needs ``clip``).
-    overwrite : bool
-        Replace an existing output.
-    block_bytes : int, optional
-        Target size of a block's output (default: 8 MiB clipped, 64 MiB per
-        pass unclipped); blocks are whole chunks, so small values give chunk-sized blocks.
-    client, cluster, workers, progress
-        Where and how to run (see :func:`volumetric.ops.convert.convert`).
+    run : RunOptions
+        Where and how to run; ``block_bytes``, the target size of a block's
+        output, defaults to 8 MiB clipped and 64 MiB per pass unclipped (blocks
+        are whole chunks, so small values give chunk-sized blocks).
 
     Returns
     -------
@@ -300,11 +287,11 @@ def distance(
         )
         task = ClippedDistanceBlock(source, out_array, spatial, spacing, halo, target, clip,
                                     power, normalize)
-        block = grow_block(shape, chunks, spatial, 4, block_bytes or BLOCK_TARGET_BYTES)
+        block = grow_block(shape, chunks, spatial, 4, run.block_bytes or BLOCK_TARGET_BYTES)
         jobs = [("distance", task, BlockGrid(shape, block))]
     else:
         jobs = _separable_passes(source, spatial, spacing, chunks, target, power, out_array,
-                                 scratch, block_bytes or LINE_TARGET_BYTES)
+                                 scratch, run.block_bytes or LINE_TARGET_BYTES)
     layout = {
         "operation": "distance",
         "source": source.identity(),
@@ -330,23 +317,18 @@ def distance(
                     dtype=np.float32, fill_value=np.inf,
                 )
 
-    check_cluster(client, cluster)
-    journal, resumed = open_output(dst, layout, create, overwrite=overwrite, inputs=(src,))
     t0 = time.monotonic()
     values: set[float] = set()
     blocks = written = 0
-    with session(client, cluster, workers, quiet=not progress) as cl:
+    with block_operation(ImageOutput(dst, layout, create, (src,)), run) as op:
         for name, task, grid in jobs:
-            results = run_blocks(task, list(grid.boxes()), client=cl, journal=journal, job=name,
-                                 label=f"distance {name}", progress=progress)
+            results = op.run(task, list(grid.boxes()), job=name, label=f"distance {name}")
             blocks += grid.num_blocks
             written += sum(w for _, w in results.values())
             values.update(v for v, _ in results.values() if v is not None)
             if len(values) > 1:  # each block alone was binary; a rerun must find this again
-                journal.forget(name)
+                op.journal.forget(name)
                 shown = ", ".join(str(v) for v in sorted({0, *values}))
                 raise InputError(f"MASK {src} is not binary: values {shown} seen in "
                                  "different blocks")
-    shutil.rmtree(scratch, ignore_errors=True)
-    complete_output(dst, journal)
-    return DistanceReport(open_image(dst), blocks, written, time.monotonic() - t0, resumed)
+    return DistanceReport(open_image(dst), blocks, written, time.monotonic() - t0, op.resumed)

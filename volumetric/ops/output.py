@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -176,3 +177,34 @@ def complete_output(dst: str | Path, journal: Journal) -> None:
     finalize_image(dst)
     journal.finish()
     release_lease(journal.root)
+
+
+@dataclass(frozen=True)
+class ImageOutput:
+    """An OME-Zarr image an operation writes: the :class:`~volumetric.engine.Output` of images.
+
+    Parameters
+    ----------
+    path : str
+        The image store.
+    layout : mapping
+        Everything that determines its content (see :class:`~volumetric.engine.Journal`).
+    create : callable
+        Creates the empty, incomplete image (see :func:`open_output`).
+    inputs : tuple of str
+        The operation's inputs, which the output must stay apart from.
+    """
+
+    path: str
+    layout: Mapping[str, Any]
+    create: Callable[[], None] = field(compare=False)
+    inputs: tuple[str, ...] = ()
+
+    def claim(self, overwrite: bool) -> tuple[Journal, bool]:
+        """Start or resume writing the image (see :func:`open_output`)."""
+        return open_output(self.path, self.layout, self.create, overwrite=overwrite,
+                           inputs=self.inputs)
+
+    def complete(self, journal: Journal) -> None:
+        """Mark the image complete (see :func:`complete_output`)."""
+        complete_output(self.path, journal)

@@ -19,16 +19,13 @@ the end).
 
 from __future__ import annotations
 
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from volumetric.engine import check_cluster, run_blocks, session
-from volumetric.engine.journal import JOURNAL_DIR
+from volumetric.engine import JOURNAL_DIR, RunOptions, block_operation
 from volumetric.errors import InputError
 from volumetric.geometry import BlockGrid, Box, ceil_div
 from volumetric.io.ome import CHANNEL_COLOURS, LevelSpec, OmeImage, create_image, open_image
@@ -44,11 +41,8 @@ from volumetric.kernels.projection import (
 )
 from volumetric.ops.common import chunks_of, grow_block, open_input
 from volumetric.io.destination import claim_file, replacing
-from volumetric.ops.output import complete_output, open_output
+from volumetric.ops.output import ImageOutput
 from volumetric.ops.paths import absolute
-
-if TYPE_CHECKING:
-    from distributed import Client
 
 BLOCK_TARGET_BYTES = 32 * 2**20
 
@@ -132,13 +126,8 @@ def project(
     axis: str = "z",
     mode: str = "max",
     png: str | None = None,
-    overwrite: bool = False,
-    block_bytes: int | None = None,
     fan_in: int = 16,
-    client: Client | None = None,
-    cluster: str | None = None,
-    workers: int | None = None,
-    progress: bool = True,
+    run: RunOptions = RunOptions(),
 ) -> ProjectReport:
     """Project ``src`` along ``axis`` into the OME-Zarr image ``dst`` (axis kept, length 1).
 
@@ -155,14 +144,11 @@ def project(
     png : str, optional
         Also write a colour preview of the first time point (channels in
         the OME colours, percentile contrast).
-    overwrite : bool
-        Replace an existing output (and an existing ``png``).
-    block_bytes : int, optional
-        Target size of a source block (default 32 MiB).
     fan_in : int
         Partials combined by one task on later levels.
-    client, cluster, workers, progress
-        Where and how to run (see :func:`volumetric.ops.convert.convert`).
+    run : RunOptions
+        Where and how to run; ``overwrite`` also replaces an existing ``png``,
+        ``block_bytes`` (a source block) defaults to 32 MiB.
 
     Returns
     -------
@@ -181,14 +167,14 @@ def project(
         if len(kept) != 2:
             raise InputError(f"--png needs a 2D projection; projecting {source.axes} along "
                              f"{axis} leaves {kept}")
-        claim_file(png, inputs=(src,), outputs=(dst,), overwrite=overwrite, suffixes=(".png",),
-                   what="--png")
+        claim_file(png, inputs=(src,), outputs=(dst,), overwrite=run.overwrite,
+                   suffixes=(".png",), what="--png")
     k = source.axes.index(axis)
     shape = source.shape
     chunks = chunks_of(source, source.dtype)
     itemsize = np.dtype(source.dtype).itemsize
     spatial = [i for i, a in enumerate(source.axes) if a in "zyx"]
-    block = grow_block(shape, chunks, spatial, itemsize, block_bytes or BLOCK_TARGET_BYTES)
+    block = grow_block(shape, chunks, spatial, itemsize, run.block_bytes or BLOCK_TARGET_BYTES)
     out_shape = tuple(1 if i == k else s for i, s in enumerate(shape))
     out_chunks = tuple(1 if i == k else c for i, c in enumerate(chunks))
     levels = _plan(shape[k], block[k], fan_in)
@@ -216,11 +202,9 @@ def project(
                               chunks=tuple(1 if i == k else b for i, b in enumerate(block)),
                               dtype=acc)
 
-    check_cluster(client, cluster)
-    journal, resumed = open_output(dst, layout, create, overwrite=overwrite, inputs=(src,))
     t0 = time.monotonic()
     blocks = 0
-    with session(client, cluster, workers, quiet=not progress) as cl:
+    with block_operation(ImageOutput(dst, layout, create, (src,)), run) as op:
         for level, (step, n) in enumerate(levels):
             last = level == len(levels) - 1
             task = ReduceBlock(
@@ -230,11 +214,8 @@ def project(
             )
             level_shape = tuple(n if i == k else s for i, s in enumerate(shape))
             grid = BlockGrid(level_shape, tuple(1 if i == k else b for i, b in enumerate(block)))
-            run_blocks(task, list(grid.boxes()), client=cl, journal=journal, job=f"level-{level}",
-                       label=f"project level {level}", progress=progress)
+            op.run(task, list(grid.boxes()), job=f"level-{level}", label=f"project level {level}")
             blocks += grid.num_blocks
-    shutil.rmtree(scratch, ignore_errors=True)
-    complete_output(dst, journal)
     if png is not None:
-        _preview(dst, png, k, overwrite)
-    return ProjectReport(open_image(dst), blocks, len(levels), time.monotonic() - t0, resumed)
+        _preview(dst, png, k, run.overwrite)
+    return ProjectReport(open_image(dst), blocks, len(levels), time.monotonic() - t0, op.resumed)

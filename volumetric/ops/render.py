@@ -20,23 +20,18 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from volumetric.engine import check_cluster, run_blocks, session
-from volumetric.engine.journal import JOURNAL_DIR
+from volumetric.engine import RunOptions, block_operation
 from volumetric.errors import InputError
 from volumetric.geometry import BlockGrid, Box
 from volumetric.io.ome import LevelSpec, OmeImage, create_image, open_image, with_axes
 from volumetric.io.swc import Skeleton, read_swc
 from volumetric.kernels.swc_render import render_segments, segment_bounds
 from volumetric.ops.common import chunks_of, grow_block, open_input, spacing_of, spatial_positions
-from volumetric.ops.output import complete_output, open_output
+from volumetric.ops.output import ImageOutput
 from volumetric.ops.paths import absolute
-
-if TYPE_CHECKING:
-    from distributed import Client
 
 log = logging.getLogger("volumetric")
 
@@ -93,12 +88,7 @@ def render(
     like: str,
     dst: str,
     *,
-    overwrite: bool = False,
-    block_bytes: int | None = None,
-    client: Client | None = None,
-    cluster: str | None = None,
-    workers: int | None = None,
-    progress: bool = True,
+    run: RunOptions = RunOptions(),
 ) -> RenderReport:
     """Render the SWC file ``swc`` into a binary mask on the voxel grid of ``like``.
 
@@ -110,12 +100,8 @@ def render(
         The reference image (its spatial shape, chunks, voxel size and unit).
     dst : str
         Output OME-Zarr image, uint8 0/1, axes ``zyx``.
-    overwrite : bool
-        Replace an existing output.
-    block_bytes : int, optional
-        Target size of a block (default 16 MiB of uint8).
-    client, cluster, workers, progress
-        Where and how to run (see :func:`volumetric.ops.convert.convert`).
+    run : RunOptions
+        Where and how to run; ``block_bytes`` defaults to 16 MiB of uint8.
 
     Returns
     -------
@@ -137,7 +123,7 @@ def render(
     if outside:
         log.warning("%d of %d SWC nodes lie outside RAW's volume %s (voxel size %s); "
                     "only the parts inside are rendered", outside, len(skeleton), shape, spacing)
-    block = grow_block(shape, chunks, range(3), 1, block_bytes or BLOCK_TARGET_BYTES)
+    block = grow_block(shape, chunks, range(3), 1, run.block_bytes or BLOCK_TARGET_BYTES)
     grid = BlockGrid(shape, block)
     lo, hi = segment_bounds(table, spacing)
     touched = sorted({i for a, b in zip(lo, hi)
@@ -156,16 +142,11 @@ def render(
     def create() -> None:
         create_image(dst, meta, [LevelSpec("0", shape, (1, 1, 1))], dtype=np.uint8, chunks=chunks)
 
-    check_cluster(client, cluster)
-    journal, resumed = open_output(dst, layout, create, overwrite=overwrite, inputs=(like, swc))
-    segments = Path(dst) / JOURNAL_DIR / "segments.npy"
-    np.save(segments, table)
     t0 = time.monotonic()
-    with session(client, cluster, workers, quiet=not progress) as cl:
-        results = run_blocks(RenderBlock(str(segments), str(Path(dst) / "0"), spacing),
-                             [grid.box(i) for i in touched], client=cl, journal=journal,
-                             job="render", label="render", progress=progress)
-    segments.unlink()
-    complete_output(dst, journal)
+    with block_operation(ImageOutput(dst, layout, create, (like, swc)), run) as op:
+        segments = op.journal.scratch("render") / "segments.npy"
+        np.save(segments, table)
+        results = op.run(RenderBlock(str(segments), str(Path(dst) / "0"), spacing),
+                         [grid.box(i) for i in touched], job="render")
     return RenderReport(open_image(dst), len(touched), sum(results.values()),
-                        time.monotonic() - t0, resumed)
+                        time.monotonic() - t0, op.resumed)
