@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from volumetric_cli.options import cluster_options, float_tuple, int_tuple
+from volumetric_cli.options import float_tuple, int_tuple, run_options
 
 
 @click.command()
@@ -27,12 +27,10 @@ from volumetric_cli.options import cluster_options, float_tuple, int_tuple
               help="0.5 writes Zarr v3, 0.4 writes Zarr v2.")
 @click.option("--compressor", default="blosc-zstd", show_default=True,
               help="blosc-zstd, blosc-lz4, zstd, gzip or none, optionally NAME:LEVEL.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing output.")
-@click.option("--block-mb", type=click.FloatRange(min=0, min_open=True), default=16.0,
-              show_default=True, help="Target size of one block task, in whole chunks or shards.")
-@cluster_options
+@run_options(block_mb="Target size of one block task in MiB, in whole chunks or shards "
+                      "(default: 16).")
 def convert(src: str, dst: str, dataset, axes, chunks, shards, levels, downsampling, voxel_size,
-            unit, ngff, compressor, overwrite, block_mb, cluster, workers) -> None:
+            unit, ngff, compressor, run) -> None:
     """Convert SRC (HDF5, TIFF, image folder, video, .npy, Zarr) to the OME-Zarr image DST.
 
     The full-resolution array is DST/0. An interrupted conversion resumes when
@@ -49,8 +47,7 @@ def convert(src: str, dst: str, dataset, axes, chunks, shards, levels, downsampl
     report = run_convert(
         src, dst, dataset=dataset, axes=axes, chunks=chunks, shards=shards, levels=levels,
         voxel_size=voxel_size, unit=unit, ngff=ngff, compressor=compressor,
-        downsampling=downsampling, overwrite=overwrite, block_bytes=int(block_mb * 2**20),
-        cluster=cluster, workers=workers,
+        downsampling=downsampling, run=run,
     )
     image = report.image
     mb = report.bytes_read / 2**20

@@ -11,6 +11,8 @@ import pytest
 import zarr
 from ome_zarr_models import open_ome_zarr
 
+from interruption import killed_before_completion
+from volumetric.engine import RunOptions
 from volumetric.io.ome import ImageMeta, LevelSpec, create_image
 from volumetric.kernels.downsample import downsample
 from volumetric.ops.convert import convert, default_chunks
@@ -33,8 +35,7 @@ def _h5(path, data, **attrs):
 def test_hdf5_to_ome_zarr_with_pyramid(client, tmp_path, volume):
     src = _h5(tmp_path / "a.h5", volume, element_size_um=[3.0, 0.5, 0.5])
     dst = tmp_path / "a.zarr"
-    report = convert(src, str(dst), chunks=(8, 16, 16), levels=3, block_bytes=8 * 16 * 16 * 4,
-                     client=client, progress=False)
+    report = convert(src, str(dst), chunks=(8, 16, 16), levels=3, run=RunOptions(block_bytes=8 * 16 * 16 * 4, client=client, progress=False))
     assert report.blocks > 3
     np.testing.assert_array_equal(zarr.open_array(dst / "0")[:], volume)
     level1 = downsample(volume, (1, 2, 2))
@@ -53,8 +54,9 @@ def test_pyramid_tasks_read_within_the_block_budget(client, tmp_path, volume):
     src = _h5(tmp_path / "a.h5", volume)
     dst = tmp_path / "a.zarr"
     budget = 8 * 16 * 16 * 2 * 8
-    convert(src, str(dst), chunks=(8, 16, 16), levels=3, block_bytes=budget, client=client,
-            progress=False)
+    run = RunOptions(block_bytes=budget, client=client, progress=False)
+    with killed_before_completion():  # the journal, with its layout, stays
+        convert(src, str(dst), chunks=(8, 16, 16), levels=3, run=run)
     layout = json.loads((dst / ".volumetric" / "layout.json").read_text())["layout"]
     for block, (_, _, factors) in zip(layout["blocks"][1:], layout["levels"][1:]):
         read = np.prod(block) * 2 ** sum(f > 1 for f in factors) * volume.itemsize
@@ -68,8 +70,7 @@ def test_levels_stop_once_nothing_shrinks(client, tmp_path, caplog):
     src = tmp_path / "tiny.npy"
     np.save(src, np.arange(8 * 32 * 32, dtype=np.uint16).reshape(8, 32, 32))
     with caplog.at_level("WARNING", logger="volumetric"):
-        report = convert(str(src), str(tmp_path / "t.zarr"), levels=10, client=client,
-                         progress=False)
+        report = convert(str(src), str(tmp_path / "t.zarr"), levels=10, run=RunOptions(client=client, progress=False))
     shapes = [lv.shape for lv in report.image.levels]
     assert shapes == [(8, 32, 32), (4, 16, 16), (2, 8, 8), (1, 4, 4), (1, 2, 2), (1, 1, 1)]
     assert "writing 6 pyramid levels, not 10" in caplog.text
@@ -83,7 +84,7 @@ def test_ngff_04_on_zarr_v2_reads_with_ome_zarr_py(client, tmp_path, volume):
     np.save(src, volume)
     dst = tmp_path / "a.zarr"
     convert(str(src), str(dst), ngff="0.4", levels=2, chunks=(16, 16, 16),
-            voxel_size=(2.0, 1.0, 1.0), unit="um", client=client, progress=False)
+            voxel_size=(2.0, 1.0, 1.0), unit="um", run=RunOptions(client=client, progress=False))
     assert (dst / ".zattrs").exists() and (dst / "0" / ".zarray").exists()
     assert type(open_ome_zarr(str(dst))).__module__.startswith("ome_zarr_models.v04")
     node = next(iter(Reader(parse_url(str(dst)))()))
@@ -99,7 +100,7 @@ def test_default_ngff_05_reads_with_ome_zarr_py(client, tmp_path, volume):
     np.save(src, volume)
     dst = tmp_path / "a.zarr"
     convert(str(src), str(dst), levels=2, chunks=(16, 16, 16), voxel_size=(2.0, 1.0, 1.0),
-            unit="um", client=client, progress=False)
+            unit="um", run=RunOptions(client=client, progress=False))
     location = parse_url(str(dst))
     assert location.version == "0.5" and (dst / "0" / "zarr.json").exists()
     node = next(iter(Reader(location)()))
@@ -115,7 +116,7 @@ def test_shards_and_compressor(client, tmp_path, volume):
     np.save(src, volume)
     dst = tmp_path / "a.zarr"
     convert(str(src), str(dst), chunks=(8, 16, 16), shards=(16, 32, 32), compressor="zstd:5",
-            block_bytes=1, client=client, progress=False)
+            run=RunOptions(block_bytes=1, client=client, progress=False))
     arr = zarr.open_array(dst / "0")
     assert arr.shards == (16, 32, 32) and arr.chunks == (8, 16, 16)
     np.testing.assert_array_equal(arr[:], volume)
@@ -130,8 +131,7 @@ def test_frame_group_is_stacked_in_natural_order(client, tmp_path):
         for i in (3, 10, 0, 2, 11, 1, 4, 5, 6, 7, 8, 9):
             grp.create_dataset(f"frame_{i}", data=frames[i])
     dst = tmp_path / "f.zarr"
-    convert(str(tmp_path / "f.h5"), str(dst), axes="cxyz", chunks=(5, 8, 8), block_bytes=1000,
-            client=client, progress=False)
+    convert(str(tmp_path / "f.h5"), str(dst), axes="cxyz", chunks=(5, 8, 8), run=RunOptions(block_bytes=1000, client=client, progress=False))
     out = zarr.open_array(dst / "0")[:]
     assert image_info(str(dst))["axes"] == "tczyx"
     expected = np.stack([fr.transpose(0, 3, 2, 1) for fr in frames])  # c,x,y,z -> c,z,y,x
@@ -141,8 +141,8 @@ def test_frame_group_is_stacked_in_natural_order(client, tmp_path):
 def test_zarr_input_is_rechunked_with_metadata(client, tmp_path, volume):
     src = _h5(tmp_path / "a.h5", volume, element_size_um=[3.0, 0.5, 0.5])
     first, second = tmp_path / "a.zarr", tmp_path / "b.zarr"
-    convert(src, str(first), chunks=(8, 16, 16), client=client, progress=False)
-    convert(str(first), str(second), chunks=(37, 25, 25), client=client, progress=False)
+    convert(src, str(first), chunks=(8, 16, 16), run=RunOptions(client=client, progress=False))
+    convert(str(first), str(second), chunks=(37, 25, 25), run=RunOptions(client=client, progress=False))
     np.testing.assert_array_equal(zarr.open_array(second / "0")[:], volume)
     info = image_info(str(second))
     assert info["chunks"] == [37, 25, 25] and info["voxel_size"] == [3.0, 0.5, 0.5]
@@ -153,14 +153,13 @@ def test_axes_on_an_ome_zarr_source_keep_its_metadata(client, tmp_path):
     np.save(tmp_path / "a.npy", data)
     first, second = tmp_path / "a.zarr", tmp_path / "b.zarr"
     convert(str(tmp_path / "a.npy"), str(first), voxel_size=(3.0, 0.5, 0.25), unit="um",
-            client=client, progress=False)
+            run=RunOptions(client=client, progress=False))
     group = zarr.open_group(str(first), mode="r+")
     ome = group.attrs["ome"]
     for channel, name in zip(ome["omero"]["channels"], ("GFP", "RFP")):
         channel["label"] = name
     group.attrs["ome"] = ome
-    convert(str(first), str(second), axes="czyx", chunks=(3, 4, 5), client=client,
-            progress=False)
+    convert(str(first), str(second), axes="czyx", chunks=(3, 4, 5), run=RunOptions(client=client, progress=False))
     info = image_info(str(second))
     assert info["voxel_size"] == [3.0, 0.5, 0.25] and info["unit"] == "micrometer"
     assert info["channels"] == ["GFP", "RFP"]

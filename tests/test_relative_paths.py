@@ -15,6 +15,7 @@ import pytest
 import zarr
 from predict_models import save_torchscript, tiny
 
+from volumetric.engine import RunOptions
 from volumetric.ops.convert import convert
 from volumetric.ops.info import image_info
 from volumetric.ops.predict import predict
@@ -32,7 +33,7 @@ def inputs(client, tmp_path_factory):
     swc.rename(folder / "neurites.swc")
     for name in ("raw", "mask"):
         convert(str(h5), str(folder / f"{name}.zarr"), dataset=name, chunks=(8, 16, 16),
-                client=client, progress=False)
+                run=RunOptions(client=client, progress=False))
     save_torchscript(tiny(), folder / "tiny.ts")
     predict(str(folder / "raw.zarr"), str(folder / "pred.zarr"), model=str(folder / "tiny.ts"),
             window=(8, 16, 16), client=client, progress=False)

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from skimage.transform import downscale_local_mean
 
+from volumetric.engine import RunOptions
 from volumetric.kernels.downsample import downsample
 from volumetric.ops.convert import convert
 from volumetric.ops.info import image_info
@@ -36,8 +37,7 @@ def test_convert_round_trip(client, case):
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = Path(tmp) / "a.npy", Path(tmp) / "a.zarr"
         np.save(src, data)
-        convert(str(src), str(dst), chunks=chunks, ngff=ngff, levels=levels, block_bytes=1,
-                client=client, progress=False)
+        convert(str(src), str(dst), chunks=chunks, ngff=ngff, levels=levels, run=RunOptions(block_bytes=1, client=client, progress=False))
         np.testing.assert_array_equal(zarr.open_array(dst / "0")[:], data)
         info = image_info(str(dst))
         assert info["shape"] == list(data.shape) and info["dtype"] == str(data.dtype)

@@ -16,8 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from volumetric.engine import RunOptions
-from volumetric.engine import connect
+from volumetric.engine import RunOptions, connect
 
 
 def _stages(out: Path, shape: tuple[int, ...], client: Any) -> list[tuple[str, Callable[[], str]]]:
@@ -39,7 +38,8 @@ def _stages(out: Path, shape: tuple[int, ...], client: Any) -> list[tuple[str, C
     from volumetric.testing.neurites import neurites, write_neurites
 
     h5 = out / "neurites.h5"
-    common = {"client": client, "overwrite": True, "chunks": (32, 64, 64), "block_bytes": 2**20}
+    common = {"chunks": (32, 64, 64),
+              "run": RunOptions(client=client, overwrite=True, block_bytes=2**20)}
 
     def synth() -> str:
         _, swc, fraction = write_neurites(h5, neurites(shape, voxel_size=(1.0, 0.5, 0.5), seed=7),

@@ -15,6 +15,7 @@ output stays incomplete (a rerun resumes it) and its lease is given up.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from distributed import Client
 
 R = TypeVar("R")
+log = logging.getLogger("volumetric")
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,8 @@ class RunOptions:
 
 class Output(Protocol):
     """What an operation writes: claimed before the first block, completed after the last."""
+
+    path: str
 
     def claim(self, overwrite: bool) -> tuple[Journal, bool]:
         """Refuse, resume or create the output; returns its journal and whether it resumed."""
@@ -142,6 +146,8 @@ def block_operation(
     """
     check_cluster(options.client, options.cluster)
     journal, resumed = output.claim(options.overwrite) if output is not None else (None, False)
+    if resumed:
+        log.info("resuming the interrupted run that writes %s", output.path)
     try:
         with session(options.client, options.cluster, options.workers,
                      quiet=not options.progress, gpus=gpus) as client:

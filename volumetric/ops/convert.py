@@ -14,11 +14,12 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from volumetric.engine import check_cluster, run_blocks, session
+from volumetric.engine import RunOptions, block_operation
 from volumetric.errors import InputError
 from volumetric.geometry import BlockGrid, Box, block_shape_for, ceil_div
 from volumetric.io.codecs import DEFAULT_COMPRESSOR, parse_compressor
@@ -26,11 +27,8 @@ from volumetric.io.ome import SPATIAL_AXES, LevelSpec, OmeImage, create_image, o
 from volumetric.io.pyramid import plan_levels
 from volumetric.io.sources import Source, open_source
 from volumetric.kernels.downsample import downsample
-from volumetric.ops.output import complete_output, open_output
+from volumetric.ops.output import ImageOutput
 from volumetric.ops.paths import absolute
-
-if TYPE_CHECKING:
-    from distributed import Client
 
 log = logging.getLogger("volumetric")
 
@@ -165,12 +163,7 @@ def convert(
     ngff: str = "0.5",
     compressor: str = DEFAULT_COMPRESSOR,
     downsampling: str = "mean",
-    overwrite: bool = False,
-    block_bytes: int = BLOCK_TARGET_BYTES,
-    client: Client | None = None,
-    cluster: str | None = None,
-    workers: int | None = None,
-    progress: bool = True,
+    run: RunOptions = RunOptions(),
 ) -> ConvertReport:
     """Convert ``src`` to the OME-Zarr image ``dst``.
 
@@ -201,19 +194,10 @@ def convert(
         optionally with ``:level``.
     downsampling : {"mean", "nearest"}
         Pyramid reduction: mean for intensities, nearest for labels.
-    overwrite : bool
-        Replace an existing output.
-    block_bytes : int
-        Target size of what one block task reads (whole chunks or shards of
-        its output; at least one).
-    client : distributed.Client, optional
-        Run on this client instead of connecting to ``cluster``.
-    cluster : str, optional
-        Scheduler address or ``"local"`` (see :func:`volumetric.engine.connect`).
-    workers : int, optional
-        Worker processes of an embedded LocalCluster.
-    progress : bool
-        Show progress lines.
+    run : RunOptions
+        Where and how to run (see :class:`~volumetric.engine.RunOptions`);
+        ``block_bytes`` is the target size of what one block task reads (whole
+        chunks or shards of its output; at least one), 16 MiB by default.
 
     Returns
     -------
@@ -241,6 +225,7 @@ def convert(
         log.warning("writing %d pyramid levels, not %d: level %d, of shape %s, cannot shrink "
                     "further", len(specs), levels, len(specs) - 1, specs[-1].shape)
     itemsize = np.dtype(source.dtype).itemsize
+    block_bytes = run.block_bytes or BLOCK_TARGET_BYTES
     steps = [tuple(a // b for a, b in zip(spec.factors, prev.factors))
              for prev, spec in zip(specs, specs[1:])]
     # a pyramid task reads its box times its step from the level below: keep that read in budget
@@ -266,19 +251,15 @@ def convert(
         create_image(
             dst, meta, specs, dtype=source.dtype, chunks=chunk_shape, shards=shard_shape,
             ngff=ngff, compressor=compressor,
-            extra_attrs={"source": {"path": layout["source"]["path"], "axes": source.native_axes}},
+            extra_attrs={"source": {"name": Path(src).name, "axes": source.native_axes}},
         )
 
-    check_cluster(client, cluster)
-    journal, resumed = open_output(dst, layout, create, overwrite=overwrite, inputs=(src,))
-    if resumed:
-        log.info("resuming the interrupted conversion of %s", dst)
-    if voxel_size is None and source.voxel_size is None:
-        log.warning("%s has no voxel size metadata; assuming 1 per axis (use --voxel-size)", src)
-    total_blocks = 0
+    t0 = time.monotonic()
     bytes_read = 0
-    with session(client, cluster, workers, quiet=not progress) as cl:
-        t0 = time.monotonic()
+    with block_operation(ImageOutput(dst, layout, create, (src,)), run) as op:
+        if voxel_size is None and source.voxel_size is None:
+            log.warning("%s has no voxel size metadata; assuming 1 per axis (use --voxel-size)",
+                        src)
         for k, (spec, grid) in enumerate(zip(specs, grids)):
             array = f"{dst}/{spec.path}"
             if k == 0:
@@ -286,13 +267,10 @@ def convert(
             else:
                 task = DownsampleLevel(f"{dst}/{specs[k - 1].path}", array, steps[k - 1],
                                        downsampling)
-            results = run_blocks(
-                task, list(grid.boxes()), client=cl, journal=journal, job=f"level-{spec.path}",
-                label=f"convert level {spec.path}", progress=progress,
-            )
-            total_blocks += grid.num_blocks
+            results = op.run(task, list(grid.boxes()), job=f"level-{spec.path}",
+                             label=f"convert level {spec.path}")
             if k == 0:
                 bytes_read = sum(results.values())
-        seconds = time.monotonic() - t0
-    complete_output(dst, journal)
-    return ConvertReport(open_image(dst), total_blocks, seconds, bytes_read, resumed)
+    total_blocks = sum(grid.num_blocks for grid in grids)
+    return ConvertReport(open_image(dst), total_blocks, time.monotonic() - t0, bytes_read,
+                         op.resumed)
