@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from volumetric.errors import InputError
+from volumetric.io.fingerprint import tree_fingerprint
 from volumetric.io.ome import SPATIAL_AXES, ImageMeta, open_image
 from volumetric.io.sources.base import Source, parse_axes, to_ngff
 
@@ -94,13 +95,23 @@ class ZarrSource(Source):
             self.time_step, self.time_unit = meta.time_step, meta.time_unit
 
     def identity(self) -> dict[str, Any]:
+        """Path, shape and the fingerprint of every file of the array read.
+
+        Chunks rewritten in place change the fingerprint (see
+        :mod:`volumetric.io.fingerprint` for its cost), so an interrupted
+        run is not resumed over different data.
+        """
         ident = super().identity()
         meta_file = next(
             (os.path.join(self.array_path, n) for n in ("zarr.json", ".zarray")
              if os.path.exists(os.path.join(self.array_path, n))),
             self.array_path,
         )
-        ident["mtime_ns"] = os.stat(meta_file).st_mtime_ns
+        try:
+            ident["mtime_ns"] = os.stat(meta_file).st_mtime_ns
+            ident["array_files"] = tree_fingerprint(self.array_path)
+        except OSError as exc:
+            raise InputError(f"{self.array_path}: cannot list its files ({exc.strerror})") from None
         return ident
 
     def _read_native(self, index: tuple[slice, ...]) -> np.ndarray:
