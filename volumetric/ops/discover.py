@@ -181,7 +181,7 @@ def discover(
     cube : (z, y, x), optional
         Cube shape (default: the chunk shape); a multiple of the chunk shape.
     threshold : float
-        A voxel is foreground when its value is above this (0: nonzero).
+        A voxel is foreground when its value is above this (0: nonzero); finite.
     min_voxels : int
         Foreground voxels that make a cube occupied.
     connectivity : {6, 18, 26}
@@ -210,6 +210,8 @@ def discover(
         raise InputError(f"--connectivity must be 6, 18 or 26, got {connectivity}")
     if min_voxels < 1:
         raise InputError(f"--min-voxels must be at least 1, got {min_voxels}")
+    if not math.isfinite(threshold):
+        raise InputError(f"--threshold must be a finite value, got {threshold}")
     out_path = check_writable(out)
     if out_path.exists() and not overwrite:
         raise DestinationError(f"{out} already exists; pass --overwrite to replace it")

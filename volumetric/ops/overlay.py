@@ -7,6 +7,7 @@ added and rescaled to uint16 (grey, or RGB with the prediction in red).
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -54,6 +55,11 @@ class OverlayBlock:
         return int(out.nbytes)
 
 
+def _check_positive(option: str, value: float) -> None:
+    if not 0 < value < math.inf:
+        raise InputError(f"{option} must be a positive finite value, got {value}")
+
+
 @dataclass
 class OverlayReport:
     """What :func:`overlay` did."""
@@ -90,9 +96,9 @@ def overlay(
     out : str
         Output image, uint16: spatial axes (grey) or ``c`` + spatial (RGB).
     clip : float, optional
-        Distance clip (default: the prediction's 99.8th percentile).
+        Distance clip, positive and finite (default: the prediction's 99.8th percentile).
     power : float
-        Exponent of the normalised distance.
+        Exponent of the normalised distance, positive and finite.
     channel : int
         Prediction channel to overlay.
     rgb : bool
@@ -105,8 +111,9 @@ def overlay(
     OverlayReport
     """
     t0 = time.monotonic()
-    if power <= 0:
-        raise InputError(f"--power must be positive, got {power}")
+    _check_positive("--power", power)
+    if clip is not None:
+        _check_positive("--clip", clip)
     raw, pred, out = absolute(raw), absolute(pred), absolute(out)
     source = open_source(raw)
     if "t" in source.axes or ("c" in source.axes and source.shape[0] != 1):
@@ -126,8 +133,9 @@ def overlay(
 
         stats = intensity_stats(zarr.open_array(prediction.array_path, mode="r"), channel_axis=0)
         clip = float(stats["high"][channel])
-    if clip <= 0:
-        raise InputError(f"--clip must be positive, got {clip}")
+        if not 0 < clip < math.inf:
+            raise InputError(f"the prediction's 99.8th percentile is {clip}, not a usable clip; "
+                             "pass --clip")
     reader = normalized_input(source, (0,) if "c" in source.axes else None, "percentile")
     axes = ("c" if rgb else "") + spatial_axes
     out_shape = ((3,) if rgb else ()) + spatial
