@@ -38,7 +38,9 @@ def _channels(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
               help="Window shape; a size-1 axis feeds a 2D model (default: the model's training "
                    "patch, else 64).")
 @click.option("--overlap", default="0.5", show_default=True, callback=_overlap,
-              help="Overlap fraction, one value or one per axis.")
+              help="Overlap fraction in [0, 1), one value or one per axis. Warns when the "
+                   "windows exceed 27x those without overlap; refused over 4096x or when the "
+                   "window step would be under one voxel.")
 @click.option("--blend", type=click.Choice(["gaussian", "hann", "constant"]), default="gaussian",
               show_default=True, help="Window weights (gaussian sigma = window/8, as MONAI).")
 @click.option("--normalize", type=click.Choice(["none", "percentile", "zscore"]), default=None,
@@ -58,8 +60,10 @@ def _channels(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
               help="Mixed precision for the model (sums stay fp32).")
 @click.option("--dtype", type=click.Choice(["float32", "float16", "uint8"]), default=None,
               help="Stored type (default float32; uint8 scales 0..1 to 0..255).")
-@click.option("--threshold", type=float, default=None, help="Binary uint8 output: value > T.")
-@click.option("--clip", type=float, default=None, help="Clip predictions to [0, D] (distance maps).")
+@click.option("--threshold", type=float, default=None,
+              help="Binary uint8 output: value > T (T finite).")
+@click.option("--clip", type=float, default=None,
+              help="Clip predictions to [0, D] (distance maps; D positive and finite).")
 @click.option("--fill", type=float, default=None,
               help="Value where no window ran (outside --cubes/--mask); default: --clip, else 0.")
 @click.option("--pad/--no-pad", default=True, show_default=True,

@@ -95,10 +95,7 @@ class Journal:
         if stored == self.hash:
             return True
         if stored is not None and not restart:
-            raise LayoutMismatchError(
-                f"{Path(self.root).parent} was started with other parameters; "
-                "rerun with --overwrite to start again"
-            )
+            raise LayoutMismatchError(self._mismatch())
         shutil.rmtree(Path(self.root) / "done", ignore_errors=True)
         Path(self.root).mkdir(parents=True, exist_ok=True)
         _atomic_write(
@@ -106,6 +103,24 @@ class Journal:
             json.dumps({"hash": self.hash, "layout": self.layout}, indent=1, default=str),
         )
         return False
+
+    def _mismatch(self) -> str:
+        """Why the stored layout differs: a changed input (same path), else the parameters."""
+        store = Path(self.root).parent
+        try:
+            stored = json.loads(self._layout_file.read_text())["layout"]
+        except (OSError, ValueError, KeyError):
+            stored = {}
+        now = json.loads(json.dumps(self.layout, default=str))
+        changed = [k for k in sorted({*now, *stored}) if stored.get(k) != now.get(k)]
+        inputs = [now[k]["path"] for k in changed
+                  if isinstance(now.get(k), dict) and isinstance(stored.get(k), dict)
+                  and "path" in now[k] and stored[k].get("path") == now[k]["path"]]
+        if changed and len(inputs) == len(changed):
+            return (f"{store} was started from {', '.join(inputs)} before it changed (its files "
+                    "were modified since the interrupted run); rerun with --overwrite to start "
+                    "again")
+        return f"{store} was started with other parameters; rerun with --overwrite to start again"
 
     def _job_dir(self, job: str) -> Path:
         return Path(self.root) / "done" / job

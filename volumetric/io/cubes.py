@@ -94,7 +94,7 @@ def _parse(data: Any, where: str, shape: Sequence[int] | None = None) -> CubeLis
         shape = tuple(int(v) for v in data["shape"])
         cube_shape = tuple(int(v) for v in data["cube_shape"])
         cubes = tuple(sorted({tuple(int(v) for v in c) for c in data["cubes"]}))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: 1e400 reads as inf
         raise InputError(f"{where}: shape, cube_shape and cubes must hold integers") from None
     if not shape or len(cube_shape) != len(shape) or any(v <= 0 for v in cube_shape + shape):
         raise InputError(f"{where}: invalid cube_shape {cube_shape} for shape {shape}")
@@ -142,6 +142,8 @@ def read_cubes(path: str | Path, *, shape: Sequence[int] | None = None) -> CubeL
             raise InputError(f"{path}: no such file") from None
         except (OSError, UnicodeDecodeError, ValueError) as exc:
             raise InputError(f"{path}: not a readable JSON cube list ({exc})") from None
+        except RecursionError:
+            raise InputError(f"{path}: not a cube list (JSON nested too deeply)") from None
         cubes = _parse(data, str(path), shape)
     if shape is not None and tuple(int(s) for s in shape) != cubes.shape:
         raise InputError(

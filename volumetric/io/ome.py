@@ -13,6 +13,7 @@ such as napari only recognise the image after that second step.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -352,6 +353,41 @@ def _meta_from_ngff(ms: dict[str, Any], omero: dict[str, Any] | None) -> tuple[I
     return meta, scales
 
 
+METADATA_FILES = ("zarr.json", ".zgroup", ".zarray", ".zattrs")
+
+
+def _broken_metadata(path: str) -> str | None:
+    """The first Zarr metadata file of the group ``path`` or of its arrays that is not JSON."""
+    folders = [Path(path)]
+    try:
+        folders += sorted(p for p in Path(path).iterdir() if p.is_dir())
+    except OSError:
+        pass
+    for folder in folders:
+        for name in METADATA_FILES:
+            try:
+                json.loads((folder / name).read_bytes())
+            except (OSError, RecursionError):
+                continue
+            except ValueError as exc:
+                return f"{folder / name}: not valid JSON ({exc})"
+    return None
+
+
+def unreadable_store(path: str | Path, exc: Exception) -> InputError:
+    """The error for a Zarr store that cannot be opened, naming its broken metadata file if any.
+
+    Parameters
+    ----------
+    path : str or Path
+        The store, group or array.
+    exc : Exception
+        What Zarr raised.
+    """
+    found = _broken_metadata(str(path))
+    return InputError(found or f"{path}: not a readable Zarr store ({type(exc).__name__}: {exc})")
+
+
 def open_image(path: str | Path) -> OmeImage:
     """Open an OME-Zarr image group, complete or not.
 
@@ -368,8 +404,10 @@ def open_image(path: str | Path) -> OmeImage:
     path = str(path)
     try:
         group = zarr.open_group(path, mode="r")
-    except (FileNotFoundError, zarr.errors.GroupNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError) as exc:
         raise InputError(f"{path} is not a Zarr group: {exc}") from None
+    except ValueError as exc:  # e.g. a zarr.json that is not JSON
+        raise unreadable_store(path, exc) from None
     attrs = group.attrs.asdict()
     vol = attrs.get("volumetric") or {}
     ome = attrs.get("ome") or {}
@@ -380,7 +418,10 @@ def open_image(path: str | Path) -> OmeImage:
         meta, scales = _meta_from_ngff(ms, ome.get("omero") or attrs.get("omero"))
         levels = []
         for ds, scale in zip(ms["datasets"], scales):
-            shape = tuple(group[ds["path"]].shape)
+            try:
+                shape = tuple(group[ds["path"]].shape)
+            except ValueError as exc:  # the array's metadata is damaged
+                raise unreadable_store(path, exc) from None
             factors = tuple(max(1, round(s / s0)) for s, s0 in zip(scale, scales[0]))
             levels.append(LevelSpec(ds["path"], shape, factors))
         complete = bool(vol.get("complete", True))

@@ -26,6 +26,7 @@ from volumetric.io.codecs import DEFAULT_COMPRESSOR, parse_compressor
 from volumetric.io.ome import SPATIAL_AXES, LevelSpec, OmeImage, create_image, open_image
 from volumetric.io.pyramid import plan_levels
 from volumetric.io.sources import Source, open_source
+from volumetric.io.writes import write_box
 from volumetric.kernels.downsample import downsample
 from volumetric.ops.output import ImageOutput
 from volumetric.ops.paths import absolute
@@ -83,10 +84,8 @@ class CopyFromSource:
     array: str
 
     def __call__(self, box: Box) -> int:
-        import zarr
-
         data = self.source.read(box)
-        zarr.open_array(self.array, mode="r+")[box.slices] = data
+        write_box(self.array, box.slices, data)
         return int(data.nbytes)
 
 
@@ -108,7 +107,7 @@ class DownsampleLevel:
             tuple(b * f for b, f in zip(box.stop, self.step)),
         ).clip(src.shape)
         out = downsample(src[read.slices], self.step, method=self.method)
-        zarr.open_array(self.dst, mode="r+")[box.slices] = out
+        write_box(self.dst, box.slices, out)
         return int(out.nbytes)
 
 

@@ -181,7 +181,7 @@ def discover(
     cube : (z, y, x), optional
         Cube shape (default: the chunk shape); a multiple of the chunk shape.
     threshold : float
-        A voxel is foreground when its value is above this (0: nonzero).
+        A voxel is foreground when its value is above this (0: nonzero); finite.
     min_voxels : int
         Foreground voxels that make a cube occupied.
     connectivity : {6, 18, 26}
@@ -210,6 +210,8 @@ def discover(
         raise InputError(f"--connectivity must be 6, 18 or 26, got {connectivity}")
     if min_voxels < 1:
         raise InputError(f"--min-voxels must be at least 1, got {min_voxels}")
+    if not math.isfinite(threshold):
+        raise InputError(f"--threshold must be a finite value, got {threshold}")
     out_path = claim_file(out, inputs=(src, seeds_swc, store_in), overwrite=overwrite, what="OUT")
     source = open_input(absolute(src), what="RAW")
     fixed = _fixed_indices(source, t, channel)

@@ -48,6 +48,7 @@ from volumetric.errors import InputError
 from volumetric.geometry import BlockGrid, Box
 from volumetric.io.ome import LevelSpec, OmeImage, create_image, open_image
 from volumetric.io.sources import Source
+from volumetric.io.writes import write_box
 from volumetric.kernels.edt_clip import (
     combine,
     distance_map,
@@ -98,8 +99,6 @@ class ClippedDistanceBlock:
     normalize: bool
 
     def __call__(self, box: Box) -> tuple[float | None, bool]:
-        import zarr
-
         read = box.grow(self.halo).clip(self.source.shape)
         data = self.source.read(read)
         value = _binary_value(data)
@@ -114,7 +113,7 @@ class ClippedDistanceBlock:
         else:
             dist = distance_map(mask, self.spacing, target=self.target)[inner_spatial]
         out = shape_distance(dist, clip=self.clip, power=self.power, normalize=self.normalize)
-        zarr.open_array(self.array, mode="r+")[box.slices] = out.reshape(box.shape)
+        write_box(self.array, box.slices, out.reshape(box.shape))
         return value, True
 
 
@@ -129,8 +128,6 @@ class FirstAxisPass:
     kinds: tuple[str, ...]
 
     def __call__(self, box: Box) -> tuple[float | None, bool]:
-        import zarr
-
         data = self.source.read(box)
         value = _binary_value(data)
         mask = _spatial_mask(data, self.spatial)
@@ -138,9 +135,8 @@ class FirstAxisPass:
             axis_distance_sq(mask if kind == "foreground" else ~mask, 0, self.spacing)
             for kind in self.kinds
         ]).astype(np.float32)
-        zarr.open_array(self.array, mode="r+")[(slice(None), *box.slices)] = out.reshape(
-            (len(self.kinds), *box.shape)
-        )
+        write_box(self.array, (slice(None), *box.slices),
+                  out.reshape((len(self.kinds), *box.shape)))
         return value, True
 
 
@@ -165,12 +161,13 @@ class EnvelopePass:
         stack = zarr.open_array(self.src, mode="r")[(slice(None), *box.slices)]
         f = stack.reshape((stack.shape[0], *[box.shape[i] for i in self.spatial]))
         env = parabolic_envelope(f, self.axis + 1, self.spacing)
-        dst = zarr.open_array(self.dst, mode="r+")
         if self.target is None:
-            dst[(slice(None), *box.slices)] = env.astype(np.float32).reshape(stack.shape)
+            write_box(self.dst, (slice(None), *box.slices),
+                      env.astype(np.float32).reshape(stack.shape))
         else:
             dist = combine([np.sqrt(e) for e in env], self.target)
-            dst[box.slices] = shape_distance(dist, power=self.power).reshape(box.shape)
+            write_box(self.dst, box.slices,
+                      shape_distance(dist, power=self.power).reshape(box.shape))
         return None, True
 
 

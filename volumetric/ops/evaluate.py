@@ -97,7 +97,7 @@ def evaluate(
     truth : str
         Ground truth of the same spatial shape (a mask, or an image).
     threshold : float, optional
-        Binarise the prediction and report mask scores; otherwise image scores.
+        Binarise the prediction (a finite value) and report mask scores; otherwise image scores.
     below : bool
         Foreground is ``prediction < threshold`` (distance maps).
     channel : int
@@ -113,6 +113,8 @@ def evaluate(
         ``dice``, ``iou``, ``precision``, ``recall``, ``tp``, ``fp``, ``fn`` with a
         threshold; ``mse``, ``psnr``, ``data_range`` without; ``voxels`` compared.
     """
+    if threshold is not None and not math.isfinite(threshold):
+        raise InputError(f"--threshold must be a finite value, got {threshold}")
     pred = open_input(absolute(prediction), what="PRED")
     ref = open_input(absolute(truth), what="TRUTH")
     shape = tuple(pred.shape[i] for i in spatial_positions(pred.axes))

@@ -7,6 +7,7 @@ added and rescaled to uint16 (grey, or RGB with the prediction in red).
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -16,9 +17,9 @@ import numpy as np
 from volumetric.engine import check_cluster, run_blocks, session
 from volumetric.errors import InputError
 from volumetric.geometry import BlockGrid, Box, block_shape_for
-from volumetric.io.intensity import intensity_stats
 from volumetric.io.ome import LevelSpec, OmeImage, create_image, open_image, with_axes
 from volumetric.io.sources import ZarrSource, open_source
+from volumetric.io.writes import write_box
 from volumetric.kernels.overlay import overlay as overlay_kernel
 from volumetric.ops.convert import resolve_chunks
 from volumetric.ops.output import complete_output, open_output
@@ -36,7 +37,7 @@ class OverlayBlock:
     """Block task: overlay one spatial box and write it."""
 
     raw: NormalizedInput
-    pred: str
+    pred: ZarrSource
     channel: int
     clip: float
     power: float
@@ -44,14 +45,16 @@ class OverlayBlock:
     array: str
 
     def __call__(self, box: Box) -> int:
-        import zarr
-
-        distance = zarr.open_array(self.pred, mode="r")[(self.channel, *box.slices)]
-        out = overlay_kernel(self.raw.read(box)[0], distance, clip=self.clip, power=self.power,
-                             rgb=self.rgb)
-        target = zarr.open_array(self.array, mode="r+")
-        target[(slice(None), *box.slices) if self.rgb else box.slices] = out
+        channel = Box((self.channel, *box.start), (self.channel + 1, *box.stop))
+        out = overlay_kernel(self.raw.read(box)[0], self.pred.read(channel)[0], clip=self.clip,
+                             power=self.power, rgb=self.rgb)
+        write_box(self.array, (slice(None), *box.slices) if self.rgb else box.slices, out)
         return int(out.nbytes)
+
+
+def _check_positive(option: str, value: float) -> None:
+    if not 0 < value < math.inf:
+        raise InputError(f"{option} must be a positive finite value, got {value}")
 
 
 @dataclass
@@ -90,9 +93,9 @@ def overlay(
     out : str
         Output image, uint16: spatial axes (grey) or ``c`` + spatial (RGB).
     clip : float, optional
-        Distance clip (default: the prediction's 99.8th percentile).
+        Distance clip, positive and finite (default: the prediction's 99.8th percentile).
     power : float
-        Exponent of the normalised distance.
+        Exponent of the normalised distance, positive and finite.
     channel : int
         Prediction channel to overlay.
     rgb : bool
@@ -105,8 +108,9 @@ def overlay(
     OverlayReport
     """
     t0 = time.monotonic()
-    if power <= 0:
-        raise InputError(f"--power must be positive, got {power}")
+    _check_positive("--power", power)
+    if clip is not None:
+        _check_positive("--clip", clip)
     raw, pred, out = absolute(raw), absolute(pred), absolute(out)
     source = open_source(raw)
     if "t" in source.axes or ("c" in source.axes and source.shape[0] != 1):
@@ -122,12 +126,10 @@ def overlay(
     if not 0 <= channel < prediction.shape[0]:
         raise InputError(f"--channel {channel}: the prediction has {prediction.shape[0]} channels")
     if clip is None:
-        import zarr
-
-        stats = intensity_stats(zarr.open_array(prediction.array_path, mode="r"), channel_axis=0)
-        clip = float(stats["high"][channel])
-    if clip <= 0:
-        raise InputError(f"--clip must be positive, got {clip}")
+        clip = float(normalized_input(prediction, (channel,), "percentile").stats[0]["high"])
+        if not 0 < clip < math.inf:
+            raise InputError(f"the prediction's 99.8th percentile is {clip}, not a usable clip; "
+                             "pass --clip")
     reader = normalized_input(source, (0,) if "c" in source.axes else None, "percentile")
     axes = ("c" if rgb else "") + spatial_axes
     out_shape = ((3,) if rgb else ()) + spatial
@@ -146,7 +148,7 @@ def overlay(
     check_cluster(client, cluster)
     journal, _ = open_output(out, layout, create, overwrite=overwrite, inputs=(raw, pred))
     grid = BlockGrid(spatial, block)
-    task = OverlayBlock(reader, prediction.array_path, channel, clip, power, rgb, f"{out}/0")
+    task = OverlayBlock(reader, prediction, channel, clip, power, rgb, f"{out}/0")
     with session(client, cluster, workers, quiet=not progress) as cl:
         run_blocks(task, list(grid.boxes()), client=cl, journal=journal, job="overlay",
                    label="overlay", progress=progress)

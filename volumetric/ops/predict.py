@@ -19,6 +19,7 @@ the output is complete.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
 import time
@@ -77,6 +78,8 @@ DEFAULT_CHUNK = {2: 512, 3: 64}  # chunk edge by spatial dimensions: 1 MB of flo
 DEFAULT_PERCENTILES = (1.0, 99.8)
 REGION_TARGET_BYTES = 256 * 2**20
 MIN_BLOCKS = 8
+OVERLAP_WARN = 27  # windows over those without overlap: 3 per axis in 3D
+OVERLAP_LIMIT = 4096  # 16 per axis in 3D: a step under 1/16 of the window
 GPU = "GPU"  # the worker resource held by a task driving a GPU (see engine.local_cluster)
 
 
@@ -124,6 +127,34 @@ def _channels(source: Source, channels: Sequence[int] | None) -> tuple[int, ...]
     return chosen
 
 
+def _check_outputs(clip: float | None, threshold: float | None) -> None:
+    """Refuse a clip or threshold that would make every output voxel the same."""
+    if clip is not None and not 0 < clip < math.inf:
+        raise InputError(f"--clip must be a positive finite value, got {clip}")
+    if threshold is not None and not math.isfinite(threshold):
+        raise InputError(f"--threshold must be a finite value, got {threshold}")
+
+
+def _check_overlap(grid: WindowGrid) -> None:
+    """Refuse an overlap whose window step is under one voxel or whose windows are absurdly many.
+
+    Warns when the windows are over ``OVERLAP_WARN`` times as many as without
+    overlap, and refuses them over ``OVERLAP_LIMIT`` times.
+    """
+    shown = ",".join(f"{o:g}" for o in dict.fromkeys(grid.overlap))
+    for size, w, o in zip(grid.shape, grid.window, grid.overlap):
+        if max(size, w) > w > 1 and int(w * (1 - o)) < 1:
+            raise InputError(f"--overlap {shown}: the window step of a {w}-voxel window would be "
+                             f"under one voxel; use at most {1 - 1 / w:g}")
+    factor = grid.count / WindowGrid(grid.shape, grid.window, (0.0,)).count
+    if factor > OVERLAP_LIMIT:
+        raise InputError(f"--overlap {shown}: {grid.count} windows, {factor:.0f}x as many as "
+                         f"without overlap (at most {OVERLAP_LIMIT}x); use a smaller overlap")
+    if factor > OVERLAP_WARN:
+        log.warning("--overlap %s: %d windows, %.0fx as many as without overlap",
+                    shown, grid.count, factor)
+
+
 def _window_grid(shape: Coord, window: Sequence[int] | None, overlap: Sequence[float],
                  pad: bool, trained: Sequence[int] | None) -> WindowGrid:
     window = tuple(window or trained or (DEFAULT_WINDOW,) * len(shape))
@@ -139,6 +170,7 @@ def _window_grid(shape: Coord, window: Sequence[int] | None, overlap: Sequence[f
             f"window {window} is larger than the volume {shape} along axis {axis}; "
             "use a smaller --window or allow --pad"
         )
+    _check_overlap(grid)
     return grid
 
 
@@ -236,7 +268,10 @@ def predict(
         Window shape (default: the training patch recorded in the model file, else 64 per axis).
         A size-1 axis makes 2D model input.
     overlap : sequence of float
-        Overlap fraction, one value or one per axis.
+        Overlap fraction in ``[0, 1)``, one value or one per axis. A warning
+        names the number of windows when they exceed 27 times those without
+        overlap; over 4096 times, or with a window step under one voxel, the
+        run is refused.
     blend : {"gaussian", "hann", "constant"}
         Window weights.
     normalize : {"none", "percentile", "zscore"}, optional
@@ -257,9 +292,9 @@ def predict(
     dtype : {"float32", "float16", "uint8"}, optional
         Stored type (default float32; uint8 scales probabilities 0..1 to 0..255).
     threshold : float, optional
-        Binary uint8 output: prediction > threshold.
+        Binary uint8 output: prediction > threshold (finite).
     clip : float, optional
-        Clip predictions to ``[0, clip]`` (distance-map models).
+        Clip predictions to ``[0, clip]`` (distance-map models); positive and finite.
     fill : float, optional
         Prediction assumed where no window ran (outside the listed cubes or
         the mask); stored as the array's fill value, so those chunks are never
@@ -287,6 +322,7 @@ def predict(
     _check_choice(amp, AMP_DTYPES, "--amp")
     if batch < 1:
         raise InputError(f"--batch must be at least 1, got {batch}")
+    _check_outputs(clip, threshold)
     if threshold is not None and dtype not in (None, "uint8"):
         raise InputError("--threshold writes binary uint8; drop --dtype")
     if cubes is not None and mask is not None:

@@ -23,6 +23,7 @@ from volumetric.errors import InputError
 from volumetric.geometry import Box, Coord
 from volumetric.io.intensity import intensity_stats
 from volumetric.io.sources import Source
+from volumetric.io.writes import write_box, writing
 from volumetric.kernels.blending import Accumulator, normalize_sums, postprocess, window_weights
 from volumetric.kernels.inference import gather_windows, run_model
 from volumetric.kernels.normalize import normalize
@@ -184,8 +185,9 @@ class EvaluateWindows:
             raise InputError("the model produced NaN or infinite values")
         path = partial_path(self.partials, box)
         tmp = f"{path}.{os.getpid()}.tmp.npy"
-        np.save(tmp, sums)
-        os.replace(tmp, path)
+        with writing(path):
+            np.save(tmp, sums)
+            os.replace(tmp, path)
         return sum(len(row) for row in rows)
 
 
@@ -206,8 +208,6 @@ class BlendBlock:
     fill: float = 0.0
 
     def __call__(self, box: Box) -> int:
-        import zarr
-
         index = self.plan.blocks.index_of(box.start)
         sums = np.zeros((self.out_channels + 1, *box.shape), dtype=np.float32)
         for j, region in self.plan.sources_of(index):
@@ -220,7 +220,7 @@ class BlendBlock:
         count = int(covered.sum())
         if count:
             out = postprocess(pred, dtype=self.dtype, clip=self.clip, threshold=self.threshold)
-            zarr.open_array(self.array, mode="r+")[(slice(None), *box.slices)] = out
+            write_box(self.array, (slice(None), *box.slices), out)
         return count
 
 

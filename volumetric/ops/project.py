@@ -30,6 +30,7 @@ from volumetric.errors import InputError
 from volumetric.geometry import BlockGrid, Box, ceil_div
 from volumetric.io.ome import CHANNEL_COLOURS, LevelSpec, OmeImage, create_image, open_image
 from volumetric.io.sources import Source
+from volumetric.io.writes import write_box
 from volumetric.kernels.projection import (
     MODES,
     combine_partials,
@@ -80,7 +81,7 @@ class ReduceBlock:
                                       self.mode)
         if self.length is not None:
             part = finish(part, self.mode, self.length, np.dtype(self.dtype))
-        zarr.open_array(self.dst, mode="r+")[box.slices] = part
+        write_box(self.dst, box.slices, part)
         return int(part.size)
 
 

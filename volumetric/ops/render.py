@@ -28,6 +28,7 @@ from volumetric.errors import InputError
 from volumetric.geometry import BlockGrid, Box
 from volumetric.io.ome import LevelSpec, OmeImage, create_image, open_image, with_axes
 from volumetric.io.swc import Skeleton, read_swc
+from volumetric.io.writes import write_box
 from volumetric.kernels.swc_render import render_segments, segment_bounds
 from volumetric.ops.common import chunks_of, grow_block, open_input, spacing_of, spatial_positions
 from volumetric.ops.output import ImageOutput
@@ -62,13 +63,11 @@ class RenderBlock:
     spacing: tuple[float, ...]
 
     def __call__(self, box: Box) -> int:
-        import zarr
-
         table = np.load(self.segments, mmap_mode="r")
         lo, hi = segment_bounds(table, self.spacing)
         near = np.all((lo < np.asarray(box.stop)) & (hi > np.asarray(box.start)), axis=1)
         mask = render_segments(box.start, box.shape, np.asarray(table[near]), self.spacing)
-        zarr.open_array(self.array, mode="r+")[box.slices] = mask.astype(np.uint8)
+        write_box(self.array, box.slices, mask.astype(np.uint8))
         return int(mask.sum())
 
 

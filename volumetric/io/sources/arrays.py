@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import zlib
+from itertools import product
 from typing import Any
 
 import numpy as np
 
 from volumetric.errors import InputError
-from volumetric.io.ome import SPATIAL_AXES, ImageMeta, open_image
+from volumetric.io.fingerprint import tree_fingerprint
+from volumetric.io.ome import SPATIAL_AXES, ImageMeta, open_image, unreadable_store
 from volumetric.io.sources.base import Source, parse_axes, to_ngff
 
 
@@ -56,6 +59,9 @@ class ZarrSource(Source):
         Axis order of a plain array without NGFF or ``dimension_names`` metadata.
     """
 
+    # numcodecs reports damaged blosc/zstd chunks as RuntimeError, gzip as zlib.error
+    read_errors = (*Source.read_errors, RuntimeError, zlib.error)
+
     def __init__(self, path: str, dataset: str | None = None, axes: str | None = None):
         import zarr
 
@@ -63,7 +69,7 @@ class ZarrSource(Source):
         try:
             node = zarr.open(path, mode="r")
         except Exception as exc:  # zarr raises several types for unreadable stores
-            raise InputError(f"{path}: not a readable Zarr store ({exc})") from None
+            raise unreadable_store(path, exc) from None
         meta = None
         if isinstance(node, zarr.Group):
             if dataset is None:
@@ -71,9 +77,12 @@ class ZarrSource(Source):
                 if not image.complete:
                     raise InputError(f"{path} is incomplete (an interrupted run); finish it first")
                 meta, dataset = image.meta, image.levels[0].path
-            if dataset not in node:
-                raise InputError(f"{path}: no array {dataset!r}")
-            node = node[dataset]
+            try:
+                node = node[dataset]
+            except KeyError:
+                raise InputError(f"{path}: no array {dataset!r}") from None
+            except ValueError as exc:  # its metadata is damaged
+                raise unreadable_store(path, exc) from None
         self.array_path = os.path.join(path, dataset) if dataset else path
         names = getattr(node.metadata, "dimension_names", None)
         guess = meta.axes if meta else ("".join(names) if names and all(names) else None)
@@ -94,13 +103,23 @@ class ZarrSource(Source):
             self.time_step, self.time_unit = meta.time_step, meta.time_unit
 
     def identity(self) -> dict[str, Any]:
+        """Path, shape and the fingerprint of every file of the array read.
+
+        Chunks rewritten in place change the fingerprint (see
+        :mod:`volumetric.io.fingerprint` for its cost), so an interrupted
+        run is not resumed over different data.
+        """
         ident = super().identity()
         meta_file = next(
             (os.path.join(self.array_path, n) for n in ("zarr.json", ".zarray")
              if os.path.exists(os.path.join(self.array_path, n))),
             self.array_path,
         )
-        ident["mtime_ns"] = os.stat(meta_file).st_mtime_ns
+        try:
+            ident["mtime_ns"] = os.stat(meta_file).st_mtime_ns
+            ident["array_files"] = tree_fingerprint(self.array_path)
+        except OSError as exc:
+            raise InputError(f"{self.array_path}: cannot list its files ({exc.strerror})") from None
         return ident
 
     def _read_native(self, index: tuple[slice, ...]) -> np.ndarray:
@@ -109,6 +128,23 @@ class ZarrSource(Source):
         if self._handle is None:
             self._handle = zarr.open_array(self.array_path, mode="r")
         return self._handle[index]
+
+    def _damage(self, index: tuple[slice, ...]) -> str:
+        """The first stored chunk (or shard) file of ``index`` that cannot be decoded."""
+        array = self._handle
+        if array is None:
+            return ""
+        grid = array.shards or array.chunks
+        ranges = [range(s.start // g, -(-s.stop // g)) for s, g in zip(index, grid)]
+        for coords in product(*ranges):
+            part = tuple(slice(c * g, min((c + 1) * g, n))
+                         for c, g, n in zip(coords, grid, array.shape))
+            try:
+                array[part]
+            except self.read_errors:
+                key = array.metadata.encode_chunk_key(coords)
+                return f": damaged chunk file {os.path.join(self.array_path, key)}"
+        return ""
 
     def close(self) -> None:
         self._handle = None

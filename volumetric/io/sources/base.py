@@ -83,6 +83,8 @@ class Source:
     chunks: tuple[int, ...] | None = None  # smallest efficient read, NGFF order, if known
 
     _handle: Any = None
+    # what readers and decoders raise for a damaged, truncated or removed file
+    read_errors: tuple[type[Exception], ...] = (OSError, ValueError, EOFError)
 
     @property
     def axes(self) -> str:
@@ -150,14 +152,18 @@ class Source:
         native = tuple(slice(start[a], stop[a]) for a in self.native_axes)
         try:
             data = np.asarray(self._read_native(native))
-        except (OSError, ValueError, EOFError) as exc:  # what readers and decoders raise
-            raise InputError(f"{self.path}: cannot read {box} "
+        except self.read_errors as exc:
+            raise InputError(f"{self.path}: cannot read {box}{self._damage(native)} "
                              f"({type(exc).__name__}: {exc})") from None
         perm = [self.native_axes.index(a) for a in self.axes]
         return np.ascontiguousarray(data.transpose(perm))
 
     def _read_native(self, index: tuple[slice, ...]) -> np.ndarray:
         raise NotImplementedError
+
+    def _damage(self, index: tuple[slice, ...]) -> str:
+        """Where a failed read of ``index`` went wrong, for the message (e.g. ``": chunk ..."``)."""
+        return ""
 
     def close(self) -> None:
         """Close any open handle (it is reopened on the next read)."""

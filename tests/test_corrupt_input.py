@@ -1,0 +1,141 @@
+"""Damaged inputs and a full disk end in one line naming the file, exit status 2."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+from test_predict import write_image
+
+from predict_models import save_torchscript, tiny
+
+SHAPE = (16, 16, 16)
+
+
+def one_error(result) -> str:
+    """Exit status 2, no traceback and exactly one error line, which is returned."""
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("vol: error:")]
+    assert len(errors) == 1, result.output
+    return errors[0]
+
+
+def not_complete(out) -> bool:
+    meta = out / "zarr.json"
+    return not meta.exists() or not json.loads(meta.read_text())["attributes"]["volumetric"][
+        "complete"]
+
+
+def _mask() -> np.ndarray:
+    mask = np.zeros(SHAPE, np.uint8)
+    mask[3:13, 3:13, 3:13] = 1
+    return mask
+
+
+def _damage(path) -> None:
+    path.write_bytes(np.random.default_rng(0).bytes(path.stat().st_size))
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    return str(save_torchscript(tiny(), tmp_path_factory.mktemp("model") / "tiny.pt"))
+
+
+@pytest.mark.parametrize("command", ["convert", "distance", "project", "predict", "evaluate",
+                                     "discover", "overlay-raw", "overlay-pred",
+                                     "overlay-pred-clip"])
+def test_damaged_zarr_chunk_names_the_chunk_file(vol, tmp_path, model_file, command):
+    raw = tmp_path / "raw.zarr"
+    write_image(raw, _mask(), chunks=(8, 8, 8))
+    pred = tmp_path / "pred.zarr"
+    write_image(pred, _mask()[None].astype(np.float32), axes="czyx", chunks=(1, 8, 8, 8))
+    damaged = (pred / "0" / "c" / "0" / "1" / "1" / "1" if command.startswith("overlay-pred")
+               else raw / "0" / "c" / "1" / "1" / "1")
+    _damage(damaged)
+    out = tmp_path / "out.zarr"
+    args = {
+        "convert": ["convert", raw, out],
+        "distance": ["distance", raw, out, "--clip", "2"],
+        "project": ["project", raw, out],
+        "predict": ["predict", raw, out, "--model", model_file, "--device", "cpu",
+                    "--window", "8,8,8"],
+        "evaluate": ["evaluate", raw, raw, "--threshold", "0.5"],
+        "discover": ["discover", raw, tmp_path / "cubes.json", "--all"],
+        "overlay-raw": ["overlay", raw, pred, out, "--clip", "1"],
+        "overlay-pred": ["overlay", raw, pred, out],
+        "overlay-pred-clip": ["overlay", raw, pred, out, "--clip", "1"],
+    }[command]
+    before = damaged.read_bytes()
+    line = one_error(vol(*args))
+    assert f"damaged chunk file {damaged}" in line, line
+    assert "blosc" in line
+    assert not_complete(out) and not (tmp_path / "cubes.json").exists()
+    assert damaged.read_bytes() == before
+
+
+@pytest.mark.parametrize("meta", ["group", "array"])
+def test_malformed_zarr_json_names_the_file(vol, tmp_path, meta):
+    raw = tmp_path / "raw.zarr"
+    write_image(raw, _mask(), chunks=(8, 8, 8))
+    broken = raw / "zarr.json" if meta == "group" else raw / "0" / "zarr.json"
+    broken.write_text('{"zarr_format": 3, "node_type": ')
+    out = tmp_path / "out.zarr"
+    line = one_error(vol("convert", raw, out))
+    assert f"{broken}: not valid JSON" in line, line
+    assert not out.exists()
+    line = one_error(vol("distance", raw, out, "--clip", "2"))
+    assert f"{broken}: not valid JSON" in line, line
+
+
+def test_full_disk_while_writing_a_block(vol, client, tmp_path):
+    raw = tmp_path / "raw.zarr"
+    write_image(raw, _mask(), chunks=(8, 8, 8))
+    out = tmp_path / "out.zarr"
+    target = str(out / "0")
+
+    def fill_disk() -> None:  # in each worker: chunk writes under OUT/0 find the disk full
+        import errno
+
+        import zarr.storage._local as local
+
+        original = local._put
+
+        def put(path, value, exclusive=False):
+            if str(path).startswith(target):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+            return original(path, value, exclusive)
+
+        local._put, local._unpatched_put = put, original
+
+    def free_disk() -> None:
+        import zarr.storage._local as local
+
+        local._put = local.__dict__.pop("_unpatched_put", local._put)
+
+    client.run(fill_disk)
+    try:
+        result = vol("convert", raw, out, "--chunks", "8,8,8")
+    finally:
+        client.run(free_disk)
+    line = one_error(result)
+    assert f"no space left on device writing {target}" in line, line
+    assert not_complete(out)
+    assert not list((out / ".volumetric" / "done").glob("*/*"))  # no block claims to be done
+
+
+@pytest.mark.parametrize("content", [
+    '{"shape": [16, 16, 16], "cube_shape": [8, 8, 8], "cubes": [[1e400, 0, 0]]}',
+    '{"shape": [16, 16, 16], "cube_shape": [1e400, 8, 8], "cubes": []}',
+    '{"shape": [16, 16, 16], "cube_shape": [8, 8, 8], "cubes": '
+    + "[" * 100_000 + "]" * 100_000 + "}",
+])
+def test_malformed_cube_list_is_one_line(vol, tmp_path, content):
+    raw = tmp_path / "raw.zarr"
+    write_image(raw, _mask(), chunks=(8, 8, 8))
+    cubes = tmp_path / "cubes.json"
+    cubes.write_text(content)
+    line = one_error(vol("evaluate", raw, raw, "--threshold", "0.5", "--cubes", cubes))
+    assert str(cubes) in line, line
