@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from volumetric_cli.options import cluster_options, int_tuple
+from volumetric_cli.options import int_tuple, run_options
 
 
 def _seeds(ctx: click.Context, param: click.Parameter, values: Any) -> list[tuple[int, ...]]:
@@ -42,10 +42,9 @@ def _seeds(ctx: click.Context, param: click.Parameter, values: Any) -> list[tupl
 @click.option("--channel", type=click.IntRange(min=0), help="Channel of a 4D/5D image (default 0).")
 @click.option("--store-in", metavar="ZARR",
               help="Also store the list in this OME-Zarr image's attributes (e.g. RAW itself).")
-@click.option("--overwrite", is_flag=True, help="Replace an existing OUT.")
-@cluster_options
+@run_options()
 def discover(raw: str, out: str, seeds, seeds_swc, scan_all, cube, threshold, min_voxels,
-             connectivity, t, channel, store_in, overwrite, cluster, workers) -> None:
+             connectivity, t, channel, store_in, run) -> None:
     """Find the occupied cubes of RAW connected to seed cubes and write them to OUT (JSON).
 
     Breadth-first from the seeds' cubes, one region of cubes per parallel
@@ -65,7 +64,7 @@ def discover(raw: str, out: str, seeds, seeds_swc, scan_all, cube, threshold, mi
     result = run_discover(
         raw, out, seeds=seeds, seeds_swc=seeds_swc, scan_all=scan_all, cube=cube,
         threshold=threshold, min_voxels=min_voxels, connectivity=int(connectivity), t=t,
-        channel=channel, store_in=store_in, overwrite=overwrite, cluster=cluster, workers=workers,
+        channel=channel, store_in=store_in, run=run,
     )
     info = result.info
     click.echo(

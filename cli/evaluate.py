@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from volumetric_cli.options import cluster_options
+from volumetric_cli.options import run_options
 
 
 @click.command()
@@ -18,9 +18,8 @@ from volumetric_cli.options import cluster_options
 @click.option("--cubes", type=click.Path(), default=None,
               help="Cube list from `vol discover`: score only inside its cubes.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@cluster_options
-def evaluate(pred: str, truth: str, threshold, below, channel, cubes, as_json, cluster,
-             workers) -> None:
+@run_options(overwrite=False)
+def evaluate(pred: str, truth: str, threshold, below, channel, cubes, as_json, run) -> None:
     """Score PRED against TRUTH block by block (same spatial shape).
 
     With --threshold: Dice, IoU, precision and recall of the binarised
@@ -37,7 +36,7 @@ def evaluate(pred: str, truth: str, threshold, below, channel, cubes, as_json, c
     from volumetric.ops.evaluate import evaluate as run_evaluate
 
     scores = run_evaluate(pred, truth, threshold=threshold, below=below, channel=channel,
-                          cubes=cubes, cluster=cluster, workers=workers)
+                          cubes=cubes, run=run)
     if as_json:
         click.echo(json.dumps(scores))
     else:

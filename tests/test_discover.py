@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from itertools import product
 
 import numpy as np
@@ -11,6 +12,7 @@ import zarr
 from scipy import ndimage as ndi
 
 from image_files import write_image
+from volumetric.engine import RunOptions
 from volumetric.io.cubes import read_cubes
 from volumetric.io.swc import Skeleton, write_swc
 from volumetric.ops.discover import discover
@@ -69,8 +71,7 @@ def test_search_equals_brute_force(client, tmp_path, raw, connectivity, min_voxe
     v, path = raw
     seeds = [(3, 5, 4)]
     result = discover(path, str(tmp_path / "c.json"), seeds=seeds, threshold=100,
-                      min_voxels=min_voxels, connectivity=connectivity, client=client,
-                      progress=False)
+                      min_voxels=min_voxels, connectivity=connectivity, run=RunOptions(client=client, progress=False))
     expected = _brute_force(v, seeds, connectivity, min_voxels)
     assert [list(c) for c in result.cubes] == [list(c) for c in expected]
     grid_shape = result.grid.grid_shape
@@ -83,7 +84,7 @@ def test_connectivity_changes_result(client, tmp_path, raw):
     v, path = raw
     found = {
         k: discover(path, str(tmp_path / f"{k}.json"), seeds=[(3, 5, 4)], threshold=100,
-                    min_voxels=8, connectivity=k, client=client, progress=False).cubes
+                    min_voxels=8, connectivity=k, run=RunOptions(client=client, progress=False)).cubes
         for k in (6, 18, 26)
     }
     assert len(found[6]) < len(found[18]) < len(found[26])
@@ -91,14 +92,16 @@ def test_connectivity_changes_result(client, tmp_path, raw):
 
 def test_regions_grouping_and_all_give_the_same_cubes(client, tmp_path, raw):
     v, path = raw
-    kw = dict(seeds=[(3, 5, 4), (35, 4, 50)], threshold=100, min_voxels=8, client=client,
-              progress=False)
-    one = discover(path, str(tmp_path / "a.json"), region=1, **kw)
-    odd = discover(path, str(tmp_path / "b.json"), region=(2, 1, 3), **kw)
-    whole = discover(path, str(tmp_path / "c.json"), region=64, **kw)
-    default = discover(path, str(tmp_path / "g.json"), **kw)  # regions of 3 x 3 x 4 cubes
-    full = discover(path, str(tmp_path / "d.json"), scan_all=True, group_bytes=1, **kw)
-    big = discover(path, str(tmp_path / "e.json"), scan_all=True, group_bytes=2**30, **kw)
+    run = RunOptions(client=client, progress=False)
+    kw = dict(seeds=[(3, 5, 4), (35, 4, 50)], threshold=100, min_voxels=8)
+    one = discover(path, str(tmp_path / "a.json"), region=1, run=run, **kw)
+    odd = discover(path, str(tmp_path / "b.json"), region=(2, 1, 3), run=run, **kw)
+    whole = discover(path, str(tmp_path / "c.json"), region=64, run=run, **kw)
+    default = discover(path, str(tmp_path / "g.json"), run=run, **kw)  # regions of 3x3x4 cubes
+    full = discover(path, str(tmp_path / "d.json"), scan_all=True,
+                    run=replace(run, block_bytes=1), **kw)
+    big = discover(path, str(tmp_path / "e.json"), scan_all=True,
+                   run=replace(run, block_bytes=2**30), **kw)
     assert one.cubes == odd.cubes == whole.cubes == default.cubes == full.cubes == big.cubes
     assert (one.info["cubes_read"] == odd.info["cubes_read"] == whole.info["cubes_read"]
             == default.info["cubes_read"])
@@ -107,7 +110,7 @@ def test_regions_grouping_and_all_give_the_same_cubes(client, tmp_path, raw):
     assert one.info["tasks"] > odd.info["tasks"] > whole.info["tasks"] == 1
     assert default.info["tasks"] > 1
     every = discover(path, str(tmp_path / "f.json"), scan_all=True, threshold=100, min_voxels=8,
-                     client=client, progress=False)
+                     run=RunOptions(client=client, progress=False))
     expected = np.argwhere(_counts(v, 100) >= 8)
     assert [list(c) for c in every.cubes] == expected.tolist()
 
@@ -115,7 +118,7 @@ def test_regions_grouping_and_all_give_the_same_cubes(client, tmp_path, raw):
 def test_json_contract_and_reader(client, tmp_path, raw):
     v, path = raw
     out = tmp_path / "c.json"
-    discover(path, str(out), seeds=[(3, 5, 4)], threshold=100, client=client, progress=False)
+    discover(path, str(out), seeds=[(3, 5, 4)], threshold=100, run=RunOptions(client=client, progress=False))
     data = json.loads(out.read_text())
     assert data["cube_shape"] == list(CUBE) and data["shape"] == list(v.shape)
     assert data["cubes"] == [[0, 0, 0], [0, 1, 0], [0, 2, 0], [0, 3, 0], [1, 3, 1]]
@@ -131,7 +134,7 @@ def test_store_in_zarr_attributes(client, tmp_path):
     v = _volume()
     path = write_image(tmp_path / "raw.zarr", v, chunks=CUBE)
     discover(path, str(tmp_path / "c.json"), seeds=[(3, 5, 4)], threshold=100, store_in=path,
-             client=client, progress=False)
+             run=RunOptions(client=client, progress=False))
     assert read_cubes(path).cubes == read_cubes(tmp_path / "c.json").cubes
     assert np.array_equal(zarr.open_array(f"{path}/0")[...], v)
 
@@ -142,7 +145,8 @@ def test_channel_and_time_selection(client, tmp_path):
     v[1, 2, 8:16, 8:16, 8:16] = 1
     v[0, 0, 0:8, 8:16, 0:8] = 1
     path = write_image(tmp_path / "raw.zarr", v, chunks=(1, 1, 8, 8, 8))
-    kw = dict(seeds=[(0, 0, 0), (0, 8, 0)], min_voxels=1, client=client, progress=False)
+    kw = dict(seeds=[(0, 0, 0), (0, 8, 0)], min_voxels=1,
+              run=RunOptions(client=client, progress=False))
     chosen = discover(path, str(tmp_path / "a.json"), t=1, channel=2, **kw)
     assert chosen.cubes == ((0, 0, 0), (1, 1, 1))
     first = discover(path, str(tmp_path / "b.json"), **kw)
@@ -157,7 +161,7 @@ def test_seeds_from_swc_use_voxel_size(client, tmp_path):
     write_swc(swc, Skeleton(np.array([1]), np.array([3]), np.array([[2.0, 2.5, 6.0]]),
                             np.array([1.0]), np.array([-1])))
     result = discover(path, str(tmp_path / "c.json"), seeds_swc=str(swc), threshold=100,
-                      client=client, progress=False)
+                      run=RunOptions(client=client, progress=False))
     assert result.info["seeds"] == [[3, 5, 4]]
     assert result.cubes == ((0, 0, 0), (0, 1, 0), (0, 2, 0), (0, 3, 0), (1, 3, 1))
 
@@ -203,8 +207,7 @@ def test_resume_reuses_saved_counts_without_reading(client, tmp_path, raw):
     store = CountStore(out, open_source(path), (None, None, None), CUBE, 100.0)
     store.counts = {(0, 0, 0): 256, (0, 1, 0): 0}
     store.save()
-    result = discover(path, str(out), seeds=[(3, 5, 4)], threshold=100, client=client,
-                      progress=False)
+    result = discover(path, str(out), seeds=[(3, 5, 4)], threshold=100, run=RunOptions(client=client, progress=False))
     assert (0, 1, 0) not in result.cubes and result.cubes == ((0, 0, 0),)
     assert not (tmp_path / "c.json.partial").exists()
     other = CountStore(out, open_source(path), (None, None, None), CUBE, 50.0)

@@ -9,6 +9,7 @@ import pytest
 from skimage.metrics import mean_squared_error, peak_signal_noise_ratio
 
 from ome_images import write_image
+from volumetric.engine import RunOptions
 from volumetric.ops.evaluate import evaluate
 
 
@@ -33,17 +34,16 @@ def _reference(mask, truth):
 
 
 def test_mask_scores_equal_the_whole_volume(client, images):
-    scores = evaluate(images["pred_path"], images["truth_path"], threshold=0.5, client=client,
-                      progress=False)
+    scores = evaluate(images["pred_path"], images["truth_path"], threshold=0.5, run=RunOptions(client=client, progress=False))
     for key, value in _reference(images["pred"] > 0.5, images["truth"]).items():
         assert scores[key] == pytest.approx(value)
     below = evaluate(images["pred_path"], images["truth_path"], threshold=0.5, below=True,
-                     client=client, progress=False)
+                     run=RunOptions(client=client, progress=False))
     assert below["dice"] == pytest.approx(_reference(images["pred"] < 0.5, images["truth"])["dice"])
 
 
 def test_image_scores_match_skimage(client, images):
-    scores = evaluate(images["pred_path"], images["truth_path"], client=client, progress=False)
+    scores = evaluate(images["pred_path"], images["truth_path"], run=RunOptions(client=client, progress=False))
     truth = images["truth"].astype(np.float64)
     assert scores["mse"] == pytest.approx(mean_squared_error(truth, images["pred"]))
     assert scores["psnr"] == pytest.approx(
@@ -54,7 +54,7 @@ def test_cubes_restrict_the_comparison(client, images, tmp_path):
     cubes = tmp_path / "cubes.json"
     cubes.write_text(json.dumps({"cube_shape": [8, 16, 16], "cubes": [[0, 0, 0], [2, 2, 1]]}))
     scores = evaluate(images["pred_path"], images["truth_path"], threshold=0.5, cubes=str(cubes),
-                      client=client, progress=False)
+                      run=RunOptions(client=client, progress=False))
     inside = np.zeros(images["truth"].shape, bool)
     inside[0:8, 0:16, 0:16] = inside[16:20, 32:34, 16:30] = True
     mask, truth = images["pred"] > 0.5, images["truth"]

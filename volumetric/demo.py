@@ -58,8 +58,7 @@ def _stages(out: Path, shape: tuple[int, ...], client: Any) -> list[tuple[str, C
 
     def discover_cubes() -> str:
         cubes = discover(str(out / "mask.zarr"), str(out / "cubes.json"),
-                         seeds_swc=str(h5.with_suffix(".swc")), min_voxels=20, client=client,
-                         overwrite=True)
+                         seeds_swc=str(h5.with_suffix(".swc")), min_voxels=20, run=RunOptions(client=client, overwrite=True))
         total = int(np.prod(cubes.grid.grid_shape))
         return (f"cubes.json: {len(cubes.cubes)} of {total} cubes kept, "
                 f"{cubes.info['cubes_read']} read")
@@ -96,7 +95,7 @@ def _stages(out: Path, shape: tuple[int, ...], client: Any) -> list[tuple[str, C
 
     def evaluate_prediction() -> str:
         scores = evaluate(str(out / "prediction.zarr"), str(out / "mask.zarr"), threshold=0.2,
-                          below=True, client=client)
+                          below=True, run=RunOptions(client=client))
         return (f"Dice {scores['dice']:.3f}, precision {scores['precision']:.3f}, "
                 f"recall {scores['recall']:.3f} (prediction < 0.2 vs ground truth)")
 

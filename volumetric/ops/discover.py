@@ -31,11 +31,10 @@ import math
 import os
 import time
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from volumetric.engine import check_cluster, run_blocks, session
+from volumetric.engine import RunOptions, block_operation
 from volumetric.errors import InputError
 from volumetric.geometry import BlockGrid, Coord, as_coord
 from volumetric.io.cubes import CubeList, store_cubes, write_cubes
@@ -52,9 +51,6 @@ from volumetric.ops.cube_search import (
     region_search,
 )
 from volumetric.ops.paths import absolute
-
-if TYPE_CHECKING:
-    from distributed import Client
 
 log = logging.getLogger("volumetric")
 
@@ -155,13 +151,8 @@ def discover(
     t: int | None = None,
     channel: int | None = None,
     store_in: str | None = None,
-    overwrite: bool = False,
-    group_bytes: int | None = None,
     region: int | Sequence[int] | None = None,
-    client: Client | None = None,
-    cluster: str | None = None,
-    workers: int | None = None,
-    progress: bool = True,
+    run: RunOptions = RunOptions(),
 ) -> CubeList:
     """Find the occupied cubes of ``src`` connected to the seeds and write them to ``out``.
 
@@ -190,17 +181,15 @@ def discover(
         Time point and channel of a 4D/5D image (default 0).
     store_in : str, optional
         Also store the list in the attributes of this OME-Zarr image (same spatial shape).
-    overwrite : bool
-        Replace an existing ``out``.
-    group_bytes : int, optional
-        Target size of the box of cubes one task of the full scan reads (default 16 MiB).
     region : int or (z, y, x), optional
         Shape in cubes of the region one search task explores (default: as
         many cubes per axis as make about 256 MiB of voxels, and at most
         half the cubes along each axis, so that a small volume still has
         several regions to search in parallel).
-    client, cluster, workers, progress
-        Where and how to run (see :func:`volumetric.ops.convert.convert`).
+    run : RunOptions
+        Where and how to run; ``overwrite`` replaces an existing ``out``,
+        ``block_bytes`` is the size of the box of cubes one task of the full
+        scan reads (default 16 MiB).
 
     Returns
     -------
@@ -212,7 +201,8 @@ def discover(
         raise InputError(f"--min-voxels must be at least 1, got {min_voxels}")
     if not math.isfinite(threshold):
         raise InputError(f"--threshold must be a finite value, got {threshold}")
-    out_path = claim_file(out, inputs=(src, seeds_swc, store_in), overwrite=overwrite, what="OUT")
+    out_path = claim_file(out, inputs=(src, seeds_swc, store_in), overwrite=run.overwrite,
+                          what="OUT")
     source = open_input(absolute(src), what="RAW")
     fixed = _fixed_indices(source, t, channel)
     shape = tuple(s for s, f in zip(source.shape, fixed) if f is None)
@@ -226,7 +216,6 @@ def discover(
         if stored_shape != shape:
             raise InputError(f"--store-in {store_in} has spatial shape {stored_shape}, "
                              f"RAW has {shape}")
-    check_cluster(client, cluster)
     reader = CubeReader(source, fixed, shape, cube_shape, threshold)
     grid = reader.grid
     regions = _region_shape(region, grid, np.dtype(source.dtype).itemsize)
@@ -235,23 +224,23 @@ def discover(
     seed_cubes = sorted({grid.index_of(p) for p in points})
     t0 = time.monotonic()
     tasks = 0
-    with session(client, cluster, workers, quiet=not progress) as cl:
+    with block_operation(None, run) as op:
         if scan_all:
             groups = BlockGrid(shape, grow_block(shape, cube_shape, range(len(shape)),
                                                  np.dtype(source.dtype).itemsize,
-                                                 group_bytes or GROUP_TARGET_BYTES))
+                                                 run.block_bytes or GROUP_TARGET_BYTES))
             todo = sorted({groups.index_of(grid.box(c).start) for c in grid.indices()
                            if c not in store.counts})
             for i in range(0, len(todo), BATCH_GROUPS):
                 batch = [groups.box(g) for g in todo[i:i + BATCH_GROUPS]]
-                for counts in run_blocks(reader, batch, client=cl, label="discover all cubes",
-                                         progress=progress).values():
+                for counts in op.run(reader, batch, job="discover all cubes",
+                                     journaled=False).values():
                     store.counts.update(counts)
                 tasks += len(batch)
                 store.save()
         elif seed_cubes:
             tasks = region_search(seed_cubes, ExpandRegion(reader, rank, min_voxels), store,
-                                  region_shape=regions, client=cl, progress=progress)
+                                  region_shape=regions, client=op.client, progress=run.progress)
     kept, read, levels = level_search(seed_cubes, grid, rank, min_voxels,
                                       lambda cubes: {c: store.counts[c] for c in cubes})
     if scan_all:

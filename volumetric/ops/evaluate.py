@@ -13,11 +13,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from volumetric.engine import check_cluster, run_blocks, session
+from volumetric.engine import RunOptions, block_operation
 from volumetric.errors import InputError
 from volumetric.geometry import BlockGrid, Box
 from volumetric.io.cubes import read_cubes
@@ -25,9 +25,6 @@ from volumetric.io.sources import Source
 from volumetric.kernels.metrics import confusion, mask_scores
 from volumetric.ops.common import grow_block, open_input, spatial_positions
 from volumetric.ops.paths import absolute
-
-if TYPE_CHECKING:
-    from distributed import Client
 
 BLOCK_BYTES = 16 * 2**20
 
@@ -83,10 +80,7 @@ def evaluate(
     below: bool = False,
     channel: int = 0,
     cubes: str | None = None,
-    client: Client | None = None,
-    cluster: str | None = None,
-    workers: int | None = None,
-    progress: bool = True,
+    run: RunOptions = RunOptions(),
 ) -> dict[str, Any]:
     """Compare ``prediction`` with ``truth`` over the whole volume or the listed cubes.
 
@@ -104,8 +98,8 @@ def evaluate(
         Prediction channel to score.
     cubes : str, optional
         Cube list (``vol discover``): score only inside these cubes.
-    client, cluster, workers, progress
-        As for every block-wise operation.
+    run : RunOptions
+        Where and how to run (``overwrite`` and ``block_bytes`` do not apply).
 
     Returns
     -------
@@ -137,7 +131,6 @@ def evaluate(
                            range(len(shape)), 8, BLOCK_BYTES)
         boxes = list(BlockGrid(shape, block).boxes())
     task = CompareBlock(pred, ref, channel, threshold, below)
-    check_cluster(client, cluster)
-    with session(client, cluster, workers, quiet=not progress) as cl:
-        parts = run_blocks(task, boxes, client=cl, label="evaluate", progress=progress)
+    with block_operation(None, run) as op:
+        parts = op.run(task, boxes, job="evaluate")
     return _scores(list(parts.values()), threshold is not None)
