@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import click
-from volumetric_cli.options import cluster_options
+from volumetric_cli.options import run_options
 
 
 @click.command()
@@ -17,10 +17,8 @@ from volumetric_cli.options import cluster_options
 @click.option("--channel", type=click.IntRange(min=0), default=0, show_default=True,
               help="Prediction channel to overlay.")
 @click.option("--rgb", is_flag=True, help="Write RGB (prediction in red) instead of grey.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing output.")
-@cluster_options
-def overlay(raw: str, pred: str, out: str, clip, power, channel, rgb, overwrite, cluster,
-            workers) -> None:
+@run_options()
+def overlay(raw: str, pred: str, out: str, clip, power, channel, rgb, run) -> None:
     """Overlay the predicted distance map PRED on RAW for Vaa3D, as uint16 OUT.
 
     The distance map is clipped to [0, D], divided by D, raised to --power and
@@ -34,7 +32,7 @@ def overlay(raw: str, pred: str, out: str, clip, power, channel, rgb, overwrite,
     from volumetric.ops.overlay import overlay as run_overlay
 
     report = run_overlay(raw, pred, out, clip=clip, power=power, channel=channel, rgb=rgb,
-                         overwrite=overwrite, cluster=cluster, workers=workers)
+                         run=run)
     click.echo(f"wrote {out}: {report.image.meta.axes} "
                f"{'x'.join(map(str, report.image.shape))} uint16 (clip {report.clip:g}) "
                f"in {report.seconds:.1f} s")

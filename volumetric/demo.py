@@ -90,7 +90,7 @@ def _stages(out: Path, shape: tuple[int, ...], client: Any) -> list[tuple[str, C
 
     def overlay_raw() -> str:
         overlay(str(out / "raw.zarr"), str(out / "prediction.zarr"), str(out / "overlay.zarr"),
-                clip=1.0, client=client, overwrite=True)
+                clip=1.0, run=RunOptions(client=client, overwrite=True))
         return "overlay.zarr: uint16 raw + prediction overlay for Vaa3D"
 
     def evaluate_prediction() -> str:

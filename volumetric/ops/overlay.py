@@ -10,11 +10,10 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from volumetric.engine import check_cluster, run_blocks, session
+from volumetric.engine import RunOptions, block_operation
 from volumetric.errors import InputError
 from volumetric.geometry import BlockGrid, Box, block_shape_for
 from volumetric.io.ome import LevelSpec, OmeImage, create_image, open_image, with_axes
@@ -22,12 +21,9 @@ from volumetric.io.sources import ZarrSource, open_source
 from volumetric.io.writes import write_box
 from volumetric.kernels.overlay import overlay as overlay_kernel
 from volumetric.ops.convert import resolve_chunks
-from volumetric.ops.output import complete_output, open_output
+from volumetric.ops.output import ImageOutput
 from volumetric.ops.paths import absolute
 from volumetric.ops.predict_tasks import NormalizedInput, normalized_input
-
-if TYPE_CHECKING:
-    from distributed import Client
 
 BLOCK_TARGET_BYTES = 16 * 2**20
 
@@ -76,11 +72,7 @@ def overlay(
     power: float = 1.0,
     channel: int = 0,
     rgb: bool = False,
-    overwrite: bool = False,
-    client: Client | None = None,
-    cluster: str | None = None,
-    workers: int | None = None,
-    progress: bool = True,
+    run: RunOptions = RunOptions(),
 ) -> OverlayReport:
     """Write the overlay of the prediction ``pred`` on ``raw`` to the OME-Zarr image ``out``.
 
@@ -100,8 +92,8 @@ def overlay(
         Prediction channel to overlay.
     rgb : bool
         Write RGB instead of grey.
-    overwrite, client, cluster, workers, progress
-        See :func:`volumetric.ops.convert.convert`.
+    run : RunOptions
+        Where and how to run; ``block_bytes`` defaults to 16 MiB of output.
 
     Returns
     -------
@@ -135,7 +127,8 @@ def overlay(
     out_shape = ((3,) if rgb else ()) + spatial
     chunks = resolve_chunks(None, out_shape, axes, np.uint16, what="chunks")
     itemsize = 2 * (3 if rgb else 1)
-    block = block_shape_for(spatial, chunks[-len(spatial):], itemsize, BLOCK_TARGET_BYTES)
+    block = block_shape_for(spatial, chunks[-len(spatial):], itemsize,
+                            run.block_bytes or BLOCK_TARGET_BYTES)
     layout = {"operation": "overlay", "raw": source.identity(), "pred": prediction.identity(),
               "channel": channel, "clip": clip, "power": power, "rgb": rgb,
               "chunks": list(chunks), "block": list(block)}
@@ -145,12 +138,8 @@ def overlay(
                      [LevelSpec("0", out_shape, (1,) * len(out_shape))],
                      dtype=np.uint16, chunks=chunks)
 
-    check_cluster(client, cluster)
-    journal, _ = open_output(out, layout, create, overwrite=overwrite, inputs=(raw, pred))
     grid = BlockGrid(spatial, block)
     task = OverlayBlock(reader, prediction, channel, clip, power, rgb, f"{out}/0")
-    with session(client, cluster, workers, quiet=not progress) as cl:
-        run_blocks(task, list(grid.boxes()), client=cl, journal=journal, job="overlay",
-                   label="overlay", progress=progress)
-    complete_output(out, journal)
+    with block_operation(ImageOutput(out, layout, create, (raw, pred)), run) as op:
+        op.run(task, list(grid.boxes()), job="overlay")
     return OverlayReport(open_image(out), clip, grid.num_blocks, time.monotonic() - t0)
