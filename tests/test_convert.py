@@ -15,7 +15,8 @@ from interruption import killed_before_completion
 from volumetric.engine import RunOptions
 from volumetric.io.ome import ImageMeta, LevelSpec, create_image
 from volumetric.kernels.downsample import downsample
-from volumetric.ops.convert import convert, default_chunks
+from volumetric.ops.common import default_chunks
+from volumetric.ops.convert import convert
 from volumetric.ops.info import image_info
 
 

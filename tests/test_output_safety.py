@@ -40,7 +40,7 @@ def inputs(tmp_path):
     """A small binary mask image, an SWC, a model and some existing files."""
     mask = np.zeros((8, 16, 16), np.uint8)
     mask[2:6, 4:12, 4:12] = 1
-    raw = Path(write_image(tmp_path / "raw.zarr", mask, chunks=(4, 8, 8)))
+    write_image(tmp_path / "raw.zarr", mask, chunks=(4, 8, 8))
     write_swc(tmp_path / "n.swc", Skeleton(
         ids=np.array([1, 2]), types=np.array([3, 3]), xyz=np.array([[4.0, 4, 2], [10, 10, 5]]),
         radius=np.array([1.0, 1.0]), parents=np.array([-1, 1])))

@@ -23,11 +23,12 @@ from volumetric.engine import RunOptions, block_operation
 from volumetric.errors import InputError
 from volumetric.geometry import BlockGrid, Box, block_shape_for, ceil_div
 from volumetric.io.codecs import DEFAULT_COMPRESSOR, parse_compressor
-from volumetric.io.ome import SPATIAL_AXES, LevelSpec, OmeImage, create_image, open_image
+from volumetric.io.ome import LevelSpec, OmeImage, create_image, open_image
 from volumetric.io.pyramid import plan_levels
 from volumetric.io.sources import Source, open_source
 from volumetric.io.writes import write_box
 from volumetric.kernels.downsample import downsample
+from volumetric.ops.common import resolve_chunks
 from volumetric.ops.output import ImageOutput
 from volumetric.ops.paths import absolute
 
@@ -35,45 +36,6 @@ log = logging.getLogger("volumetric")
 
 BLOCK_TARGET_BYTES = 16 * 2**20
 BLOCK_LIMIT_BYTES = 64 * 2**20  # blocks may grow this far to cover whole source reads
-CHUNK_TARGET_BYTES = 2 * 2**20
-
-
-def default_chunks(shape: Sequence[int], axes: str, dtype: Any) -> tuple[int, ...]:
-    """Chunks of about 1-4 MB: one ``t`` and ``c`` each, near-cubic in space.
-
-    Examples
-    --------
-    >>> default_chunks((2, 300, 1024, 1024), "czyx", "uint16")
-    (1, 128, 128, 64)
-    """
-    itemsize = np.dtype(dtype).itemsize
-    chunks = [s if a in SPATIAL_AXES else 1 for a, s in zip(axes, shape)]
-    spatial = [i for i, a in enumerate(axes) if a in SPATIAL_AXES]
-    while itemsize * int(np.prod(chunks)) > CHUNK_TARGET_BYTES:
-        i = max(spatial, key=lambda j: chunks[j])
-        chunks[i] = -(-chunks[i] // 2)
-    return tuple(chunks)
-
-
-def resolve_chunks(
-    chunks: Sequence[int] | None, shape: Sequence[int], axes: str, dtype: Any, *, what: str
-) -> tuple[int, ...]:
-    """Full chunk shape from a user's spatial (``z,y,x``) or full-length value."""
-    if chunks is None:
-        return default_chunks(shape, axes, dtype)
-    chunks = tuple(int(c) for c in chunks)
-    spatial = [a for a in axes if a in SPATIAL_AXES]
-    if len(chunks) == len(spatial):
-        it = iter(chunks)
-        chunks = tuple(next(it) if a in SPATIAL_AXES else 1 for a in axes)
-    elif len(chunks) != len(axes):
-        raise InputError(
-            f"{what} has {len(chunks)} values; give one per spatial axis "
-            f"({','.join(spatial)}) or one per axis ({','.join(axes)})"
-        )
-    if any(c < 1 for c in chunks):
-        raise InputError(f"{what} must be positive, got {chunks}")
-    return tuple(min(c, s) if s else c for c, s in zip(chunks, shape))
 
 
 @dataclass(frozen=True)

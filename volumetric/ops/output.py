@@ -18,7 +18,6 @@ Every operation that writes an OME-Zarr image goes through
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field

@@ -20,10 +20,9 @@ from volumetric.io.ome import LevelSpec, OmeImage, create_image, open_image, wit
 from volumetric.io.sources import ZarrSource, open_source
 from volumetric.io.writes import write_box
 from volumetric.kernels.overlay import overlay as overlay_kernel
-from volumetric.ops.convert import resolve_chunks
+from volumetric.ops.common import NormalizedInput, normalized_input, resolve_chunks
 from volumetric.ops.output import ImageOutput
 from volumetric.ops.paths import absolute
-from volumetric.ops.predict_tasks import NormalizedInput, normalized_input
 
 BLOCK_TARGET_BYTES = 16 * 2**20
 

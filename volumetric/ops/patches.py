@@ -9,21 +9,12 @@ from typing import Any
 import numpy as np
 
 from volumetric.errors import InputError
-from volumetric.io.ome import open_image
-from volumetric.kernels.augment import AugmentConfig, AugmentParams
 from volumetric.io.destination import claim_file, replacing
+from volumetric.kernels.augment import AugmentConfig, AugmentParams
+from volumetric.ops.common import default_patch
 from volumetric.train.dataset import PatchDataset, VolumePair
 
 COLUMNS = 4  # samples per row; each sample takes two panels
-
-
-def default_patch(path: str) -> tuple[int, int, int]:
-    """64^3 for volumes, 1x256x256 for 2D images, clipped to the image."""
-    image = open_image(path)
-    shape = [s for a, s in zip(image.meta.axes, image.shape) if a in "zyx"]
-    if len(shape) == 2:
-        return (1, min(256, shape[0]), min(256, shape[1]))
-    return tuple(min(64, s) for s in shape)  # type: ignore[return-value]
 
 
 def _describe(index: int, location: Sequence[int], params: AugmentParams | None) -> str:

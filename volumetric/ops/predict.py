@@ -55,16 +55,10 @@ from volumetric.models.loading import (
     cuda_available,
     resolve_device,
 )
-from volumetric.ops.convert import resolve_chunks
+from volumetric.ops.common import normalized_input, resolve_chunks
 from volumetric.ops.output import check_output, complete_output, open_output
 from volumetric.ops.paths import absolute
-from volumetric.ops.predict_tasks import (
-    BlendBlock,
-    EvaluateWindows,
-    OccupiedCubes,
-    normalized_input,
-    probe_model,
-)
+from volumetric.ops.predict_tasks import BlendBlock, EvaluateWindows, OccupiedCubes, probe_model
 from volumetric.windows import WindowGrid, WindowPlan
 
 if TYPE_CHECKING:

@@ -12,7 +12,7 @@ weights, post-processes and writes its chunks once.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import groupby
@@ -21,81 +21,14 @@ import numpy as np
 
 from volumetric.errors import InputError
 from volumetric.geometry import Box, Coord
-from volumetric.io.intensity import intensity_stats
 from volumetric.io.sources import Source
 from volumetric.io.writes import write_box, writing
 from volumetric.kernels.blending import Accumulator, normalize_sums, postprocess, window_weights
 from volumetric.kernels.inference import gather_windows, run_model
-from volumetric.kernels.normalize import normalize
 from volumetric.models.loading import LoadedModel, ModelSpec, cached_model, resolve_device
 from volumetric.models.torch_messages import error_cause
+from volumetric.ops.common import NormalizedInput
 from volumetric.windows import WindowPlan
-
-
-@dataclass(frozen=True)
-class NormalizedInput:
-    """Reads spatial boxes of the raw volume as normalised float32 ``(C, ...)``.
-
-    Parameters
-    ----------
-    source : Source
-        The raw volume (axes ``[c]zyx`` or ``[c]yx``).
-    channels : tuple of int, optional
-        Channels fed to the model, in order; None when the source has no ``c`` axis.
-    method : str
-        Normalisation (see :func:`volumetric.kernels.normalize.normalize`).
-    stats : tuple of dict
-        Volume-wide statistics, one per model input channel.
-    """
-
-    source: Source
-    channels: tuple[int, ...] | None
-    method: str
-    stats: tuple[Mapping[str, float], ...]
-
-    def read(self, box: Box) -> np.ndarray:
-        if self.channels is None:
-            data = self.source.read(box)[None]
-        else:
-            lo, hi = min(self.channels), max(self.channels) + 1
-            data = self.source.read(Box((lo, *box.start), (hi, *box.stop)))
-            data = data[[c - lo for c in self.channels]]
-        return np.stack([normalize(d, s, self.method) for d, s in zip(data, self.stats)])
-
-
-@dataclass(frozen=True)
-class _SourceArray:
-    """A source seen as an array, for :func:`intensity_stats`."""
-
-    source: Source
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return self.source.shape
-
-    @property
-    def chunks(self) -> tuple[int, ...]:
-        return self.source.chunks or tuple(min(s, 64) for s in self.source.shape)
-
-    def __getitem__(self, index: tuple[slice, ...]) -> np.ndarray:
-        bounds = [s.indices(n)[:2] for s, n in zip(index, self.shape)]
-        return self.source.read(Box(tuple(a for a, _ in bounds), tuple(b for _, b in bounds)))
-
-
-def normalized_input(source: Source, channels: tuple[int, ...] | None, method: str,
-                     percentiles: Sequence[float] = (1.0, 99.8)) -> NormalizedInput:
-    """A :class:`NormalizedInput` with statistics measured on ``source`` (a sample of chunks)."""
-    n = 1 if channels is None else len(channels)
-    if method == "none":
-        return NormalizedInput(source, channels, method, ({},) * n)
-    caxis = source.axes.index("c") if channels is not None else None
-    stats = intensity_stats(_SourceArray(source), channel_axis=caxis,
-                            percentiles=(float(percentiles[0]), float(percentiles[1])))
-    keys = ("low", "high", "mean", "std")
-    if channels is None:
-        return NormalizedInput(source, channels, method, ({k: stats[k] for k in keys},))
-    per_channel = tuple({k: stats[k][c] for k in keys} for c in channels)
-    return NormalizedInput(source, channels, method, per_channel)
 
 
 def partial_path(folder: str, box: Box) -> str:

@@ -300,7 +300,7 @@ def train(
 
     from volumetric.engine.progress import silenced
     from volumetric.kernels.augment import AugmentConfig
-    from volumetric.ops.patches import default_patch
+    from volumetric.ops.common import default_patch
     from volumetric.train.dataset import PatchDataset, VolumePair
 
     started = time.perf_counter()
