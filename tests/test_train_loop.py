@@ -18,7 +18,7 @@ from volumetric.models.registry import build_model
 from volumetric.models.transfer import freeze
 from volumetric.train.loop import TrainSettings, _validate, fit, resolve_device
 from volumetric.train.losses import get_loss
-from volumetric.train.rundir import ModelSpec, curves_figure
+from volumetric.train.rundir import NetworkSpec, curves_figure
 
 TINY = {"depth": 1, "features": 4}
 
@@ -63,7 +63,7 @@ def volume():
 
 
 def _spec(dims=3, activation="sigmoid"):
-    return ModelSpec("unet3d" if dims == 3 else "unet2d", dict(TINY), dims, 1, 1, activation,
+    return NetworkSpec("unet3d" if dims == 3 else "unet2d", dict(TINY), dims, 1, 1, activation,
                      {"normalize": "none"})
 
 

@@ -46,8 +46,8 @@ _FACTORY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 
 @dataclass(frozen=True)
-class ModelSpec:
-    """What ``--model`` and ``--weights`` name.
+class ModelSource:
+    """Where a model for inference comes from: what ``--model`` and ``--weights`` name.
 
     Parameters
     ----------
@@ -127,7 +127,7 @@ def _from_torchscript(path: str) -> LoadedModel:
     return loaded
 
 
-def _from_factory(spec: ModelSpec) -> LoadedModel:
+def _from_factory(spec: ModelSource) -> LoadedModel:
     """The factory's network; a checkpoint of this very factory also gives its configuration."""
     if spec.weights is None:
         return LoadedModel(build_network(spec.model, {}), "factory")
@@ -150,7 +150,7 @@ def _from_factory(spec: ModelSpec) -> LoadedModel:
     return loaded
 
 
-def load_model(spec: ModelSpec, *, device: Any = "cpu") -> LoadedModel:
+def load_model(spec: ModelSource, *, device: Any = "cpu") -> LoadedModel:
     """Load the model ``spec`` names, in eval mode on ``device``.
 
     Raises
@@ -177,11 +177,11 @@ def load_model(spec: ModelSpec, *, device: Any = "cpu") -> LoadedModel:
 
 
 @lru_cache(maxsize=2)
-def _cached(spec: ModelSpec, device: str, stamp: str) -> LoadedModel:
+def _cached(spec: ModelSource, device: str, stamp: str) -> LoadedModel:
     return load_model(spec, device=device)
 
 
-def cached_model(spec: ModelSpec, *, device: str = "cpu") -> LoadedModel:
+def cached_model(spec: ModelSource, *, device: str = "cpu") -> LoadedModel:
     """:func:`load_model`, once per process for a given model file state and device."""
     return _cached(spec, device, repr(spec.identity()))
 

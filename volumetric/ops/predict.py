@@ -48,7 +48,7 @@ from volumetric.kernels.blending import BLEND_MODES, postprocess
 from volumetric.kernels.inference import AMP_DTYPES
 from volumetric.kernels.normalize import METHODS
 from volumetric.models.loading import (
-    ModelSpec,
+    ModelSource,
     auto_device,
     cached_model,
     cuda_available,
@@ -302,8 +302,8 @@ def predict(
     spatial_axes, shape = _spatial(source, raw)
     chosen = _channels(source, channels)
     n_in = 1 if chosen is None else len(chosen)
-    spec = ModelSpec(absolute(model) if os.path.exists(model) else model,  # or module:factory
-                     absolute(weights) if weights else None)
+    spec = ModelSource(absolute(model) if os.path.exists(model) else model,  # or module:factory
+                       absolute(weights) if weights else None)
     check_cluster(client, cluster)
     local = client is None and scheduler_address(cluster) == "local"
     # On an existing cluster, "auto" is what the workers have, asked once connected.

@@ -26,7 +26,7 @@ from volumetric.io.sources import Source
 from volumetric.kernels.blending import Accumulator, normalize_sums, postprocess, window_weights
 from volumetric.kernels.inference import gather_windows, run_model
 from volumetric.kernels.normalize import normalize
-from volumetric.models.loading import LoadedModel, ModelSpec, cached_model, resolve_device
+from volumetric.models.loading import LoadedModel, ModelSource, cached_model, resolve_device
 from volumetric.models.torch_messages import error_cause
 from volumetric.windows import WindowPlan
 
@@ -120,7 +120,7 @@ class EvaluateWindows:
 
     plan: WindowPlan
     reader: NormalizedInput
-    model: ModelSpec
+    model: ModelSource
     device: str
     blend: str
     batch: int

@@ -31,7 +31,7 @@ from volumetric.models.transfer import load_initial_weights, parse_freeze
 from volumetric.train import rundir
 from volumetric.train.losses import get_loss
 from volumetric.train.loop import FitResult, TrainSettings, fit, resolve_device
-from volumetric.train.rundir import ModelSpec
+from volumetric.train.rundir import NetworkSpec
 
 log = logging.getLogger("volumetric")
 
@@ -361,7 +361,7 @@ def train(
     lease = acquire_lease(out / JOURNAL_DIR, what=str(out))
     try:
         rundir.write_config(out, run_config)
-        spec = ModelSpec(name, config, dims, in_channels, out_channels,
+        spec = NetworkSpec(name, config, dims, in_channels, out_channels,
                          get_loss(settings.loss).output_activation,
                          {"normalize": data.normalize}, tuple(patch))
         result = fit(net, train_set, val_set, spec, settings, out, resume=stored is not None,

@@ -32,7 +32,7 @@ from volumetric.models.export import WithActivation, save_torchscript, to_torchs
 from volumetric.models.transfer import hold_frozen_norms
 from volumetric.train import rundir
 from volumetric.train.losses import Loss, get_loss
-from volumetric.train.rundir import ModelSpec
+from volumetric.train.rundir import NetworkSpec
 
 log = logging.getLogger("volumetric")
 
@@ -273,7 +273,7 @@ def fit(
     model: nn.Module,
     train_set: PatchSource,
     val_set: PatchSource | None,
-    spec: ModelSpec,
+    spec: NetworkSpec,
     settings: TrainSettings,
     run_dir: str | Path,
     *,
@@ -293,7 +293,7 @@ def fit(
         Patch datasets with ``set_epoch``; items are dicts with ``image`` and
         ``target`` tensors. ``val_set`` may be None (no validation; the
         training loss then selects the best epoch).
-    spec : ModelSpec
+    spec : NetworkSpec
         Architecture and metadata stored with the weights.
     settings : TrainSettings
         Optimisation settings.
@@ -434,15 +434,16 @@ def _to_device(batch: dict[str, torch.Tensor],
     return image, target, mask
 
 
-def _save_best(run_dir: Path, model: nn.Module, spec: ModelSpec, example: torch.Tensor,
+def _save_best(run_dir: Path, model: nn.Module, spec: NetworkSpec, example: torch.Tensor,
                row: dict[str, float]) -> None:
     rundir.save_state(run_dir / rundir.BEST, model, spec, inference=True, training={"metrics": row})
     scripted = to_torchscript(WithActivation(model, spec.output_activation), example)
     save_torchscript(scripted, run_dir / rundir.TORCHSCRIPT, spec.metadata())
 
 
-def _save_last(path: Path, model: nn.Module, spec: ModelSpec, optimizer: torch.optim.Optimizer,
-               scheduler: Any, scaler: torch.amp.GradScaler, state: dict[str, Any]) -> None:
+def _save_last(path: Path, model: nn.Module, spec: NetworkSpec,
+               optimizer: torch.optim.Optimizer, scheduler: Any, scaler: torch.amp.GradScaler,
+               state: dict[str, Any]) -> None:
     training = {
         **state,
         "optimizer": optimizer.state_dict(),
