@@ -10,7 +10,8 @@ from predict_models import evil_checkpoint, save_torchscript, tiny
 
 from volumetric.errors import InputError
 from volumetric.models.checkpoint import read_checkpoint, save_checkpoint
-from volumetric.models.loading import ModelSource, auto_device, load_model, resolve_device
+from volumetric.models.device import auto_device, resolve_device
+from volumetric.models.loading import ModelSource, load_model
 
 
 def same_output(a, b):
@@ -133,7 +134,7 @@ def test_devices():
     assert resolve_device("cpu") == "cpu"
     assert resolve_device("auto") in ("cpu", "cuda")
     assert resolve_device("cuda:3", check=False) == "cuda:3"
-    with pytest.raises(InputError, match="unknown device"):
+    with pytest.raises(InputError, match="unknown --device"):
         resolve_device("tpu")
     if not torch.cuda.is_available():
         with pytest.raises(InputError, match="CUDA is not available"):

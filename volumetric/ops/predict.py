@@ -47,13 +47,8 @@ from volumetric.io.sources import Source, open_source
 from volumetric.kernels.blending import BLEND_MODES, postprocess
 from volumetric.kernels.inference import AMP_DTYPES
 from volumetric.kernels.normalize import METHODS
-from volumetric.models.loading import (
-    ModelSource,
-    auto_device,
-    cached_model,
-    cuda_available,
-    resolve_device,
-)
+from volumetric.models.device import auto_device, cuda_available, resolve_device
+from volumetric.models.loading import ModelSource, cached_model
 from volumetric.ops.convert import resolve_chunks
 from volumetric.ops.output import check_output, complete_output, open_output
 from volumetric.ops.paths import absolute

@@ -26,7 +26,8 @@ from volumetric.io.sources import Source
 from volumetric.kernels.blending import Accumulator, normalize_sums, postprocess, window_weights
 from volumetric.kernels.inference import gather_windows, run_model
 from volumetric.kernels.normalize import normalize
-from volumetric.models.loading import LoadedModel, ModelSource, cached_model, resolve_device
+from volumetric.models.device import resolve_device
+from volumetric.models.loading import LoadedModel, ModelSource, cached_model
 from volumetric.models.torch_messages import error_cause
 from volumetric.windows import WindowPlan
 

@@ -25,12 +25,13 @@ from volumetric.io.destination import check_apart, check_writable
 from volumetric.io.intensity import intensity_stats
 from volumetric.io.ome import open_image
 from volumetric.models.checkpoint import read_checkpoint, registered_architecture
+from volumetric.models.device import resolve_device
 from volumetric.models.factory import build_network, is_custom
 from volumetric.models.transfer import freeze as freeze_layers
 from volumetric.models.transfer import load_initial_weights, parse_freeze
 from volumetric.train import rundir
 from volumetric.train.losses import get_loss
-from volumetric.train.loop import FitResult, TrainSettings, fit, resolve_device
+from volumetric.train.loop import FitResult, TrainSettings, fit
 from volumetric.train.rundir import NetworkSpec
 
 log = logging.getLogger("volumetric")

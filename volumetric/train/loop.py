@@ -28,6 +28,7 @@ from torch import nn
 from volumetric.errors import InputError
 from volumetric.kernels.metrics import confusion, mask_scores, psnr_from_mse, ssim
 from volumetric.models.checkpoint import read_checkpoint
+from volumetric.models.device import resolve_device
 from volumetric.models.export import WithActivation, save_torchscript, to_torchscript
 from volumetric.models.transfer import hold_frozen_norms
 from volumetric.train import rundir
@@ -139,30 +140,6 @@ class FitResult:
     best_loss: float
     stopped_early: bool
     history: list[dict[str, float]]
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available else CPU; refuses CUDA where there is none.
-
-    Raises
-    ------
-    InputError
-        CUDA asked for but not available, or an unknown device.
-    """
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise InputError(f"unknown --device {name!r}; use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise InputError(f"--device {name}: CUDA is not available on this machine")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise InputError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s)")
-    elif device.type != "cpu":
-        raise InputError(f"--device {name}: only cpu and cuda are supported")
-    return device
 
 
 def _scheduler(settings: TrainSettings, optimizer: torch.optim.Optimizer) -> Any:
@@ -315,7 +292,7 @@ def fit(
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     loss = get_loss(settings.loss)
-    device = resolve_device(settings.device)
+    device = torch.device(resolve_device(settings.device))
     model.to(device)
     optimizer = _optimizer(settings, model)
     scheduler = _scheduler(settings, optimizer)
