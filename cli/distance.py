@@ -38,7 +38,7 @@ def distance(mask: str, out: str, clip, signed, invert, power, normalize, overwr
     from volumetric.ops.distance import distance as run_distance
 
     report = run_distance(mask, out, clip=clip, signed=signed, invert=invert, power=power,
-                          normalize=normalize, overwrite=overwrite,
+                          scale_to_clip=normalize, overwrite=overwrite,
                           block_bytes=int(block_mb * 2**20) if block_mb else None,
                           cluster=cluster, workers=workers)
     click.echo(

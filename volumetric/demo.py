@@ -64,7 +64,7 @@ def _stages(out: Path, shape: tuple[int, ...], client: Any) -> list[tuple[str, C
                 f"{cubes.info['cubes_read']} read")
 
     def distance_map() -> str:
-        distance(str(out / "mask.zarr"), str(out / "distance.zarr"), clip=5.0, normalize=True,
+        distance(str(out / "mask.zarr"), str(out / "distance.zarr"), clip=5.0, scale_to_clip=True,
                  client=client, overwrite=True)
         return "distance.zarr: distance to the neurites, clipped at 5 micrometers, normalised"
 

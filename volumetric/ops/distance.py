@@ -29,7 +29,7 @@ The intermediates live in the output's ``.volumetric`` folder and are
 removed when the map is complete.
 
 ``signed`` maps are negative inside the mask, ``invert`` measures the
-distance to background; ``power`` and ``normalize`` shape the clipped values
+distance to background; ``power`` and ``scale_to_clip`` shape the clipped values
 into training targets (see :func:`volumetric.kernels.edt_clip.shape_distance`).
 """
 
@@ -100,7 +100,7 @@ class ClippedDistanceBlock:
     target: str
     clip: float
     power: float | None
-    normalize: bool
+    scale_to_clip: bool
 
     def __call__(self, box: Box) -> tuple[float | None, bool]:
         import zarr
@@ -118,7 +118,8 @@ class ClippedDistanceBlock:
             dist = np.full(mask[inner_spatial].shape, empty, dtype=np.float32)
         else:
             dist = distance_map(mask, self.spacing, target=self.target)[inner_spatial]
-        out = shape_distance(dist, clip=self.clip, power=self.power, normalize=self.normalize)
+        out = shape_distance(dist, clip=self.clip, power=self.power,
+                             scale_to_clip=self.scale_to_clip)
         zarr.open_array(self.array, mode="r+")[box.slices] = out.reshape(box.shape)
         return value, True
 
@@ -219,13 +220,13 @@ def _separable_passes(
     return jobs
 
 
-def _check_options(clip: float | None, power: float | None, normalize: bool) -> None:
+def _check_options(clip: float | None, power: float | None, scale_to_clip: bool) -> None:
     if clip is not None and not 0 < clip < math.inf:
         raise InputError(f"--clip must be a positive distance, got {clip} "
                          "(leave it out for the unclipped map)")
     if power is not None and not 0 < power < math.inf:
         raise InputError(f"--power must be positive, got {power}")
-    if normalize and clip is None:
+    if scale_to_clip and clip is None:
         raise InputError("--normalize needs --clip (values are divided by the clipped maximum)")
 
 
@@ -237,7 +238,7 @@ def distance(
     signed: bool = False,
     invert: bool = False,
     power: float | None = None,
-    normalize: bool = False,
+    scale_to_clip: bool = False,
     overwrite: bool = False,
     block_bytes: int | None = None,
     client: Client | None = None,
@@ -263,8 +264,9 @@ def distance(
         Distance to the background instead of the foreground.
     power : float, optional
         Raise magnitudes to this power after clipping.
-    normalize : bool
-        Divide by ``clip ** power`` (needs ``clip``).
+    scale_to_clip : bool
+        Divide by ``clip ** power`` (needs ``clip``), giving values in [-1, 1]
+        (``--normalize`` of ``vol distance``).
     overwrite : bool
         Replace an existing output.
     block_bytes : int, optional
@@ -277,7 +279,7 @@ def distance(
     -------
     DistanceReport
     """
-    _check_options(clip, power, normalize)
+    _check_options(clip, power, scale_to_clip)
     src, dst = absolute(src), absolute(dst)
     source = open_input(src, what="MASK")
     spacing = spacing_of(source, what="MASK")
@@ -293,13 +295,14 @@ def distance(
     scratch = Path(dst) / JOURNAL_DIR / "passes"
     fill = 0.0
     if clip is not None:
-        fill = float(shape_distance(np.float32(clip), clip=clip, power=power, normalize=normalize))
+        fill = float(shape_distance(np.float32(clip), clip=clip, power=power,
+                                    scale_to_clip=scale_to_clip))
         halo = tuple(
             math.ceil(clip / spacing[spatial.index(i)]) if i in spatial else 0
             for i in range(len(shape))
         )
         task = ClippedDistanceBlock(source, out_array, spatial, spacing, halo, target, clip,
-                                    power, normalize)
+                                    power, scale_to_clip)
         block = grow_block(shape, chunks, spatial, 4, block_bytes or BLOCK_TARGET_BYTES)
         jobs = [("distance", task, BlockGrid(shape, block))]
     else:
@@ -314,7 +317,7 @@ def distance(
         "target": target,
         "clip": clip,
         "power": power,
-        "normalize": normalize,
+        "normalize": scale_to_clip,  # the key earlier runs stored: they still resume
         "blocks": [list(grid.block) for _, _, grid in jobs],
     }
 
