@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from volumetric.engine import check_cluster, run_blocks, session
-from volumetric.errors import InputError
+from volumetric.errors import InputError, check_choice
 from volumetric.geometry import BlockGrid, Box, block_shape_for, ceil_div
 from volumetric.io.codecs import DEFAULT_COMPRESSOR, parse_compressor
 from volumetric.io.ome import SPATIAL_AXES, LevelSpec, OmeImage, create_image, open_image
@@ -222,8 +222,7 @@ def convert(
     src, dst = absolute(src), absolute(dst)
     if levels < 1:
         raise InputError(f"--levels must be at least 1, got {levels}")
-    if downsampling not in ("mean", "nearest"):
-        raise InputError(f"unknown downsampling {downsampling!r}; choose mean or nearest")
+    check_choice(downsampling, ("mean", "nearest"), "downsampling")
     parse_compressor(compressor)
     source = open_source(src, dataset=dataset, axes=axes)
     meta = source.meta(voxel_size, unit)

@@ -39,7 +39,7 @@ from volumetric.engine import (
 )
 from volumetric.engine.cluster import scheduler_address
 from volumetric.engine.journal import JOURNAL_DIR
-from volumetric.errors import InputError
+from volumetric.errors import InputError, check_choice
 from volumetric.geometry import BlockGrid, Coord, block_shape_for, ceil_div
 from volumetric.io.cubes import read_cubes
 from volumetric.io.ome import LevelSpec, OmeImage, create_image, open_image, with_axes
@@ -93,11 +93,6 @@ class PredictReport:
     output_blocks: int
     seconds: float
     resumed: bool
-
-
-def _check_choice(value: str | None, choices: Sequence[str], what: str) -> None:
-    if value is not None and value not in choices:
-        raise InputError(f"unknown {what} {value!r}; choose one of {', '.join(choices)}")
 
 
 def _spatial(source: Source, raw: str) -> tuple[str, Coord]:
@@ -276,10 +271,10 @@ def predict(
     PredictReport
     """
     t0 = time.monotonic()
-    _check_choice(blend, BLEND_MODES, "--blend")
-    _check_choice(normalize, METHODS, "--normalize")
-    _check_choice(dtype, DTYPES, "--dtype")
-    _check_choice(amp, AMP_DTYPES, "--amp")
+    check_choice(blend, BLEND_MODES, "--blend")
+    check_choice(normalize, METHODS, "--normalize")
+    check_choice(dtype, DTYPES, "--dtype")
+    check_choice(amp, AMP_DTYPES, "--amp")
     if batch < 1:
         raise InputError(f"--batch must be at least 1, got {batch}")
     if threshold is not None and dtype not in (None, "uint8"):
@@ -309,7 +304,7 @@ def predict(
     windows = _window_grid(shape, window, overlap, pad, loaded.window)
     out_channels = probe_model(loaded, n_in, windows.window)
     method = normalize or preprocess.get("normalize") or "none"
-    _check_choice(method, METHODS, "normalisation")
+    check_choice(method, METHODS, "normalisation")
     percentiles = tuple(preprocess.get("percentiles") or DEFAULT_PERCENTILES)
     reader = normalized_input(source, chosen, method, percentiles)
 

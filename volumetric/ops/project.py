@@ -29,7 +29,7 @@ import numpy as np
 
 from volumetric.engine import check_cluster, run_blocks, session
 from volumetric.engine.journal import JOURNAL_DIR
-from volumetric.errors import InputError
+from volumetric.errors import InputError, check_choice
 from volumetric.geometry import BlockGrid, Box, ceil_div
 from volumetric.io.ome import CHANNEL_COLOURS, LevelSpec, OmeImage, create_image, open_image
 from volumetric.io.sources import Source
@@ -168,8 +168,7 @@ def project(
     -------
     ProjectReport
     """
-    if mode not in MODES:
-        raise InputError(f"unknown --mode {mode!r}; choose one of {', '.join(MODES)}")
+    check_choice(mode, MODES, "--mode")
     if fan_in < 2:
         raise InputError(f"fan-in must be at least 2, got {fan_in}")
     src, dst = absolute(src), absolute(dst)

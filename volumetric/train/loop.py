@@ -25,7 +25,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from volumetric.errors import InputError
+from volumetric.errors import InputError, check_choice
 from volumetric.kernels.metrics import confusion, mask_scores, psnr_from_mse, ssim
 from volumetric.models.checkpoint import read_checkpoint
 from volumetric.models.device import resolve_device
@@ -116,10 +116,8 @@ class TrainSettings:
     def __post_init__(self) -> None:
         if self.loss != "auto":
             get_loss(self.loss)
-        for value, allowed, what in ((self.optimizer, OPTIMIZERS, "optimizer"),
-                                     (self.scheduler, SCHEDULERS, "scheduler")):
-            if value not in allowed:
-                raise InputError(f"unknown {what} {value!r}; choose one of {', '.join(allowed)}")
+        check_choice(self.optimizer, OPTIMIZERS, "optimizer")
+        check_choice(self.scheduler, SCHEDULERS, "scheduler")
         if self.batch < 1 or self.epochs < 1 or (self.steps is not None and self.steps < 1):
             raise InputError("--batch, --epochs and --steps must be positive")
         if self.lr <= 0:
