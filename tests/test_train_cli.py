@@ -120,6 +120,13 @@ def test_resume_takes_the_paths_however_they_are_spelled(volumes, tmp_path, monk
     assert not os.path.isabs(relative[0])
     again = _vol("train", *relative, "--out", "run", *options, "--resume")
     assert again.exit_code == 0 and "1 epochs, 2 steps" in again.stdout, again.output
+    # Through a symbolic link to the volumes' folder: the same files, so the same run.
+    (tmp_path / "linked").symlink_to(os.path.dirname(volumes["raw"]))
+    linked = [os.path.join("linked", os.path.basename(volumes[k])) for k in ("raw", "mask")]
+    third = _vol("train", *linked, "--out", "run", *options, "--resume")
+    assert third.exit_code == 0 and "1 epochs, 2 steps" in third.stdout, third.output
+    stored = json.loads((run / "config.json").read_text())["data"]
+    assert stored["raw"] == str(tmp_path / "linked" / os.path.basename(volumes["raw"]))
 
 
 def test_quiet_and_a_nan_loss(volumes, tmp_path):
