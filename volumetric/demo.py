@@ -34,8 +34,8 @@ def _stages(out: Path, shape: tuple[int, ...], client: Any) -> list[tuple[str, C
     from volumetric.ops.project import project
     from volumetric.ops.render import render
     from volumetric.ops.train import DataSettings, ModelChoice, train
-    from volumetric.train.loop import TrainSettings
     from volumetric.testing.neurites import neurites, write_neurites
+    from volumetric.train import TrainSettings
 
     h5 = out / "neurites.h5"
     common = {"client": client, "overwrite": True, "chunks": (32, 64, 64), "block_bytes": 2**20}

@@ -15,7 +15,7 @@ from volumetric.engine.cluster import (
 )
 from volumetric.engine.journal import JOURNAL_DIR, Journal, layout_hash
 from volumetric.engine.lease import LEASE_NAME, acquire_lease, release_lease
-from volumetric.engine.progress import Progress, silence
+from volumetric.engine.progress import Progress, silence, silenced
 from volumetric.engine.run import ask_workers, check_resources, run_blocks, run_expanding
 
 __all__ = [
@@ -36,5 +36,6 @@ __all__ = [
     "run_expanding",
     "session",
     "silence",
+    "silenced",
     "worker_threads",
 ]

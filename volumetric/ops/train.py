@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from volumetric._version import __version__
-from volumetric.engine import JOURNAL_DIR, acquire_lease
+from volumetric.engine import JOURNAL_DIR, acquire_lease, silenced
 from volumetric.errors import DestinationError, InputError
 from volumetric.io.destination import check_apart, check_writable
 from volumetric.io.intensity import intensity_stats
@@ -32,10 +32,8 @@ from volumetric.models.factory import build_network, is_custom
 from volumetric.models.transfer import freeze as freeze_layers
 from volumetric.models.transfer import load_initial_weights, parse_freeze
 from volumetric.ops.paths import absolute, comparable_path
-from volumetric.train import rundir
+from volumetric.train import FitResult, NetworkSpec, TrainSettings, fit, rundir
 from volumetric.train.losses import get_loss
-from volumetric.train.loop import FitResult, TrainSettings, fit
-from volumetric.train.rundir import NetworkSpec
 
 log = logging.getLogger("volumetric")
 
@@ -313,7 +311,6 @@ def train(
     """
     import torch
 
-    from volumetric.engine.progress import silenced
     from volumetric.kernels.augment import AugmentConfig
     from volumetric.ops.patches import default_patch
     from volumetric.train.dataset import PatchDataset, VolumePair
@@ -328,6 +325,7 @@ def train(
     augmentation = AugmentConfig().without(data.augment_off) if data.augment else None
     pairs = [VolumePair(data.raw, data.target, data.mask), *(VolumePair(*p) for p in data.pairs)]
     settings, data_range = _choose_loss([p.target for p in pairs], settings)
+    settings = settings.with_epochs(data.steps_per_epoch)
     checkpoint = read_checkpoint(model.init) if model.init else None
 
     patch = data.patch or default_patch(data.raw)

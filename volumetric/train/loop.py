@@ -18,7 +18,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -39,6 +39,7 @@ log = logging.getLogger("volumetric")
 
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULERS = ("none", "cosine", "exponential")
+DEFAULT_EPOCHS = 10
 
 
 class PatchSource(Protocol):
@@ -67,8 +68,9 @@ class TrainSettings:
         Decoupled weight decay for AdamW, L2 penalty for Adam.
     batch : int
         Patches per optimiser step.
-    epochs : int
-        Number of epochs.
+    epochs : int, optional
+        Number of epochs; by default as many as ``steps`` needs, or 10 without ``steps``
+        (see :meth:`with_epochs`).
     steps : int, optional
         Stop after this many optimiser steps in total (may end an epoch early).
     scheduler : {"none", "cosine", "exponential"}
@@ -100,7 +102,7 @@ class TrainSettings:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     batch: int = 4
-    epochs: int = 10
+    epochs: int | None = None
     steps: int | None = None
     scheduler: str = "none"
     decay_after: int = 10
@@ -118,10 +120,36 @@ class TrainSettings:
             get_loss(self.loss)
         check_choice(self.optimizer, OPTIMIZERS, "optimizer")
         check_choice(self.scheduler, SCHEDULERS, "scheduler")
-        if self.batch < 1 or self.epochs < 1 or (self.steps is not None and self.steps < 1):
+        if self.batch < 1 or any(n is not None and n < 1 for n in (self.epochs, self.steps)):
             raise InputError("--batch, --epochs and --steps must be positive")
         if self.lr <= 0:
             raise InputError(f"--lr must be positive, got {self.lr}")
+
+    def with_epochs(self, steps_per_epoch: int) -> TrainSettings:
+        """These settings with the number of epochs decided.
+
+        Parameters
+        ----------
+        steps_per_epoch : int
+            Optimiser steps in one epoch.
+
+        Returns
+        -------
+        TrainSettings
+            ``epochs`` as given; else ``ceil(steps / steps_per_epoch)`` with
+            ``steps``, or :data:`DEFAULT_EPOCHS` without.
+
+        Examples
+        --------
+        >>> TrainSettings(steps=5000).with_epochs(100).epochs
+        50
+        >>> TrainSettings().with_epochs(100).epochs
+        10
+        """
+        if self.epochs is not None:
+            return self
+        epochs = math.ceil(self.steps / steps_per_epoch) if self.steps else DEFAULT_EPOCHS
+        return replace(self, epochs=epochs)
 
     def to_json(self) -> dict[str, Any]:
         """The settings as a JSON-ready dict."""
@@ -289,13 +317,14 @@ def fit(
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    steps_per_epoch = len(train_set) // settings.batch if len(train_set) >= settings.batch else 1
+    settings = settings.with_epochs(steps_per_epoch)
     loss = get_loss(settings.loss)
     device = torch.device(resolve_device(settings.device))
     model.to(device)
     optimizer = _optimizer(settings, model)
     scheduler = _scheduler(settings, optimizer)
     train_step = _Step(loss, optimizer, settings.clip_grad, device, settings.amp)
-    steps_per_epoch = len(train_set) // settings.batch if len(train_set) >= settings.batch else 1
     max_steps = settings.steps or steps_per_epoch * settings.epochs
     epochs = min(settings.epochs, math.ceil(max_steps / steps_per_epoch))
 
