@@ -34,7 +34,7 @@ def distance(mask: str, out: str, clip, signed, invert, power, normalize, run) -
     from volumetric.ops.distance import distance as run_distance
 
     report = run_distance(mask, out, clip=clip, signed=signed, invert=invert, power=power,
-                          normalize=normalize, run=run)
+                          scale_to_clip=normalize, run=run)
     click.echo(
         f"wrote {out}: {'x'.join(map(str, report.image.shape))} float32, {report.blocks} blocks "
         f"({report.blocks_written} written), {report.seconds:.1f} s"

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from volumetric._version import __version__
+from volumetric import __version__
 from volumetric.errors import VolumetricError
 
 # name -> "module:attribute"; modules are imported only when the command is used.

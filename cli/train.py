@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 
 import click
 
@@ -120,12 +119,10 @@ def train(raw: str, target: str, run_dir: str, pairs, model_name, depth, feature
     from volumetric.errors import InputError
     from volumetric.ops.train import DataSettings, ModelChoice
     from volumetric.ops.train import train as run_train
-    from volumetric.train.loop import TrainSettings
+    from volumetric.train import TrainSettings
 
     if steps is not None and epochs is not None:
         raise InputError("give --steps or --epochs, not both")
-    if steps is not None:
-        epochs = math.ceil(steps / steps_per_epoch)
     builtin = {"depth": depth, "features": features, "norm": norm}
     config = {**{k: v for k, v in builtin.items() if v is not None}, **model_config}
     data = DataSettings(
@@ -136,7 +133,7 @@ def train(raw: str, target: str, run_dir: str, pairs, model_name, depth, feature
     )
     settings = TrainSettings(
         loss=loss, optimizer=optimizer, lr=lr, weight_decay=weight_decay, batch=batch,
-        epochs=epochs or 10, steps=steps, scheduler=scheduler, decay_after=decay_after,
+        epochs=epochs, steps=steps, scheduler=scheduler, decay_after=decay_after,
         decay_gamma=decay_gamma, patience=patience, clip_grad=clip_grad, amp=amp, device=device,
         workers=workers, seed=seed,
     )

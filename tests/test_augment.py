@@ -149,5 +149,5 @@ def test_switching_augmentations_off_by_name():
     off = strong.without(list(SWITCHES))
     none = sample_augmentation(np.random.default_rng(rng_seed), off, shape, spacing)
     assert not none.warps and (none.scale, none.shift, none.noise_std) == (1.0, 0.0, 0.0)
-    with pytest.raises(InputError, match="unknown augmentation 'blur'; choose from flip"):
+    with pytest.raises(InputError, match="unknown augmentation 'blur'; choose one of flip"):
         STRONG.without(["blur"])

@@ -81,7 +81,7 @@ def test_separable_passes_match_scipy_and_brute_force():
 
 @pytest.mark.parametrize("target, shaping", [
     ("foreground", {}), ("background", {}), ("signed", {}), ("signed-inverted", {}),
-    ("foreground", {"power": 0.5, "normalize": True}), ("signed", {"power": 2.0}),
+    ("foreground", {"power": 0.5, "scale_to_clip": True}), ("signed", {"power": 2.0}),
 ])
 def test_clipped_blockwise_equals_whole_array(client, tmp_path, mask_image, target, shaping):
     m, path = mask_image

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import warnings
@@ -18,6 +19,8 @@ from predict_models import evil_checkpoint  # noqa: E402
 
 from volumetric.models.checkpoint import save_checkpoint  # noqa: E402
 from volumetric.models.registry import build_model  # noqa: E402
+from volumetric.ops.train import DataSettings, ModelChoice, train  # noqa: E402
+from volumetric.train import TrainSettings  # noqa: E402
 from volumetric_cli.main import vol as vol_command  # noqa: E402
 
 TINY = ("--depth", "1", "--features", "4", "--batch", "2", "--steps-per-epoch", "2",
@@ -120,6 +123,34 @@ def test_resume_takes_the_paths_however_they_are_spelled(volumes, tmp_path, monk
     assert not os.path.isabs(relative[0])
     again = _vol("train", *relative, "--out", "run", *options, "--resume")
     assert again.exit_code == 0 and "1 epochs, 2 steps" in again.stdout, again.output
+    # Through a symbolic link to the volumes' folder: the same files, so the same run.
+    (tmp_path / "linked").symlink_to(os.path.dirname(volumes["raw"]))
+    linked = [os.path.join("linked", os.path.basename(volumes[k])) for k in ("raw", "mask")]
+    third = _vol("train", *linked, "--out", "run", *options, "--resume")
+    assert third.exit_code == 0 and "1 epochs, 2 steps" in third.stdout, third.output
+    stored = json.loads((run / "config.json").read_text())["data"]
+    assert stored["raw"] == str(tmp_path / "linked" / os.path.basename(volumes["raw"]))
+
+
+def test_python_settings_train_as_many_steps_as_the_cli(volumes, tmp_path):
+    steps = 24  # more than the 10 default epochs of 2 steps: the epochs follow the steps
+    cli = _vol("train", volumes["raw"], volumes["mask"], "--out", tmp_path / "cli", "--patch",
+               "8,16,16", "--steps", steps, "--device", "cpu", *TINY)
+    assert cli.exit_code == 0 and f"12 epochs, {steps} steps" in cli.stdout, cli.output
+    data = DataSettings(volumes["raw"], volumes["mask"], patch=(8, 16, 16), augment=False,
+                        val_fraction=0.5, val_patches=2, steps_per_epoch=2)
+    report = train(data, tmp_path / "api", model=ModelChoice(config={"depth": 1, "features": 4}),
+                   settings=TrainSettings(batch=2, steps=steps, device="cpu"), progress=False)
+    assert report.result.steps == steps and report.result.epochs == 12
+
+    def rows(run):
+        with (tmp_path / run / "metrics.csv").open() as f:
+            return [(row["epoch"], row["train_loss"]) for row in csv.DictReader(f)]
+
+    assert rows("cli") == rows("api") and len(rows("api")) == 12
+    config = {run: json.loads((tmp_path / run / "config.json").read_text())
+              for run in ("cli", "api")}
+    assert config["cli"] == config["api"] and config["api"]["epochs"] == 12
 
 
 def test_quiet_and_a_nan_loss(volumes, tmp_path):

@@ -13,12 +13,13 @@ import torch
 
 from volumetric.errors import InputError
 from volumetric.models.checkpoint import model_from_checkpoint, read_checkpoint
+from volumetric.models.device import resolve_device
 from volumetric.models.export import METADATA_FILE
 from volumetric.models.registry import build_model
 from volumetric.models.transfer import freeze
-from volumetric.train.loop import TrainSettings, _validate, fit, resolve_device
+from volumetric.train.loop import TrainSettings, _validate, fit
 from volumetric.train.losses import get_loss
-from volumetric.train.rundir import ModelSpec, curves_figure
+from volumetric.train.rundir import NetworkSpec, curves_figure
 
 TINY = {"depth": 1, "features": 4}
 
@@ -63,7 +64,7 @@ def volume():
 
 
 def _spec(dims=3, activation="sigmoid"):
-    return ModelSpec("unet3d" if dims == 3 else "unet2d", dict(TINY), dims, 1, 1, activation,
+    return NetworkSpec("unet3d" if dims == 3 else "unet2d", dict(TINY), dims, 1, 1, activation,
                      {"normalize": "none"})
 
 
@@ -244,7 +245,7 @@ def test_settings_and_device_errors():
     if not torch.cuda.is_available():
         with pytest.raises(InputError, match="CUDA is not available"):
             resolve_device("cuda")
-    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("cpu") == "cpu"
     with pytest.raises(InputError, match="--device"):
         resolve_device("tpu")
 

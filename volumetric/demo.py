@@ -34,8 +34,8 @@ def _stages(out: Path, shape: tuple[int, ...], client: Any) -> list[tuple[str, C
     from volumetric.ops.project import project
     from volumetric.ops.render import render
     from volumetric.ops.train import DataSettings, ModelChoice, train
-    from volumetric.train.loop import TrainSettings
     from volumetric.testing.neurites import neurites, write_neurites
+    from volumetric.train import TrainSettings
 
     h5 = out / "neurites.h5"
     common = {"chunks": (32, 64, 64),
@@ -64,7 +64,7 @@ def _stages(out: Path, shape: tuple[int, ...], client: Any) -> list[tuple[str, C
                 f"{cubes.info['cubes_read']} read")
 
     def distance_map() -> str:
-        distance(str(out / "mask.zarr"), str(out / "distance.zarr"), clip=5.0, normalize=True,
+        distance(str(out / "mask.zarr"), str(out / "distance.zarr"), clip=5.0, scale_to_clip=True,
                  run=RunOptions(client=client, overwrite=True))
         return "distance.zarr: distance to the neurites, clipped at 5 micrometers, normalised"
 

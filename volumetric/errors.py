@@ -4,6 +4,10 @@ The CLI prints a :class:`VolumetricError` as one line on stderr and exits
 with status 2; any other exception is a bug and keeps its traceback.
 """
 
+from __future__ import annotations
+
+from collections.abc import Iterable
+
 
 class VolumetricError(Exception):
     """Base class for problems with the user's input, arguments or stores."""
@@ -27,3 +31,33 @@ class BlockError(VolumetricError):
 
 class ClusterError(VolumetricError):
     """A dask cluster (``--cluster``) that cannot be named or reached."""
+
+
+def check_choice(value: str | None, choices: Iterable[str], what: str) -> None:
+    """Refuse a ``value`` that is not one of ``choices``; None (not given) passes.
+
+    Parameters
+    ----------
+    value : str or None
+        What was asked for.
+    choices : iterable of str
+        The accepted values, in the order the message lists them.
+    what : str
+        What the value names, e.g. ``"loss"`` or ``"--blend"``.
+
+    Raises
+    ------
+    InputError
+        ``unknown WHAT 'VALUE'; choose one of A, B, C``.
+
+    Examples
+    --------
+    >>> check_choice("adam", ("adam", "adamw"), "optimizer")
+    >>> check_choice("sgd", ("adam", "adamw"), "optimizer")
+    Traceback (most recent call last):
+    ...
+    volumetric.errors.InputError: unknown optimizer 'sgd'; choose one of adam, adamw
+    """
+    choices = tuple(choices)
+    if value is not None and value not in choices:
+        raise InputError(f"unknown {what} {value!r}; choose one of {', '.join(choices)}")

@@ -18,7 +18,7 @@ from volumetric.engine.cluster import (
 from volumetric.engine.journal import JOURNAL_DIR, Journal, layout_hash
 from volumetric.engine.lease import LEASE_NAME, acquire_lease, release_lease
 from volumetric.engine.operation import Operation, Output, RunOptions, block_operation
-from volumetric.engine.progress import Progress, silence
+from volumetric.engine.progress import Progress, silence, silenced
 from volumetric.engine.run import ask_workers, check_resources, run_blocks, run_expanding
 
 __all__ = [
@@ -46,6 +46,7 @@ __all__ = [
     "session",
     "shared_cluster",
     "silence",
+    "silenced",
     "worker_threads",
 ]
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from volumetric.errors import InputError
+from volumetric.errors import InputError, check_choice
 
 # The levels each codec accepts (zstd's negative levels are its fast modes).
 LEVELS = {"blosc-zstd": (0, 9), "blosc-lz4": (0, 9), "zstd": (-131072, 22), "gzip": (0, 9),
@@ -19,8 +19,7 @@ def parse_compressor(spec: str) -> tuple[str, int | None]:
     """Split ``"name[:level]"`` and check the name and the level's range."""
     name, _, text = spec.partition(":")
     name = name.strip().lower()
-    if name not in COMPRESSORS:
-        raise InputError(f"unknown compressor {spec!r}; choose one of {', '.join(COMPRESSORS)}")
+    check_choice(name, COMPRESSORS, "compressor")
     if not text:
         return name, None
     try:

@@ -30,7 +30,7 @@ from dataclasses import dataclass, fields, replace
 import numpy as np
 from scipy import ndimage
 
-from volumetric.errors import InputError
+from volumetric.errors import InputError, check_choice
 from volumetric.geometry import Box
 
 
@@ -114,9 +114,7 @@ class AugmentConfig:
         """
         changes: dict[str, bool | float] = {}
         for name in names:
-            if name not in SWITCHES:
-                raise InputError(f"unknown augmentation {name!r}; choose from "
-                                 f"{', '.join(SWITCHES)}")
+            check_choice(name, SWITCHES, "augmentation")
             changes.update(SWITCHES[name])
         return replace(self, **changes)
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from volumetric.errors import check_choice
 from volumetric.geometry import Box
 
 BLEND_MODES = ("gaussian", "hann", "constant")
@@ -53,8 +54,7 @@ def window_weights(window: Sequence[int], mode: str = "gaussian") -> np.ndarray:
     >>> float(w.max()) < 1.0, float(w.min()) == 1e-3 or float(w.min()) > 1e-3
     (True, True)
     """
-    if mode not in BLEND_MODES:
-        raise ValueError(f"unknown blend mode {mode!r}; choose one of {', '.join(BLEND_MODES)}")
+    check_choice(mode, BLEND_MODES, "blend mode")
     weights = np.ones((), dtype=np.float32)
     for n in window:
         weights = weights[..., None] * _profile(int(n), mode)

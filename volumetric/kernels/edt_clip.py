@@ -82,7 +82,7 @@ def distance_map(mask: np.ndarray, spacing: Sequence[float], *, target: str = "f
 
 def shape_distance(
     distance: np.ndarray, *, clip: float | None = None, power: float | None = None,
-    normalize: bool = False,
+    scale_to_clip: bool = False,
 ) -> np.ndarray:
     """Shape training targets: clip to ``[-clip, clip]``, then ``|d|**power``, ``/ clip**power``.
 
@@ -96,7 +96,7 @@ def shape_distance(
         Largest magnitude kept.
     power : float, optional
         Exponent applied to the magnitude after clipping.
-    normalize : bool
+    scale_to_clip : bool
         Divide by ``clip ** power`` (requires ``clip``), giving values in [-1, 1].
 
     Returns
@@ -108,9 +108,9 @@ def shape_distance(
         out = np.clip(out, -clip, clip)
     if power is not None:
         out = np.sign(out) * np.abs(out) ** np.float32(power)
-    if normalize:
+    if scale_to_clip:
         if clip is None:
-            raise ValueError("normalize needs clip")
+            raise ValueError("scale_to_clip needs clip")
         out = out / np.float32(clip if power is None else clip**power)
     return out.astype(np.float32, copy=False)
 

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from volumetric.errors import check_choice
+
 METHODS = ("none", "percentile", "zscore")
 
 
@@ -32,13 +34,12 @@ def normalize(block: np.ndarray, stats: Mapping[str, float], method: str) -> np.
     >>> normalize(np.array([10, 20, 30]), {"low": 10, "high": 30}, "percentile")
     array([0. , 0.5, 1. ], dtype=float32)
     """
+    check_choice(method, METHODS, "normalisation")
     data = np.asarray(block, dtype=np.float32)
     if method == "none":
         return data
     if method == "percentile":
         span = float(stats["high"]) - float(stats["low"])
         return (data - np.float32(stats["low"])) / np.float32(span if span > 0 else 1.0)
-    if method == "zscore":
-        std = float(stats["std"])
-        return (data - np.float32(stats["mean"])) / np.float32(std if std > 0 else 1.0)
-    raise ValueError(f"unknown normalisation {method!r}; choose one of {', '.join(METHODS)}")
+    std = float(stats["std"])
+    return (data - np.float32(stats["mean"])) / np.float32(std if std > 0 else 1.0)

@@ -18,11 +18,9 @@ loading them would run arbitrary code.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import warnings
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -40,14 +38,12 @@ from volumetric.models.export import METADATA_FILE
 from volumetric.models.factory import build_network
 from volumetric.models.torch_messages import error_cause
 
-log = logging.getLogger("volumetric")
-
 _FACTORY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 
 @dataclass(frozen=True)
-class ModelSpec:
-    """What ``--model`` and ``--weights`` name.
+class ModelSource:
+    """Where a model for inference comes from: what ``--model`` and ``--weights`` name.
 
     Parameters
     ----------
@@ -127,7 +123,7 @@ def _from_torchscript(path: str) -> LoadedModel:
     return loaded
 
 
-def _from_factory(spec: ModelSpec) -> LoadedModel:
+def _from_factory(spec: ModelSource) -> LoadedModel:
     """The factory's network; a checkpoint of this very factory also gives its configuration."""
     if spec.weights is None:
         return LoadedModel(build_network(spec.model, {}), "factory")
@@ -150,7 +146,7 @@ def _from_factory(spec: ModelSpec) -> LoadedModel:
     return loaded
 
 
-def load_model(spec: ModelSpec, *, device: Any = "cpu") -> LoadedModel:
+def load_model(spec: ModelSource, *, device: Any = "cpu") -> LoadedModel:
     """Load the model ``spec`` names, in eval mode on ``device``.
 
     Raises
@@ -177,76 +173,10 @@ def load_model(spec: ModelSpec, *, device: Any = "cpu") -> LoadedModel:
 
 
 @lru_cache(maxsize=2)
-def _cached(spec: ModelSpec, device: str, stamp: str) -> LoadedModel:
+def _cached(spec: ModelSource, device: str, stamp: str) -> LoadedModel:
     return load_model(spec, device=device)
 
 
-def cached_model(spec: ModelSpec, *, device: str = "cpu") -> LoadedModel:
+def cached_model(spec: ModelSource, *, device: str = "cpu") -> LoadedModel:
     """:func:`load_model`, once per process for a given model file state and device."""
     return _cached(spec, device, repr(spec.identity()))
-
-
-def resolve_device(name: str, *, check: bool = True) -> str:
-    """Turn ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` into a usable torch device name.
-
-    Parameters
-    ----------
-    name : str
-        The device asked for.
-    check : bool
-        Check that a CUDA device exists here (skip it where another machine runs the model).
-
-    Raises
-    ------
-    InputError
-        An unknown name, or CUDA asked for where it is not available.
-    """
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cpu":
-        return name
-    match = re.fullmatch(r"cuda(?::(\d+))?", name)
-    if match is None:
-        raise InputError(f"unknown device {name!r}; choose auto, cpu, cuda or cuda:N")
-    if not check:
-        return name
-    if not torch.cuda.is_available():
-        raise InputError(f"--device {name}: CUDA is not available on this machine")
-    if match.group(1) is not None and int(match.group(1)) >= torch.cuda.device_count():
-        raise InputError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s)")
-    return name
-
-
-def cuda_available() -> bool:
-    """Whether torch sees a CUDA device in this process (asked of cluster workers)."""
-    import torch
-
-    return bool(torch.cuda.is_available())
-
-
-def auto_device(workers: Mapping[str, tuple[bool, Mapping[str, float]]], *,
-                resource: str = "GPU") -> str:
-    """What ``--device auto`` means on a cluster, from its workers' answers.
-
-    Parameters
-    ----------
-    workers : mapping
-        ``{address: (the worker has CUDA, the resources it offers)}``, as
-        :func:`volumetric.engine.ask_workers` returns for :func:`cuda_available`.
-    resource : str
-        The resource a worker offers per GPU; model tasks need one.
-
-    Returns
-    -------
-    str
-        ``"cuda"`` when some worker has CUDA and offers ``resource``, else ``"cpu"``.
-    """
-    if any(cuda and offered.get(resource, 0) >= 1 for cuda, offered in workers.values()):
-        return "cuda"
-    if any(cuda for cuda, _ in workers.values()):
-        log.warning("--device auto: the workers have CUDA but none offers the resource %s, so "
-                    "the model runs on their CPUs; start them with --resources %s=1 to use "
-                    "their GPUs", resource, resource)
-    return "cpu"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from volumetric.errors import InputError
+from volumetric.errors import InputError, check_choice
 
 _ARCHITECTURES: dict[str, Callable[..., Any]] = {}
 
@@ -35,8 +35,7 @@ def build_model(name: str, **config: Any) -> Any:
         Unknown architecture, or a config it does not accept.
     """
     _load_builtins()
-    if name not in _ARCHITECTURES:
-        raise InputError(f"unknown model {name!r}; choose one of {', '.join(sorted(_ARCHITECTURES))}")
+    check_choice(name, sorted(_ARCHITECTURES), "model")
     try:
         return _ARCHITECTURES[name](**config)
     except (TypeError, ValueError) as exc:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from volumetric.engine import RunOptions, block_operation
-from volumetric.errors import InputError
+from volumetric.errors import InputError, check_choice
 from volumetric.geometry import BlockGrid, Box, block_shape_for, ceil_div
 from volumetric.io.codecs import DEFAULT_COMPRESSOR, parse_compressor
 from volumetric.io.ome import LevelSpec, OmeImage, create_image, open_image
@@ -167,8 +167,7 @@ def convert(
     src, dst = absolute(src), absolute(dst)
     if levels < 1:
         raise InputError(f"--levels must be at least 1, got {levels}")
-    if downsampling not in ("mean", "nearest"):
-        raise InputError(f"unknown downsampling {downsampling!r}; choose mean or nearest")
+    check_choice(downsampling, ("mean", "nearest"), "downsampling")
     parse_compressor(compressor)
     source = open_source(src, dataset=dataset, axes=axes)
     meta = source.meta(voxel_size, unit)

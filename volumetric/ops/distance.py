@@ -29,7 +29,7 @@ The intermediates live in the output's ``.volumetric`` folder and are
 removed when the map is complete.
 
 ``signed`` maps are negative inside the mask, ``invert`` measures the
-distance to background; ``power`` and ``normalize`` shape the clipped values
+distance to background; ``power`` and ``scale_to_clip`` shape the clipped values
 into training targets (see :func:`volumetric.kernels.edt_clip.shape_distance`).
 """
 
@@ -96,7 +96,7 @@ class ClippedDistanceBlock:
     target: str
     clip: float
     power: float | None
-    normalize: bool
+    scale_to_clip: bool
 
     def __call__(self, box: Box) -> tuple[float | None, bool]:
         read = box.grow(self.halo).clip(self.source.shape)
@@ -112,7 +112,8 @@ class ClippedDistanceBlock:
             dist = np.full(mask[inner_spatial].shape, empty, dtype=np.float32)
         else:
             dist = distance_map(mask, self.spacing, target=self.target)[inner_spatial]
-        out = shape_distance(dist, clip=self.clip, power=self.power, normalize=self.normalize)
+        out = shape_distance(dist, clip=self.clip, power=self.power,
+                             scale_to_clip=self.scale_to_clip)
         write_box(self.array, box.slices, out.reshape(box.shape))
         return value, True
 
@@ -211,13 +212,13 @@ def _separable_passes(
     return jobs
 
 
-def _check_options(clip: float | None, power: float | None, normalize: bool) -> None:
+def _check_options(clip: float | None, power: float | None, scale_to_clip: bool) -> None:
     if clip is not None and not 0 < clip < math.inf:
         raise InputError(f"--clip must be a positive distance, got {clip} "
                          "(leave it out for the unclipped map)")
     if power is not None and not 0 < power < math.inf:
         raise InputError(f"--power must be positive, got {power}")
-    if normalize and clip is None:
+    if scale_to_clip and clip is None:
         raise InputError("--normalize needs --clip (values are divided by the clipped maximum)")
 
 
@@ -229,7 +230,7 @@ def distance(
     signed: bool = False,
     invert: bool = False,
     power: float | None = None,
-    normalize: bool = False,
+    scale_to_clip: bool = False,
     run: RunOptions = RunOptions(),
 ) -> DistanceReport:
     """Write the Euclidean distance map of the binary mask ``src`` to the OME-Zarr image ``dst``.
@@ -250,8 +251,9 @@ def distance(
         Distance to the background instead of the foreground.
     power : float, optional
         Raise magnitudes to this power after clipping.
-    normalize : bool
-        Divide by ``clip ** power`` (needs ``clip``).
+    scale_to_clip : bool
+        Divide by ``clip ** power`` (needs ``clip``), giving values in [-1, 1]
+        (``--normalize`` of ``vol distance``).
     run : RunOptions
         Where and how to run; ``block_bytes``, the target size of a block's
         output, defaults to 8 MiB clipped and 64 MiB per pass unclipped (blocks
@@ -261,7 +263,7 @@ def distance(
     -------
     DistanceReport
     """
-    _check_options(clip, power, normalize)
+    _check_options(clip, power, scale_to_clip)
     src, dst = absolute(src), absolute(dst)
     source = open_input(src, what="MASK")
     spacing = spacing_of(source, what="MASK")
@@ -277,13 +279,14 @@ def distance(
     scratch = Path(dst) / JOURNAL_DIR / "passes"
     fill = 0.0
     if clip is not None:
-        fill = float(shape_distance(np.float32(clip), clip=clip, power=power, normalize=normalize))
+        fill = float(shape_distance(np.float32(clip), clip=clip, power=power,
+                                    scale_to_clip=scale_to_clip))
         halo = tuple(
             math.ceil(clip / spacing[spatial.index(i)]) if i in spatial else 0
             for i in range(len(shape))
         )
         task = ClippedDistanceBlock(source, out_array, spatial, spacing, halo, target, clip,
-                                    power, normalize)
+                                    power, scale_to_clip)
         block = grow_block(shape, chunks, spatial, 4, run.block_bytes or BLOCK_TARGET_BYTES)
         jobs = [("distance", task, BlockGrid(shape, block))]
     else:
@@ -298,7 +301,7 @@ def distance(
         "target": target,
         "clip": clip,
         "power": power,
-        "normalize": normalize,
+        "normalize": scale_to_clip,  # the key earlier runs stored: they still resume
         "blocks": [list(grid.block) for _, _, grid in jobs],
     }
 

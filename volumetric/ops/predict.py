@@ -40,7 +40,7 @@ from volumetric.engine import (
 )
 from volumetric.engine.cluster import scheduler_address
 from volumetric.engine.journal import JOURNAL_DIR
-from volumetric.errors import InputError
+from volumetric.errors import InputError, check_choice
 from volumetric.geometry import BlockGrid, Coord, block_shape_for, ceil_div
 from volumetric.io.cubes import read_cubes
 from volumetric.io.ome import LevelSpec, OmeImage, create_image, open_image, with_axes
@@ -48,13 +48,8 @@ from volumetric.io.sources import Source, open_source
 from volumetric.kernels.blending import BLEND_MODES, postprocess
 from volumetric.kernels.inference import AMP_DTYPES
 from volumetric.kernels.normalize import METHODS
-from volumetric.models.loading import (
-    ModelSpec,
-    auto_device,
-    cached_model,
-    cuda_available,
-    resolve_device,
-)
+from volumetric.models.device import auto_device, cuda_available, resolve_device
+from volumetric.models.loading import ModelSource, cached_model
 from volumetric.ops.common import normalized_input, resolve_chunks
 from volumetric.ops.output import check_output, complete_output, open_output
 from volumetric.ops.paths import absolute
@@ -95,11 +90,6 @@ class PredictReport:
     output_blocks: int
     seconds: float
     resumed: bool
-
-
-def _check_choice(value: str | None, choices: Sequence[str], what: str) -> None:
-    if value is not None and value not in choices:
-        raise InputError(f"unknown {what} {value!r}; choose one of {', '.join(choices)}")
 
 
 def _spatial(source: Source, raw: str) -> tuple[str, Coord]:
@@ -310,10 +300,10 @@ def predict(
     PredictReport
     """
     t0 = time.monotonic()
-    _check_choice(blend, BLEND_MODES, "--blend")
-    _check_choice(normalize, METHODS, "--normalize")
-    _check_choice(dtype, DTYPES, "--dtype")
-    _check_choice(amp, AMP_DTYPES, "--amp")
+    check_choice(blend, BLEND_MODES, "--blend")
+    check_choice(normalize, METHODS, "--normalize")
+    check_choice(dtype, DTYPES, "--dtype")
+    check_choice(amp, AMP_DTYPES, "--amp")
     if batch < 1:
         raise InputError(f"--batch must be at least 1, got {batch}")
     _check_outputs(clip, threshold)
@@ -332,8 +322,8 @@ def predict(
     spatial_axes, shape = _spatial(source, raw)
     chosen = _channels(source, channels)
     n_in = 1 if chosen is None else len(chosen)
-    spec = ModelSpec(absolute(model) if os.path.exists(model) else model,  # or module:factory
-                     absolute(weights) if weights else None)
+    spec = ModelSource(absolute(model) if os.path.exists(model) else model,  # or module:factory
+                       absolute(weights) if weights else None)
     check_cluster(client, cluster)
     local = client is None and scheduler_address(cluster) == "local"
     # On an existing cluster, "auto" is what the workers have, asked once connected.
@@ -344,7 +334,7 @@ def predict(
     windows = _window_grid(shape, window, overlap, pad, loaded.window)
     out_channels = probe_model(loaded, n_in, windows.window)
     method = normalize or preprocess.get("normalize") or "none"
-    _check_choice(method, METHODS, "normalisation")
+    check_choice(method, METHODS, "normalisation")
     percentiles = tuple(preprocess.get("percentiles") or DEFAULT_PERCENTILES)
     reader = normalized_input(source, chosen, method, percentiles)
 

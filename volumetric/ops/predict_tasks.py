@@ -25,7 +25,8 @@ from volumetric.io.sources import Source
 from volumetric.io.writes import write_box, writing
 from volumetric.kernels.blending import Accumulator, normalize_sums, postprocess, window_weights
 from volumetric.kernels.inference import gather_windows, run_model
-from volumetric.models.loading import LoadedModel, ModelSpec, cached_model, resolve_device
+from volumetric.models.device import resolve_device
+from volumetric.models.loading import LoadedModel, ModelSource, cached_model
 from volumetric.models.torch_messages import error_cause
 from volumetric.ops.common import NormalizedInput
 from volumetric.windows import WindowPlan
@@ -54,7 +55,7 @@ class EvaluateWindows:
 
     plan: WindowPlan
     reader: NormalizedInput
-    model: ModelSpec
+    model: ModelSource
     device: str
     blend: str
     batch: int

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from volumetric.engine import JOURNAL_DIR, RunOptions, block_operation
-from volumetric.errors import InputError
+from volumetric.errors import InputError, check_choice
 from volumetric.geometry import BlockGrid, Box, ceil_div
 from volumetric.io.ome import CHANNEL_COLOURS, LevelSpec, OmeImage, create_image, open_image
 from volumetric.io.sources import Source
@@ -155,8 +155,7 @@ def project(
     -------
     ProjectReport
     """
-    if mode not in MODES:
-        raise InputError(f"unknown --mode {mode!r}; choose one of {', '.join(MODES)}")
+    check_choice(mode, MODES, "--mode")
     if fan_in < 2:
         raise InputError(f"fan-in must be at least 2, got {fan_in}")
     src, dst = absolute(src), absolute(dst)

@@ -1,10 +1,11 @@
 """``vol train``: train a network on patches read lazily from OME-Zarr volumes.
 
 The run directory is described in :mod:`volumetric.train.rundir`. A run is
-defined by its ``config.json`` (file paths stored resolved, so they may be
-spelled differently later); ``--resume`` continues a run with the same
-configuration (only the device, the number of loader workers and the
-volumetric version may change) from its last finished epoch.
+defined by its ``config.json`` (file paths stored absolute and compared with
+their symbolic links resolved, so they may be spelled differently later);
+``--resume`` continues a run with the same configuration (only the device,
+the number of loader workers and the volumetric version may change) from its
+last finished epoch.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -19,25 +21,25 @@ from typing import Any
 import numpy as np
 
 from volumetric._version import __version__
-from volumetric.engine import JOURNAL_DIR, acquire_lease
+from volumetric.engine import JOURNAL_DIR, acquire_lease, silenced
 from volumetric.errors import DestinationError, InputError
 from volumetric.io.destination import check_apart, check_writable
 from volumetric.io.intensity import intensity_stats
 from volumetric.io.ome import open_image
 from volumetric.models.checkpoint import read_checkpoint, registered_architecture
+from volumetric.models.device import resolve_device
 from volumetric.models.factory import build_network, is_custom
 from volumetric.models.transfer import freeze as freeze_layers
 from volumetric.models.transfer import load_initial_weights, parse_freeze
-from volumetric.train import rundir
+from volumetric.ops.paths import absolute, comparable_path
+from volumetric.train import FitResult, NetworkSpec, TrainSettings, fit, rundir
 from volumetric.train.losses import get_loss
-from volumetric.train.loop import FitResult, TrainSettings, fit, resolve_device
-from volumetric.train.rundir import ModelSpec
 
 log = logging.getLogger("volumetric")
 
 # Settings that may differ when a run is resumed: they do not change its result on CPU.
 RESUMABLE_CHANGES = ("device", "workers", "version")
-# DataSettings fields naming files: stored resolved, so a run resumes however they are spelled.
+# DataSettings fields naming files (besides pairs).
 PATHS = ("raw", "target", "mask", "cubes")
 DIMS_OF = {"unet2d": 2, "unet3d": 3, "attention-resunet2d": 2, "attention-resunet3d": 3}
 
@@ -193,11 +195,20 @@ def _stored_run(out: Path, resume: bool, inputs: list[str | None]) -> dict[str, 
     return stored
 
 
-def _absolute(path: str | None) -> str | None:
-    """``path`` resolved to an absolute path (URLs and None unchanged), as the run stores it."""
-    if path is None or "://" in path:
-        return path
-    return str(Path(path).resolve())
+def _map_paths(config: dict[str, Any], rule: Callable[[str], str]) -> dict[str, Any]:
+    """``config`` with ``rule`` applied to every file path it names (URLs and None unchanged)."""
+    def each(path: str | None) -> str | None:
+        return path if path is None or "://" in path else rule(path)
+
+    mapped = dict(config)
+    if "data" in config:
+        data = {key: each(value) if key in PATHS else value
+                for key, value in config["data"].items()}
+        data["pairs"] = [[each(path) for path in pair] for pair in data.get("pairs", [])]
+        mapped["data"] = data
+    if "model" in config:
+        mapped["model"] = {**config["model"], "init": each(config["model"].get("init"))}
+    return mapped
 
 
 def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -218,9 +229,11 @@ def _check_same_run(out: Path, stored: dict[str, Any], config: dict[str, Any]) -
         return settings[key] if isinstance(settings[key], str) else json.dumps(settings[key])
 
     old, new = _flat(stored), _flat(config)
+    same_old = _flat(_map_paths(stored, comparable_path))
+    same_new = _flat(_map_paths(config, comparable_path))
     keys = [k for k in sorted(set(old) | set(new)) if k not in RESUMABLE_CHANGES]
     differ = [f"{k} {show(old, k)} -> {show(new, k)}" for k in keys
-              if (k in old) != (k in new) or old.get(k) != new.get(k)]
+              if (k in old) != (k in new) or same_old.get(k) != same_new.get(k)]
     if differ:
         raise InputError(f"--resume: options differ from the run in {out}: {'; '.join(differ)}; "
                          "rerun with the options of its config.json or choose another --out")
@@ -298,7 +311,6 @@ def train(
     """
     import torch
 
-    from volumetric.engine.progress import silenced
     from volumetric.kernels.augment import AugmentConfig
     from volumetric.ops.common import default_patch
     from volumetric.train.dataset import PatchDataset, VolumePair
@@ -313,6 +325,7 @@ def train(
     augmentation = AugmentConfig().without(data.augment_off) if data.augment else None
     pairs = [VolumePair(data.raw, data.target, data.mask), *(VolumePair(*p) for p in data.pairs)]
     settings, data_range = _choose_loss([p.target for p in pairs], settings)
+    settings = settings.with_epochs(data.steps_per_epoch)
     checkpoint = read_checkpoint(model.init) if model.init else None
 
     patch = data.patch or default_patch(data.raw)
@@ -338,14 +351,12 @@ def train(
     config = _model_config(name, model, checkpoint, dims, in_channels, out_channels)
     run_config = {
         "version": __version__,
-        "data": {**asdict(data), "patch": list(patch),
-                 **{key: _absolute(getattr(data, key)) for key in PATHS},
-                 "pairs": [[_absolute(path) for path in pair] for pair in data.pairs]},
-        "model": {"architecture": name, "config": config, "init": _absolute(model.init),
+        "data": {**asdict(data), "patch": list(patch)},
+        "model": {"architecture": name, "config": config, "init": model.init,
                   "freeze": model.freeze},
         **settings.to_json(),
     }
-    run_config = json.loads(json.dumps(run_config))
+    run_config = _map_paths(json.loads(json.dumps(run_config)), absolute)
     if stored is not None:
         _check_same_run(out, stored, run_config)
 
@@ -361,7 +372,7 @@ def train(
     lease = acquire_lease(out / JOURNAL_DIR, what=str(out))
     try:
         rundir.write_config(out, run_config)
-        spec = ModelSpec(name, config, dims, in_channels, out_channels,
+        spec = NetworkSpec(name, config, dims, in_channels, out_channels,
                          get_loss(settings.loss).output_activation,
                          {"normalize": data.normalize}, tuple(patch))
         result = fit(net, train_set, val_set, spec, settings, out, resume=stored is not None,

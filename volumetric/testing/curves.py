@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from volumetric.io.swc import Skeleton
+from volumetric.io import Skeleton
 
 SWC_NEURITE_TYPE = 3  # "basal dendrite" in the SWC standard; any neurite for our purposes
 MOMENTUM = 0.85

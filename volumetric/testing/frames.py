@@ -28,8 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from volumetric.io.sources.hdf5 import HDF5_SUFFIXES
-from volumetric.io.destination import replacing, require_suffix
+from volumetric.io import HDF5_SUFFIXES, replacing, require_suffix
 from volumetric.testing.params import positive
 from volumetric.testing.tiles import rng_for
 
@@ -150,7 +149,7 @@ def write_frames(
     """Write ``movie`` to the HDF5 file ``path``, one frame at a time (layout: module docstring)."""
     import h5py
 
-    from volumetric.engine.progress import Progress
+    from volumetric.engine import Progress
 
     path = require_suffix(path, HDF5_SUFFIXES, "HDF5")
     c, x, y, z = movie.shape

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from volumetric.geometry import BlockGrid, Box
-from volumetric.io.destination import replacing, require_suffix
+from volumetric.io import replacing, require_suffix
 from volumetric.testing import tiles
 from volumetric.testing.output import TIFF_SUFFIXES, fill_tiffs
 from volumetric.testing.params import positive

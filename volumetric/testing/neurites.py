@@ -32,11 +32,9 @@ import numpy as np
 from scipy.special import erfc
 
 from volumetric.geometry import BlockGrid, Box, block_shape_for
-from volumetric.io.sources.hdf5 import HDF5_SUFFIXES
-from volumetric.io.swc import Skeleton, write_swc
+from volumetric.io import HDF5_SUFFIXES, Skeleton, replacing, require_suffix, write_swc
 from volumetric.testing import tiles
 from volumetric.testing.curves import Trees, random_trees
-from volumetric.io.destination import replacing, require_suffix
 from volumetric.testing.params import positive
 
 DEFAULT_FOREGROUND = 0.003
@@ -205,7 +203,7 @@ def write_neurites(
     """
     import h5py
 
-    from volumetric.engine.progress import Progress
+    from volumetric.engine import Progress
 
     path = require_suffix(path, HDF5_SUFFIXES, "HDF5")
     swc = path.with_suffix(".swc")

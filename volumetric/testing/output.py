@@ -44,7 +44,7 @@ def fill_tiffs(
     """
     import tifffile
 
-    from volumetric.engine.progress import Progress
+    from volumetric.engine import Progress
 
     offsets = [
         tifffile.imwrite(path, shape=shape, dtype=dtype, photometric="minisblack",

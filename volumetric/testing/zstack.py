@@ -27,7 +27,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.special import erfc
 
-from volumetric.io.destination import replacing
+from volumetric.io import replacing
 from volumetric.testing.output import TIFF_SUFFIXES, fill_tiffs
 from volumetric.testing.params import positive
 from volumetric.testing.tiles import rng_for

@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from volumetric.errors import InputError
+from volumetric.errors import InputError, check_choice
 from volumetric.geometry import Box, Coord, as_coord
 from volumetric.io.cubes import CubeList, read_cubes
 from volumetric.io.intensity import intensity_stats
@@ -143,11 +143,8 @@ class PatchDataset(torch.utils.data.Dataset):
         cubes: str | Path | CubeList | Sequence[str | Path | CubeList | None] | None = None,
         normalize: str = "percentile",
     ) -> None:
-        if sampler not in SAMPLERS:
-            raise InputError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
-        if normalize not in METHODS:
-            raise InputError(f"unknown normalisation {normalize!r}; "
-                             f"choose one of {', '.join(METHODS)}")
+        check_choice(sampler, SAMPLERS, "sampler")
+        check_choice(normalize, METHODS, "normalisation")
         if not pairs:
             raise InputError("no (raw, target) pair given")
         self.augment = augment

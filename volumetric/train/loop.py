@@ -18,26 +18,28 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 from torch import nn
 
-from volumetric.errors import InputError
+from volumetric.errors import InputError, check_choice
 from volumetric.kernels.metrics import confusion, mask_scores, psnr_from_mse, ssim
 from volumetric.models.checkpoint import read_checkpoint
+from volumetric.models.device import resolve_device
 from volumetric.models.export import WithActivation, save_torchscript, to_torchscript
 from volumetric.models.transfer import hold_frozen_norms
 from volumetric.train import rundir
 from volumetric.train.losses import Loss, get_loss
-from volumetric.train.rundir import ModelSpec
+from volumetric.train.rundir import NetworkSpec
 
 log = logging.getLogger("volumetric")
 
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULERS = ("none", "cosine", "exponential")
+DEFAULT_EPOCHS = 10
 
 
 class PatchSource(Protocol):
@@ -66,8 +68,9 @@ class TrainSettings:
         Decoupled weight decay for AdamW, L2 penalty for Adam.
     batch : int
         Patches per optimiser step.
-    epochs : int
-        Number of epochs.
+    epochs : int, optional
+        Number of epochs; by default as many as ``steps`` needs, or 10 without ``steps``
+        (see :meth:`with_epochs`).
     steps : int, optional
         Stop after this many optimiser steps in total (may end an epoch early).
     scheduler : {"none", "cosine", "exponential"}
@@ -99,7 +102,7 @@ class TrainSettings:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     batch: int = 4
-    epochs: int = 10
+    epochs: int | None = None
     steps: int | None = None
     scheduler: str = "none"
     decay_after: int = 10
@@ -115,14 +118,38 @@ class TrainSettings:
     def __post_init__(self) -> None:
         if self.loss != "auto":
             get_loss(self.loss)
-        for value, allowed, what in ((self.optimizer, OPTIMIZERS, "optimizer"),
-                                     (self.scheduler, SCHEDULERS, "scheduler")):
-            if value not in allowed:
-                raise InputError(f"unknown {what} {value!r}; choose one of {', '.join(allowed)}")
-        if self.batch < 1 or self.epochs < 1 or (self.steps is not None and self.steps < 1):
+        check_choice(self.optimizer, OPTIMIZERS, "optimizer")
+        check_choice(self.scheduler, SCHEDULERS, "scheduler")
+        if self.batch < 1 or any(n is not None and n < 1 for n in (self.epochs, self.steps)):
             raise InputError("--batch, --epochs and --steps must be positive")
         if self.lr <= 0:
             raise InputError(f"--lr must be positive, got {self.lr}")
+
+    def with_epochs(self, steps_per_epoch: int) -> TrainSettings:
+        """These settings with the number of epochs decided.
+
+        Parameters
+        ----------
+        steps_per_epoch : int
+            Optimiser steps in one epoch.
+
+        Returns
+        -------
+        TrainSettings
+            ``epochs`` as given; else ``ceil(steps / steps_per_epoch)`` with
+            ``steps``, or :data:`DEFAULT_EPOCHS` without.
+
+        Examples
+        --------
+        >>> TrainSettings(steps=5000).with_epochs(100).epochs
+        50
+        >>> TrainSettings().with_epochs(100).epochs
+        10
+        """
+        if self.epochs is not None:
+            return self
+        epochs = math.ceil(self.steps / steps_per_epoch) if self.steps else DEFAULT_EPOCHS
+        return replace(self, epochs=epochs)
 
     def to_json(self) -> dict[str, Any]:
         """The settings as a JSON-ready dict."""
@@ -139,30 +166,6 @@ class FitResult:
     best_loss: float
     stopped_early: bool
     history: list[dict[str, float]]
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available else CPU; refuses CUDA where there is none.
-
-    Raises
-    ------
-    InputError
-        CUDA asked for but not available, or an unknown device.
-    """
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise InputError(f"unknown --device {name!r}; use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise InputError(f"--device {name}: CUDA is not available on this machine")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise InputError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s)")
-    elif device.type != "cpu":
-        raise InputError(f"--device {name}: only cpu and cuda are supported")
-    return device
 
 
 def _scheduler(settings: TrainSettings, optimizer: torch.optim.Optimizer) -> Any:
@@ -273,7 +276,7 @@ def fit(
     model: nn.Module,
     train_set: PatchSource,
     val_set: PatchSource | None,
-    spec: ModelSpec,
+    spec: NetworkSpec,
     settings: TrainSettings,
     run_dir: str | Path,
     *,
@@ -293,7 +296,7 @@ def fit(
         Patch datasets with ``set_epoch``; items are dicts with ``image`` and
         ``target`` tensors. ``val_set`` may be None (no validation; the
         training loss then selects the best epoch).
-    spec : ModelSpec
+    spec : NetworkSpec
         Architecture and metadata stored with the weights.
     settings : TrainSettings
         Optimisation settings.
@@ -314,13 +317,14 @@ def fit(
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    steps_per_epoch = len(train_set) // settings.batch if len(train_set) >= settings.batch else 1
+    settings = settings.with_epochs(steps_per_epoch)
     loss = get_loss(settings.loss)
-    device = resolve_device(settings.device)
+    device = torch.device(resolve_device(settings.device))
     model.to(device)
     optimizer = _optimizer(settings, model)
     scheduler = _scheduler(settings, optimizer)
     train_step = _Step(loss, optimizer, settings.clip_grad, device, settings.amp)
-    steps_per_epoch = len(train_set) // settings.batch if len(train_set) >= settings.batch else 1
     max_steps = settings.steps or steps_per_epoch * settings.epochs
     epochs = min(settings.epochs, math.ceil(max_steps / steps_per_epoch))
 
@@ -434,15 +438,16 @@ def _to_device(batch: dict[str, torch.Tensor],
     return image, target, mask
 
 
-def _save_best(run_dir: Path, model: nn.Module, spec: ModelSpec, example: torch.Tensor,
+def _save_best(run_dir: Path, model: nn.Module, spec: NetworkSpec, example: torch.Tensor,
                row: dict[str, float]) -> None:
     rundir.save_state(run_dir / rundir.BEST, model, spec, inference=True, training={"metrics": row})
     scripted = to_torchscript(WithActivation(model, spec.output_activation), example)
     save_torchscript(scripted, run_dir / rundir.TORCHSCRIPT, spec.metadata())
 
 
-def _save_last(path: Path, model: nn.Module, spec: ModelSpec, optimizer: torch.optim.Optimizer,
-               scheduler: Any, scaler: torch.amp.GradScaler, state: dict[str, Any]) -> None:
+def _save_last(path: Path, model: nn.Module, spec: NetworkSpec,
+               optimizer: torch.optim.Optimizer, scheduler: Any, scaler: torch.amp.GradScaler,
+               state: dict[str, Any]) -> None:
     training = {
         **state,
         "optimizer": optimizer.state_dict(),

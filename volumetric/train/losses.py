@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
-from volumetric.errors import InputError
+from volumetric.errors import InputError, check_choice
 
 
 def soft_dice(probabilities: torch.Tensor, target: torch.Tensor, *, smooth_nr: float = 1e-5,
@@ -197,6 +197,5 @@ def get_loss(name: str) -> Loss:
     InputError
         Unknown name.
     """
-    if name not in LOSSES:
-        raise InputError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")
+    check_choice(name, LOSSES, "loss")
     return LOSSES[name]

@@ -33,8 +33,8 @@ LAST = "last.pt"
 
 
 @dataclass(frozen=True)
-class ModelSpec:
-    """What a checkpoint needs besides the weights.
+class NetworkSpec:
+    """A trained network's architecture and channels: what a checkpoint needs besides weights.
 
     ``config`` is the factory configuration of the trained network (raw
     outputs); ``output_activation`` is what inference adds (see
@@ -76,7 +76,7 @@ def read_config(run_dir: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def save_state(path: Path, model: Any, spec: ModelSpec, *, inference: bool,
+def save_state(path: Path, model: Any, spec: NetworkSpec, *, inference: bool,
                training: dict[str, Any]) -> None:
     """Write a checkpoint of ``model``.
 

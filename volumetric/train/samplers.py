@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from volumetric.errors import InputError
+from volumetric.errors import InputError, check_choice
 from volumetric.geometry import BlockGrid, Box, Coord
 
 SAMPLERS = ("random", "grid", "foreground")
@@ -57,8 +57,7 @@ def split_region(shape: Sequence[int], patch: Sequence[int], split: str | None,
     whole = Box.from_shape(shape)
     if split is None:
         return whole
-    if split not in SPLITS:
-        raise InputError(f"unknown split {split!r}; choose train, val or None")
+    check_choice(split, SPLITS, "split")
     if not 0 < val_fraction < 1:
         raise InputError(f"--val-fraction {val_fraction} must lie strictly between 0 and 1")
     axis = int(np.argmax(shape))
