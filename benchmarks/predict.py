@@ -173,18 +173,19 @@ def _warm() -> None:
 def child_vol(args: dict[str, Any]) -> dict[str, Any]:
     from distributed import Client
 
+    from volumetric import PredictOptions, RunOptions, predict
     from volumetric.engine import local_cluster
-    from volumetric.ops.predict import predict
 
     device = args.get("device", "cpu")
     gpus = 1 if device == "cuda" else 0
     with local_cluster(args["workers"], dashboard_address=":0", gpus=gpus) as cluster, \
             Client(cluster) as client:
         client.run(_warm)  # imports, as MONAI's process has them before its clock starts
+        options = PredictOptions(args["model"], window=WINDOW, overlap=(OVERLAP,),
+                                 blend="gaussian", normalize="zscore", cubes=args.get("cubes"),
+                                 device=device, batch=args.get("batch", 1))
         timing, report = _timed_call(device, lambda: predict(
-            args["raw"], args["out"], model=args["model"], window=WINDOW, overlap=(OVERLAP,),
-            blend="gaussian", normalize="zscore", cubes=args.get("cubes"), device=device,
-            batch=args.get("batch", 1), client=client, progress=False))
+            args["raw"], args["out"], options, run=RunOptions(client=client, progress=False)))
     return {**timing, "evaluations": report.evaluations, "windows": report.windows}
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import click
-from volumetric_cli.options import cluster_options, int_tuple
+from volumetric_cli.options import int_tuple, run_options
 
 
 def _overlap(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
@@ -72,11 +72,10 @@ def _channels(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
               help="Output chunk shape (default 64^3, 1 MB of float32).")
 @click.option("--block", metavar="Z,Y,X", callback=int_tuple,
               help="Block shape, a multiple of the chunks (default: about two windows).")
-@click.option("--overwrite", is_flag=True, help="Replace an existing output.")
-@cluster_options
+@run_options()
 def predict(raw: str, out: str, model, weights, window, overlap, blend, normalize, channels,
             cubes, mask, batch, device, amp, dtype, threshold, clip, fill, pad, chunks, block,
-            overwrite, cluster, workers) -> None:
+            run) -> None:
     """Predict RAW with a model into the OME-Zarr image OUT (OUT/0: c, z, y, x).
 
     Windows lie on one global grid placed as MONAI's sliding_window_inference
@@ -89,14 +88,15 @@ def predict(raw: str, out: str, model, weights, window, overlap, blend, normaliz
       vol predict brain.zarr pred.zarr --model unet.pt --window 64,64,64 --overlap 0.5
       vol predict brain.zarr pred.zarr --model ckpt.pt --cubes cubes.json --device cuda --amp bf16
     """
-    from volumetric.ops.predict import predict as run_predict
+    from volumetric import PredictOptions
+    from volumetric import predict as run_predict
 
-    report = run_predict(
-        raw, out, model=model, weights=weights, window=window, overlap=overlap, blend=blend,
-        normalize=normalize, channels=channels, cubes=cubes, mask=mask, batch=batch,
-        device=device, dtype=dtype, threshold=threshold, clip=clip, fill=fill, amp=amp, pad=pad,
-        chunks=chunks, block=block, overwrite=overwrite, cluster=cluster, workers=workers,
+    options = PredictOptions(
+        model, weights=weights, window=window, overlap=overlap, blend=blend, normalize=normalize,
+        channels=channels, cubes=cubes, mask=mask, batch=batch, device=device, dtype=dtype,
+        threshold=threshold, clip=clip, fill=fill, amp=amp, pad=pad, chunks=chunks, block=block,
     )
+    report = run_predict(raw, out, options, run=run)
     shape = "x".join(map(str, report.image.shape))
     click.echo(
         f"wrote {out}: {report.image.meta.axes} {shape} {report.image.array(0).dtype}, "

@@ -137,27 +137,27 @@ def test_cli_refuses_a_server_that_is_no_scheduler_and_writes_nothing(tmp_path, 
 @pytest.mark.parametrize("operation", ["predict", "discover", "evaluate"])
 def test_operations_check_the_cluster_before_connecting(short_timeout, tmp_path, monkeypatch,
                                                         operation):
-    import importlib
-
-    module = importlib.import_module(f"volumetric.ops.{operation}")
+    import volumetric
+    import volumetric.engine.operation
 
     def no_session(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("connected before the cluster was checked")
 
-    monkeypatch.setattr(module, "session", no_session)
+    monkeypatch.setattr(volumetric.engine.operation, "session", no_session)
     raw = tmp_path / "a.npy"
     np.save(raw, np.zeros((4, 8, 8), np.uint8))
     call = {
-        "predict": lambda: module.predict(str(raw), str(tmp_path / "p.zarr"),
-                                          model="predict_models:tiny", device="cpu",
-                                          cluster=address),
-        "discover": lambda: module.discover(str(raw), str(tmp_path / "c.json"), seeds=[(0, 0, 0)],
-                                            cluster=address),
-        "evaluate": lambda: module.evaluate(str(raw), str(raw), cluster=address),
+        "predict": lambda run: volumetric.predict(
+            str(raw), str(tmp_path / "p.zarr"),
+            volumetric.PredictOptions("predict_models:tiny", device="cpu"), run=run),
+        "discover": lambda run: volumetric.discover(str(raw), str(tmp_path / "c.json"),
+                                                    seeds=[(0, 0, 0)], run=run),
+        "evaluate": lambda run: volumetric.evaluate(str(raw), str(raw), run=run),
     }[operation]
     with fake_server(None) as address:
         with pytest.raises(ClusterError, match=f"^the server at {address} "):
-            call()
+            call(volumetric.RunOptions(cluster=address))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npy"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npy"]
 
 

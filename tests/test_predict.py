@@ -18,6 +18,7 @@ import zarr
 from predict_models import FLAKY_FLAG, NaNAbove, Shrinking, evil_checkpoint, save_torchscript, tiny
 from scipy import ndimage
 
+from volumetric.engine import RunOptions
 from volumetric.geometry import Box
 from volumetric.io.intensity import intensity_stats
 from volumetric.io.ome import ImageMeta, LevelSpec, create_image, finalize_image, open_image
@@ -25,6 +26,7 @@ from volumetric.kernels.blending import postprocess, window_weights
 from volumetric.kernels.normalize import normalize
 from volumetric.models.checkpoint import save_checkpoint
 from volumetric.ops.predict import predict
+from volumetric.ops.predict_plan import PredictOptions
 
 SHAPE = (40, 44, 36)
 
@@ -93,8 +95,9 @@ def monai_window_count(shape, window, overlap) -> int:
 
 
 def run(client, raw, out, model, **options):
-    return predict(str(raw), str(out), model=str(model), client=client, progress=False,
-                   device="cpu", **options)
+    options = {"device": "cpu", **options}
+    return predict(str(raw), str(out), PredictOptions(str(model), **options),
+                   run=RunOptions(client=client, progress=False))
 
 
 @pytest.mark.parametrize("mode,window,overlap,chunks,block", [
@@ -328,8 +331,10 @@ def test_checkpoint_gives_the_default_normalisation_and_window(client, tmp_path,
 
 def test_auto_device_is_resolved_on_the_workers(client, tmp_path, raw, model_file, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # this process only
-    report = predict(raw, str(tmp_path / "p.zarr"), model=model_file, client=client,
-                     progress=False, device="auto", window=(16, 16, 16), chunks=(8, 8, 8))
+    report = predict(raw, str(tmp_path / "p.zarr"),
+                     PredictOptions(model_file, device="auto", window=(16, 16, 16),
+                                    chunks=(8, 8, 8)),
+                     run=RunOptions(client=client, progress=False))
     assert report.device == "cpu" and open_image(tmp_path / "p.zarr").complete
 
 

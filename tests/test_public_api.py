@@ -60,7 +60,6 @@ IMAGE_OPS = {
     "render": (lambda d: [d / "n.swc"], {"like": "raw.zarr"}),  # vol render SWC OUT --like RAW
     "project": (lambda d: [d / "raw.zarr"], {}),
     "overlay": (lambda d: [d / "raw.zarr", d / "pred.zarr"], {}),
-    "predict": (lambda d: [d / "raw.zarr"], {"model": "tiny.ts"}),
 }
 
 
@@ -78,6 +77,15 @@ def test_image_operations_equal_the_cli(vol, client, data, tmp_path, name):
     else:
         getattr(volumetric, name)(*map(str, args(data)), str(by_python), **options, run=run)
     _same_image(by_cli, by_python)
+
+
+def test_predict_equals_the_cli(vol, client, data, tmp_path):
+    model = str(data / "tiny.ts")
+    assert vol("predict", data / "raw.zarr", tmp_path / "cli.zarr", "--model", model).exit_code == 0
+    volumetric.predict(str(data / "raw.zarr"), str(tmp_path / "py.zarr"),
+                       volumetric.PredictOptions(model),
+                       run=volumetric.RunOptions(client=client, progress=False))
+    _same_image(tmp_path / "cli.zarr", tmp_path / "py.zarr")
 
 
 def test_discover_evaluate_info_and_patches_equal_the_cli(vol, client, data, tmp_path):

@@ -19,6 +19,7 @@ from volumetric.engine import RunOptions
 from volumetric.ops.convert import convert
 from volumetric.ops.info import image_info
 from volumetric.ops.predict import predict
+from volumetric.ops.predict_plan import PredictOptions
 from volumetric.testing.neurites import neurites, write_neurites
 
 INPUTS = ("raw.h5", "raw.zarr", "mask.zarr", "pred.zarr", "neurites.swc", "tiny.ts")
@@ -35,8 +36,9 @@ def inputs(client, tmp_path_factory):
         convert(str(h5), str(folder / f"{name}.zarr"), dataset=name, chunks=(8, 16, 16),
                 run=RunOptions(client=client, progress=False))
     save_torchscript(tiny(), folder / "tiny.ts")
-    predict(str(folder / "raw.zarr"), str(folder / "pred.zarr"), model=str(folder / "tiny.ts"),
-            window=(8, 16, 16), client=client, progress=False)
+    predict(str(folder / "raw.zarr"), str(folder / "pred.zarr"),
+            PredictOptions(str(folder / "tiny.ts"), window=(8, 16, 16)),
+            run=RunOptions(client=client, progress=False))
     return folder
 
 

@@ -21,7 +21,7 @@ from volumetric.geometry import BlockGrid, Box
 
 # public name -> "module:attribute"
 _LAZY = {
-    "cluster": "volumetric.engine.cluster:shared_cluster",
+    "cluster": "volumetric.engine.cluster:SharedCluster",
     "RunOptions": "volumetric.engine.operation:RunOptions",
     "convert": "volumetric.ops.convert:convert",
     "info": "volumetric.ops.info:image_info",
@@ -31,6 +31,7 @@ _LAZY = {
     "render": "volumetric.ops.render:render",
     "project": "volumetric.ops.project:project",
     "predict": "volumetric.ops.predict:predict",
+    "PredictOptions": "volumetric.ops.predict_plan:PredictOptions",
     "train": "volumetric.ops.train:train",
     "DataSettings": "volumetric.ops.train:DataSettings",
     "ModelChoice": "volumetric.ops.train:ModelChoice",
@@ -43,7 +44,7 @@ _LAZY = {
 __all__ = ["BlockGrid", "Box", "__version__", *sorted(_LAZY)]
 
 if TYPE_CHECKING:
-    from volumetric.engine.cluster import shared_cluster as cluster
+    from volumetric.engine.cluster import SharedCluster as cluster
     from volumetric.engine.operation import RunOptions
     from volumetric.ops.convert import convert
     from volumetric.ops.discover import discover
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
     from volumetric.ops.overlay import overlay
     from volumetric.ops.patches import patch_gallery as patches
     from volumetric.ops.predict import predict
+    from volumetric.ops.predict_plan import PredictOptions
     from volumetric.ops.project import project
     from volumetric.ops.render import render
     from volumetric.ops.train import DataSettings, ModelChoice, train

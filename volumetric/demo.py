@@ -31,6 +31,7 @@ def _stages(out: Path, shape: tuple[int, ...], client: Any) -> list[tuple[str, C
     from volumetric.ops.info import image_info
     from volumetric.ops.overlay import overlay
     from volumetric.ops.predict import predict
+    from volumetric.ops.predict_plan import PredictOptions
     from volumetric.ops.project import project
     from volumetric.ops.render import render
     from volumetric.ops.train import DataSettings, ModelChoice, train
@@ -81,10 +82,10 @@ def _stages(out: Path, shape: tuple[int, ...], client: Any) -> list[tuple[str, C
                 "model.ts + curves.png")
 
     def predict_cubes() -> str:
-        report = predict(str(out / "raw.zarr"), str(out / "prediction.zarr"),
-                         model=str(out / "run" / "model.ts"), cubes=str(out / "cubes.json"),
-                         window=(32, 64, 64), overlap=(0.25,), clip=1.0, client=client,
-                         overwrite=True)
+        options = PredictOptions(str(out / "run" / "model.ts"), cubes=str(out / "cubes.json"),
+                                 window=(32, 64, 64), overlap=(0.25,), clip=1.0)
+        report = predict(str(out / "raw.zarr"), str(out / "prediction.zarr"), options,
+                         run=RunOptions(client=client, overwrite=True))
         return (f"prediction.zarr: {report.evaluations} windows, each evaluated once, "
                 "only in discovered cubes")
 

@@ -11,8 +11,9 @@ from volumetric.engine.cluster import (
     current_client,
     default_workers,
     local_cluster,
+    scheduler_address,
     session,
-    shared_cluster,
+    SharedCluster,
     worker_threads,
 )
 from volumetric.engine.journal import JOURNAL_DIR, Journal, layout_hash
@@ -43,8 +44,9 @@ __all__ = [
     "release_lease",
     "run_blocks",
     "run_expanding",
+    "scheduler_address",
     "session",
-    "shared_cluster",
+    "SharedCluster",
     "silence",
     "silenced",
     "worker_threads",

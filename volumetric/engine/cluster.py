@@ -21,8 +21,7 @@ import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
-from contextvars import ContextVar
+from contextlib import ExitStack, contextmanager, suppress
 from typing import TYPE_CHECKING, Any, TextIO
 
 from volumetric.engine.progress import silenced
@@ -39,7 +38,7 @@ DEFAULT_SCHEDULER_TIMEOUT = 60.0
 MIN_WORKER_MEMORY = 2**30
 LOCALHOST = "127.0.0.1"
 log = logging.getLogger("volumetric")
-_shared: ContextVar[Client | None] = ContextVar("volumetric_shared_client", default=None)
+_shared: list[Client] = []  # the open SharedClusters' clients, the latest last
 
 
 # distributed sets MALLOC_TRIM_THRESHOLD_=64 KiB in its workers, which also pins glibc's
@@ -430,19 +429,13 @@ def connect(
                 cluster.close()
 
 
-@contextmanager
-def shared_cluster(
-    address: str | None = None,
-    *,
-    workers: int | None = None,
-    gpus: int = 0,
-    quiet: bool = False,
-) -> Iterator[Client]:
-    """Start or join one cluster and run every operation called inside the block on it.
+class SharedCluster:
+    """One cluster for every operation a script or notebook runs, started once.
 
-    Operations called without ``client=`` or ``cluster=`` inside the ``with``
-    block use this cluster instead of starting their own, so a script or a
-    notebook pays the cluster's start-up once.
+    While it is open, operations called without ``client=`` or ``cluster=``
+    (in :class:`~volumetric.engine.RunOptions`) run on it instead of starting
+    their own, so the cluster's start-up is paid once. Use it in a ``with``
+    block, or open it in one notebook cell and :meth:`close` it in another.
 
     Parameters
     ----------
@@ -451,10 +444,6 @@ def shared_cluster(
     workers, gpus, quiet
         As for :func:`connect`.
 
-    Yields
-    ------
-    distributed.Client
-
     Examples
     --------
     >>> import volumetric                                       # doctest: +SKIP
@@ -462,18 +451,31 @@ def shared_cluster(
     ...     volumetric.convert("brain.h5", "brain.zarr")
     ...     volumetric.distance("mask.zarr", "dist.zarr", clip=10)
     """
-    with connect(address, workers=workers, gpus=gpus, quiet=quiet) as client:
-        token = _shared.set(client)
-        try:
-            yield client
-        finally:
-            _shared.reset(token)
+
+    def __init__(self, address: str | None = None, *, workers: int | None = None,
+                 gpus: int = 0, quiet: bool = False):
+        self._stack = ExitStack()
+        self.client: Client = self._stack.enter_context(
+            connect(address, workers=workers, gpus=gpus, quiet=quiet))
+        _shared.append(self.client)
+
+    def close(self) -> None:
+        """Stop the cluster (or leave the external one); later operations start their own."""
+        if self.client in _shared:
+            _shared.remove(self.client)
+            self._stack.close()
+
+    def __enter__(self) -> Client:
+        return self.client
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def current_client(client: Client | None, cluster: str | None) -> Client | None:
-    """``client``, else the :func:`shared_cluster` in use when no ``cluster`` is named."""
-    if client is None and cluster is None:
-        return _shared.get()
+    """``client``, else the open :class:`SharedCluster` when no ``cluster`` is named."""
+    if client is None and cluster is None and _shared:
+        return _shared[-1]
     return client
 
 

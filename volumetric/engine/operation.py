@@ -19,6 +19,7 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from volumetric.engine.cluster import check_cluster, session
@@ -95,6 +96,12 @@ class Operation:
     journal: Journal | None
     resumed: bool
     progress: bool
+
+    def scratch(self, name: str) -> Path:
+        """A folder for intermediate files inside the output's journal, gone once it is complete."""
+        if self.journal is None:
+            raise ValueError("an operation without an output has no scratch folder")
+        return self.journal.scratch(name)
 
     def run(
         self,
