@@ -102,8 +102,9 @@ def main(argv: list[str] | None = None) -> dict:
             foreground = write_image(mask, volume, raw=False, chunks=CHUNKS, client=cl)
             for case, clip in cases.items():
                 out = scratch / f"warm-{case}.zarr"
+                run = RunOptions(client=cl, progress=False)
                 measured, _ = measure_call(lambda: distance(str(mask), str(out), clip=clip,
-                                                            run=RunOptions(client=cl, progress=False)))
+                                                            run=run))
                 warm[case] = (measured, out / "0")
         results = {
             "shape": list(shape), "voxel_size": list(VOXEL), "chunks": CHUNKS,

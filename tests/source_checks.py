@@ -26,7 +26,9 @@ def convert_and_check(src: Any, dst: Any, expected: np.ndarray, client: Any, *,
 
     # One chunk per block task, so that every task reads a small box of the source.
     with mock.patch.object(convert_module, "BLOCK_LIMIT_BYTES", 1):
-        report = convert_module.convert(str(src), str(dst), chunks=chunks, run=RunOptions(block_bytes=1, client=client, progress=False), **options)
+        report = convert_module.convert(
+            str(src), str(dst), chunks=chunks,
+            run=RunOptions(block_bytes=1, client=client, progress=False), **options)
     assert report.blocks > 1, "the test volume must span several blocks"
     data = zarr.open_array(os.path.join(str(dst), "0"), mode="r")[:]
     assert data.dtype == expected.dtype

@@ -36,7 +36,8 @@ def _h5(path, data, **attrs):
 def test_hdf5_to_ome_zarr_with_pyramid(client, tmp_path, volume):
     src = _h5(tmp_path / "a.h5", volume, element_size_um=[3.0, 0.5, 0.5])
     dst = tmp_path / "a.zarr"
-    report = convert(src, str(dst), chunks=(8, 16, 16), levels=3, run=RunOptions(block_bytes=8 * 16 * 16 * 4, client=client, progress=False))
+    report = convert(src, str(dst), chunks=(8, 16, 16), levels=3,
+                     run=RunOptions(block_bytes=8 * 16 * 16 * 4, client=client, progress=False))
     assert report.blocks > 3
     np.testing.assert_array_equal(zarr.open_array(dst / "0")[:], volume)
     level1 = downsample(volume, (1, 2, 2))
@@ -71,7 +72,8 @@ def test_levels_stop_once_nothing_shrinks(client, tmp_path, caplog):
     src = tmp_path / "tiny.npy"
     np.save(src, np.arange(8 * 32 * 32, dtype=np.uint16).reshape(8, 32, 32))
     with caplog.at_level("WARNING", logger="volumetric"):
-        report = convert(str(src), str(tmp_path / "t.zarr"), levels=10, run=RunOptions(client=client, progress=False))
+        report = convert(str(src), str(tmp_path / "t.zarr"), levels=10,
+                         run=RunOptions(client=client, progress=False))
     shapes = [lv.shape for lv in report.image.levels]
     assert shapes == [(8, 32, 32), (4, 16, 16), (2, 8, 8), (1, 4, 4), (1, 2, 2), (1, 1, 1)]
     assert "writing 6 pyramid levels, not 10" in caplog.text
@@ -132,7 +134,8 @@ def test_frame_group_is_stacked_in_natural_order(client, tmp_path):
         for i in (3, 10, 0, 2, 11, 1, 4, 5, 6, 7, 8, 9):
             grp.create_dataset(f"frame_{i}", data=frames[i])
     dst = tmp_path / "f.zarr"
-    convert(str(tmp_path / "f.h5"), str(dst), axes="cxyz", chunks=(5, 8, 8), run=RunOptions(block_bytes=1000, client=client, progress=False))
+    convert(str(tmp_path / "f.h5"), str(dst), axes="cxyz", chunks=(5, 8, 8),
+            run=RunOptions(block_bytes=1000, client=client, progress=False))
     out = zarr.open_array(dst / "0")[:]
     assert image_info(str(dst))["axes"] == "tczyx"
     expected = np.stack([fr.transpose(0, 3, 2, 1) for fr in frames])  # c,x,y,z -> c,z,y,x
@@ -143,7 +146,8 @@ def test_zarr_input_is_rechunked_with_metadata(client, tmp_path, volume):
     src = _h5(tmp_path / "a.h5", volume, element_size_um=[3.0, 0.5, 0.5])
     first, second = tmp_path / "a.zarr", tmp_path / "b.zarr"
     convert(src, str(first), chunks=(8, 16, 16), run=RunOptions(client=client, progress=False))
-    convert(str(first), str(second), chunks=(37, 25, 25), run=RunOptions(client=client, progress=False))
+    convert(str(first), str(second), chunks=(37, 25, 25),
+            run=RunOptions(client=client, progress=False))
     np.testing.assert_array_equal(zarr.open_array(second / "0")[:], volume)
     info = image_info(str(second))
     assert info["chunks"] == [37, 25, 25] and info["voxel_size"] == [3.0, 0.5, 0.5]
@@ -160,7 +164,8 @@ def test_axes_on_an_ome_zarr_source_keep_its_metadata(client, tmp_path):
     for channel, name in zip(ome["omero"]["channels"], ("GFP", "RFP")):
         channel["label"] = name
     group.attrs["ome"] = ome
-    convert(str(first), str(second), axes="czyx", chunks=(3, 4, 5), run=RunOptions(client=client, progress=False))
+    convert(str(first), str(second), axes="czyx", chunks=(3, 4, 5),
+            run=RunOptions(client=client, progress=False))
     info = image_info(str(second))
     assert info["voxel_size"] == [3.0, 0.5, 0.25] and info["unit"] == "micrometer"
     assert info["channels"] == ["GFP", "RFP"]

@@ -82,7 +82,8 @@ def test_rerun_with_another_block_size_never_leaves_holes(client, tmp_path):
             (done / box.key()).unlink()
             array[box.slices] = 0
     try:
-        convert(str(src), str(dst), chunks=(4, 16, 16), run=RunOptions(block_bytes=4 * small, client=client, progress=False))
+        convert(str(src), str(dst), chunks=(4, 16, 16),
+                run=RunOptions(block_bytes=4 * small, client=client, progress=False))
     except LayoutMismatchError:
         assert not open_image(dst).complete
     else:

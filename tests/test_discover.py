@@ -71,7 +71,8 @@ def test_search_equals_brute_force(client, tmp_path, raw, connectivity, min_voxe
     v, path = raw
     seeds = [(3, 5, 4)]
     result = discover(path, str(tmp_path / "c.json"), seeds=seeds, threshold=100,
-                      min_voxels=min_voxels, connectivity=connectivity, run=RunOptions(client=client, progress=False))
+                      min_voxels=min_voxels, connectivity=connectivity,
+run=RunOptions(client=client, progress=False))
     expected = _brute_force(v, seeds, connectivity, min_voxels)
     assert [list(c) for c in result.cubes] == [list(c) for c in expected]
     grid_shape = result.grid.grid_shape
@@ -84,7 +85,8 @@ def test_connectivity_changes_result(client, tmp_path, raw):
     v, path = raw
     found = {
         k: discover(path, str(tmp_path / f"{k}.json"), seeds=[(3, 5, 4)], threshold=100,
-                    min_voxels=8, connectivity=k, run=RunOptions(client=client, progress=False)).cubes
+                    min_voxels=8, connectivity=k,
+run=RunOptions(client=client, progress=False)).cubes
         for k in (6, 18, 26)
     }
     assert len(found[6]) < len(found[18]) < len(found[26])
@@ -118,7 +120,8 @@ def test_regions_grouping_and_all_give_the_same_cubes(client, tmp_path, raw):
 def test_json_contract_and_reader(client, tmp_path, raw):
     v, path = raw
     out = tmp_path / "c.json"
-    discover(path, str(out), seeds=[(3, 5, 4)], threshold=100, run=RunOptions(client=client, progress=False))
+    discover(path, str(out), seeds=[(3, 5, 4)], threshold=100,
+             run=RunOptions(client=client, progress=False))
     data = json.loads(out.read_text())
     assert data["cube_shape"] == list(CUBE) and data["shape"] == list(v.shape)
     assert data["cubes"] == [[0, 0, 0], [0, 1, 0], [0, 2, 0], [0, 3, 0], [1, 3, 1]]
@@ -207,7 +210,8 @@ def test_resume_reuses_saved_counts_without_reading(client, tmp_path, raw):
     store = CountStore(out, open_source(path), (None, None, None), CUBE, 100.0)
     store.counts = {(0, 0, 0): 256, (0, 1, 0): 0}
     store.save()
-    result = discover(path, str(out), seeds=[(3, 5, 4)], threshold=100, run=RunOptions(client=client, progress=False))
+    result = discover(path, str(out), seeds=[(3, 5, 4)], threshold=100,
+                      run=RunOptions(client=client, progress=False))
     assert (0, 1, 0) not in result.cubes and result.cubes == ((0, 0, 0),)
     assert not (tmp_path / "c.json.partial").exists()
     other = CountStore(out, open_source(path), (None, None, None), CUBE, 50.0)

@@ -97,7 +97,8 @@ def test_clipped_blockwise_equals_whole_array(client, tmp_path, mask_image, targ
 
 def test_clipped_skips_empty_blocks_and_keeps_metadata(client, tmp_path, mask_image):
     m, path = mask_image
-    report = distance(path, str(tmp_path / "d.zarr"), clip=2.0, run=RunOptions(block_bytes=1, client=client, progress=False))
+    report = distance(path, str(tmp_path / "d.zarr"), clip=2.0,
+                      run=RunOptions(block_bytes=1, client=client, progress=False))
     assert 0 < report.blocks_written < report.blocks
     image = open_image(tmp_path / "d.zarr")
     assert image.complete and image.meta.voxel_size == SPACING
@@ -109,7 +110,8 @@ def test_clipped_skips_empty_blocks_and_keeps_metadata(client, tmp_path, mask_im
 @pytest.mark.parametrize("target", ["foreground", "signed-inverted"])
 def test_unclipped_out_of_core_equals_scipy(client, tmp_path, mask_image, target):
     m, path = mask_image
-    report = distance(path, str(tmp_path / "d.zarr"), **_flags(target), run=RunOptions(block_bytes=1, client=client, progress=False))
+    report = distance(path, str(tmp_path / "d.zarr"), **_flags(target),
+                      run=RunOptions(block_bytes=1, client=client, progress=False))
     assert report.blocks > 3  # every pass ran on several blocks
     out = zarr.open_array(str(tmp_path / "d.zarr" / "0"))[...]
     np.testing.assert_allclose(out, _reference(m, target), rtol=1e-5, atol=1e-4)
@@ -120,7 +122,8 @@ def test_unclipped_per_channel_2d_with_power(client, tmp_path):
     rng = np.random.default_rng(1)
     m = (rng.random((2, 40, 30)) < 0.01).astype(bool)
     path = write_image(tmp_path / "m.zarr", m, axes="cyx", voxel_size=(0.5, 2.0), chunks=(1, 8, 8))
-    distance(path, str(tmp_path / "d.zarr"), power=2.0, run=RunOptions(block_bytes=1, client=client, progress=False))
+    distance(path, str(tmp_path / "d.zarr"), power=2.0,
+             run=RunOptions(block_bytes=1, client=client, progress=False))
     out = zarr.open_array(str(tmp_path / "d.zarr" / "0"))[...]
     for c in range(2):
         expected = ndi.distance_transform_edt(~m[c], sampling=(0.5, 2.0)) ** 2
@@ -129,7 +132,8 @@ def test_unclipped_per_channel_2d_with_power(client, tmp_path):
 
 def test_empty_mask_is_clip_or_infinite(client, tmp_path):
     path = write_image(tmp_path / "m.zarr", np.zeros((10, 12, 14), np.uint8), chunks=(5, 6, 7))
-    distance(path, str(tmp_path / "c.zarr"), clip=4.0, run=RunOptions(client=client, progress=False))
+    distance(path, str(tmp_path / "c.zarr"), clip=4.0,
+             run=RunOptions(client=client, progress=False))
     assert np.all(zarr.open_array(str(tmp_path / "c.zarr" / "0"))[...] == 4.0)
     assert not any(p.name.startswith("c") for p in (tmp_path / "c.zarr" / "0").iterdir())
     distance(path, str(tmp_path / "u.zarr"), run=RunOptions(client=client, progress=False))

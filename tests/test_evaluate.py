@@ -34,7 +34,8 @@ def _reference(mask, truth):
 
 
 def test_mask_scores_equal_the_whole_volume(client, images):
-    scores = evaluate(images["pred_path"], images["truth_path"], threshold=0.5, run=RunOptions(client=client, progress=False))
+    scores = evaluate(images["pred_path"], images["truth_path"], threshold=0.5,
+                      run=RunOptions(client=client, progress=False))
     for key, value in _reference(images["pred"] > 0.5, images["truth"]).items():
         assert scores[key] == pytest.approx(value)
     below = evaluate(images["pred_path"], images["truth_path"], threshold=0.5, below=True,
@@ -43,7 +44,8 @@ def test_mask_scores_equal_the_whole_volume(client, images):
 
 
 def test_image_scores_match_skimage(client, images):
-    scores = evaluate(images["pred_path"], images["truth_path"], run=RunOptions(client=client, progress=False))
+    scores = evaluate(images["pred_path"], images["truth_path"],
+                      run=RunOptions(client=client, progress=False))
     truth = images["truth"].astype(np.float64)
     assert scores["mse"] == pytest.approx(mean_squared_error(truth, images["pred"]))
     assert scores["psnr"] == pytest.approx(

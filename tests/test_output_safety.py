@@ -126,8 +126,8 @@ def holder():
     started = []
 
     def start(store: Path) -> subprocess.Popen:
-        proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(store / JOURNAL_DIR), str(store)],
-                                stdout=subprocess.PIPE, text=True)
+        command = [sys.executable, "-c", HOLDER, str(store / JOURNAL_DIR), str(store)]
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
         started.append(proc)
         assert proc.stdout.readline().strip() == "held"
         return proc
@@ -217,7 +217,7 @@ def test_a_store_left_without_metadata_by_a_dead_run_is_written_again(client, in
 
 
 def test_two_vol_processes_on_one_output(tmp_path):
-    """A real second `vol convert --overwrite` while the first runs: refused, the first ends right."""
+    """A second `vol convert --overwrite` while the first runs: refused; the first ends right."""
     data = np.random.default_rng(0).integers(0, 1000, (32, 64, 64), dtype=np.uint16)
     np.save(tmp_path / "in.npy", data)
     out = tmp_path / "out.zarr"

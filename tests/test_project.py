@@ -36,7 +36,8 @@ REFERENCE = {
 def test_tree_reduction_equals_numpy(client, tmp_path, stack, mode, axis):
     data, path = stack
     k = "czyx".index(axis)
-    report = project(path, str(tmp_path / "p.zarr"), axis=axis, mode=mode, run=RunOptions(block_bytes=1, client=client, progress=False),
+    report = project(path, str(tmp_path / "p.zarr"), axis=axis, mode=mode,
+                     run=RunOptions(block_bytes=1, client=client, progress=False),
                      fan_in=2)
     assert report.levels >= 3  # partials of partials: a real tree
     out = zarr.open_array(str(tmp_path / "p.zarr" / "0"))[...]
@@ -52,7 +53,8 @@ def test_time_series_and_float_sum(client, tmp_path):
     rng = np.random.default_rng(2)
     data = rng.random((3, 1, 9, 10, 11)).astype(np.float32)
     path = write_image(tmp_path / "ts.zarr", data, chunks=(1, 1, 2, 4, 4))
-    project(path, str(tmp_path / "p.zarr"), mode="sum", run=RunOptions(block_bytes=1, client=client, progress=False))
+    project(path, str(tmp_path / "p.zarr"), mode="sum",
+            run=RunOptions(block_bytes=1, client=client, progress=False))
     out = zarr.open_array(str(tmp_path / "p.zarr" / "0"))[...]
     assert out.shape == (3, 1, 1, 10, 11) and out.dtype == np.float64
     np.testing.assert_allclose(out, data.sum(axis=2, keepdims=True, dtype=np.float64), rtol=1e-12)

@@ -1,4 +1,4 @@
-"""The Python API equals the CLI: every public function, with the defaults, gives the CLI's result."""
+"""The Python API equals the CLI: each public function, with its defaults, gives the CLI's result."""
 
 from __future__ import annotations
 

@@ -59,7 +59,8 @@ def raw(tmp_path_factory):
 def test_blockwise_render_equals_direct_rendering(client, tmp_path, raw):
     skeleton = _skeleton()
     write_swc(tmp_path / "n.swc", skeleton)
-    report = render(str(tmp_path / "n.swc"), raw, str(tmp_path / "m.zarr"), run=RunOptions(block_bytes=1, client=client, progress=False))
+    report = render(str(tmp_path / "n.swc"), raw, str(tmp_path / "m.zarr"),
+                    run=RunOptions(block_bytes=1, client=client, progress=False))
     out = zarr.open_array(str(tmp_path / "m.zarr" / "0"))[...]
     expected = _direct_rendering(skeleton)
     assert out.dtype == np.uint8 and out.shape == SHAPE
@@ -78,7 +79,8 @@ def test_tube_radius_is_physical(client, tmp_path, raw):
                         np.array([[5.0, 20.0, 20.0], [25.0, 20.0, 20.0]]),
                         np.array([4.0, 4.0]), np.array([-1, 1]))
     write_swc(tmp_path / "t.swc", skeleton)
-    render(str(tmp_path / "t.swc"), raw, str(tmp_path / "m.zarr"), run=RunOptions(client=client, progress=False))
+    render(str(tmp_path / "t.swc"), raw, str(tmp_path / "m.zarr"),
+           run=RunOptions(client=client, progress=False))
     out = zarr.open_array(str(tmp_path / "m.zarr" / "0"))[...].astype(bool)
     x = 30  # x = 15 um, the middle of the segment
     assert out[10, 16:25, x].all() and not out[10, 15, x] and not out[10, 25, x]  # y +- 4 voxels

@@ -37,7 +37,8 @@ def test_convert_round_trip(client, case):
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = Path(tmp) / "a.npy", Path(tmp) / "a.zarr"
         np.save(src, data)
-        convert(str(src), str(dst), chunks=chunks, ngff=ngff, levels=levels, run=RunOptions(block_bytes=1, client=client, progress=False))
+        convert(str(src), str(dst), chunks=chunks, ngff=ngff, levels=levels,
+                run=RunOptions(block_bytes=1, client=client, progress=False))
         np.testing.assert_array_equal(zarr.open_array(dst / "0")[:], data)
         info = image_info(str(dst))
         assert info["shape"] == list(data.shape) and info["dtype"] == str(data.dtype)

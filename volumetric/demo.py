@@ -59,7 +59,8 @@ def _stages(out: Path, shape: tuple[int, ...], client: Any) -> list[tuple[str, C
 
     def discover_cubes() -> str:
         cubes = discover(str(out / "mask.zarr"), str(out / "cubes.json"),
-                         seeds_swc=str(h5.with_suffix(".swc")), min_voxels=20, run=RunOptions(client=client, overwrite=True))
+                         seeds_swc=str(h5.with_suffix(".swc")), min_voxels=20,
+run=RunOptions(client=client, overwrite=True))
         total = int(np.prod(cubes.grid.grid_shape))
         return (f"cubes.json: {len(cubes.cubes)} of {total} cubes kept, "
                 f"{cubes.info['cubes_read']} read")

@@ -2,7 +2,7 @@
 
 ::
 
-    OUT/.volumetric/lease      {"host": ..., "pid": ..., "since": ...}, locked while a run writes OUT
+    OUT/.volumetric/lease     {"host": ..., "pid": ..., "since": ...}, locked while a run writes
 
 The lease is an exclusive ``flock`` on that file, held from the moment an
 operation claims its output until the output is complete. A second run on

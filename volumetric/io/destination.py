@@ -59,10 +59,10 @@ def check_apart(dst: str | Path, others: Iterable[str | Path | None], *,
     Examples
     --------
     >>> check_apart("/data/out.zarr", ["/data/raw.zarr"])
-    >>> check_apart("/data/raw.zarr/0/zarr.json", ["/data/raw.zarr"])
+    >>> check_apart("/data/raw.zarr/0/zarr.json", ["/data/raw.zarr"])  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    volumetric.errors.InputError: the output /data/raw.zarr/0/zarr.json lies inside the input /data/raw.zarr; choose another output
+    volumetric.errors.InputError: the output /data/raw.zarr/0/zarr.json lies inside the input ...
     """
     dst = Path(dst)
     out = dst.resolve()

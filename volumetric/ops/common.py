@@ -1,4 +1,4 @@
-"""What the operations share: opening inputs, chunk and block shapes, patch shapes, normalised reads.
+"""What the operations share: inputs, chunk, block and patch shapes, normalised reads.
 
 Operations import these helpers from here, never from each other.
 """

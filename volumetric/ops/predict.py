@@ -134,7 +134,7 @@ def _window_plan(plan: PredictPlan, op: Operation) -> WindowPlan:
 
 
 def _mask_cubes(source: Source, cube_shape: Coord, op: Operation) -> frozenset[Coord]:
-    """The mask's chunks holding a nonzero voxel, found by a block job (every run: not journaled)."""
+    """The mask's chunks holding a nonzero voxel, found by a block job in every run."""
     shape = source.shape
     grid = BlockGrid(shape, block_shape_for(shape, cube_shape, np.dtype(source.dtype).itemsize))
     found = op.run(OccupiedCubes(source, cube_shape), list(grid.boxes()), job="mask cubes",
