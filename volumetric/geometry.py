@@ -291,26 +291,53 @@ def block_shape_for(
     chunks: Sequence[int],
     itemsize: int,
     target_bytes: int = 32 * 2**20,
+    *,
+    axes: Sequence[int] | None = None,
+    cubic: bool = False,
 ) -> Coord:
-    """A block shape made of whole chunks, grown toward ``target_bytes``.
+    """A block shape made of whole chunks, doubled along ``axes`` toward ``target_bytes``.
 
-    Chunks are stacked along the leading axes first (``t``, ``c``, then
-    ``z``), where most sources are cheapest to read, never beyond the volume.
+    The one block-shape rule of the block operations. By default chunks are
+    stacked along the leading axes first (``t``, ``c``, then ``z``), where
+    most sources are cheapest to read; ``cubic=True`` doubles the shortest
+    growing axis instead, keeping blocks near-cubic (the least halo per
+    voxel). No axis grows past the chunk multiple that covers the volume.
+
+    Parameters
+    ----------
+    shape : sequence of int
+        The volume.
+    chunks : sequence of int
+        The starting block (whole chunks, or a whole axis).
+    itemsize : int
+        Bytes per voxel of what a block holds.
+    target_bytes : int
+        A block stops growing before it would exceed this.
+    axes : sequence of int, optional
+        Axes that may grow (default: all).
+    cubic : bool
+        Grow the shortest axis first instead of the leading ones.
 
     Examples
     --------
     >>> block_shape_for((100, 256, 256), (16, 64, 64), 2, target_bytes=2**19)
     (64, 64, 64)
+    >>> block_shape_for((300, 300, 300), (64, 64, 64), 4, 16 * 2**20, cubic=True)
+    (128, 128, 256)
     """
     shape = as_coord(shape)
-    block = list(as_coord(chunks, len(shape)))
-    for axis in range(len(shape)):
-        while block[axis] < shape[axis]:
-            size = itemsize
-            for b in block:
-                size *= b
-            if size * 2 > target_bytes:
-                return tuple(block)
-            block[axis] *= 2
-        block[axis] = min(block[axis], ceil_div(shape[axis], chunks[axis]) * chunks[axis])
-    return tuple(block)
+    start = as_coord(chunks, len(shape))
+    block = list(start)
+    growing = range(len(shape)) if axes is None else axes
+    while True:
+        free = [i for i in growing if block[i] < shape[i]]
+        if not free:
+            break
+        axis = min(free, key=lambda j: (block[j], -j)) if cubic else free[0]
+        size = itemsize
+        for b in block:
+            size *= b
+        if size * 2 > target_bytes:
+            break
+        block[axis] *= 2
+    return tuple(min(b, ceil_div(s, c) * c) for b, s, c in zip(block, shape, start))

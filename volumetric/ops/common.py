@@ -70,31 +70,6 @@ def chunks_of(source: Source, dtype: Any) -> tuple[int, ...]:
     )
 
 
-def grow_block(
-    shape: Sequence[int], base: Sequence[int], axes: Sequence[int], itemsize: int,
-    target_bytes: int,
-) -> tuple[int, ...]:
-    """Double the shortest of ``axes`` in ``base`` while the block stays under ``target_bytes``.
-
-    Starting from whole chunks, this keeps blocks near-cubic (least halo per
-    voxel) and made of whole chunks. Axes never grow beyond the volume.
-
-    Examples
-    --------
-    >>> grow_block((300, 300, 300), (64, 64, 64), [0, 1, 2], 4, 16 * 2**20)
-    (128, 128, 256)
-    """
-    block = [int(b) for b in base]
-    while True:
-        free = [i for i in axes if block[i] < shape[i]]
-        if not free:
-            return tuple(block)
-        i = min(free, key=lambda j: (block[j], -j))
-        if int(np.prod(block, dtype=np.int64)) * 2 * itemsize > target_bytes:
-            return tuple(block)
-        block[i] *= 2
-
-
 def default_chunks(shape: Sequence[int], axes: str, dtype: Any) -> tuple[int, ...]:
     """Chunks of about 1-4 MB: one ``t`` and ``c`` each, near-cubic in space.
 

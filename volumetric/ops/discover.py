@@ -36,13 +36,13 @@ import numpy as np
 
 from volumetric.engine import RunOptions, block_operation
 from volumetric.errors import InputError
-from volumetric.geometry import BlockGrid, Coord, as_coord
+from volumetric.geometry import BlockGrid, Coord, as_coord, block_shape_for
 from volumetric.io.cubes import CubeList, store_cubes, write_cubes
 from volumetric.io.destination import claim_file
 from volumetric.io.ome import open_image
 from volumetric.io.sources import Source
 from volumetric.io.swc import read_swc
-from volumetric.ops.common import grow_block, open_input, spacing_of, spatial_positions
+from volumetric.ops.common import open_input, spacing_of, spatial_positions
 from volumetric.ops.cube_search import (
     CountStore,
     CubeReader,
@@ -226,9 +226,9 @@ def discover(
     tasks = 0
     with block_operation(None, run) as op:
         if scan_all:
-            groups = BlockGrid(shape, grow_block(shape, cube_shape, range(len(shape)),
-                                                 np.dtype(source.dtype).itemsize,
-                                                 run.block_bytes or GROUP_TARGET_BYTES))
+            itemsize = np.dtype(source.dtype).itemsize
+            groups = BlockGrid(shape, block_shape_for(
+                shape, cube_shape, itemsize, run.block_bytes or GROUP_TARGET_BYTES, cubic=True))
             todo = sorted({groups.index_of(grid.box(c).start) for c in grid.indices()
                            if c not in store.counts})
             for i in range(0, len(todo), BATCH_GROUPS):

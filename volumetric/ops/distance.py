@@ -45,7 +45,7 @@ import numpy as np
 
 from volumetric.engine import JOURNAL_DIR, RunOptions, block_operation
 from volumetric.errors import InputError
-from volumetric.geometry import BlockGrid, Box
+from volumetric.geometry import BlockGrid, Box, block_shape_for
 from volumetric.io.ome import LevelSpec, OmeImage, create_image, open_image
 from volumetric.io.sources import Source
 from volumetric.io.writes import write_box
@@ -57,7 +57,7 @@ from volumetric.kernels.edt_clip import (
     target_masks,
 )
 from volumetric.kernels.edt_separable import axis_distance_sq, parabolic_envelope
-from volumetric.ops.common import chunks_of, grow_block, open_input, spacing_of, spatial_positions
+from volumetric.ops.common import chunks_of, open_input, spacing_of, spatial_positions
 from volumetric.ops.output import ImageOutput
 from volumetric.ops.paths import absolute
 
@@ -207,7 +207,8 @@ def _separable_passes(
                                 target if last else None, power)
         base = [shape[i] if i == axis else c for i, c in enumerate(chunks)]
         others = [i for i in spatial if i != axis]
-        block = grow_block(shape, base, others, 4 * len(kinds), block_bytes)
+        block = block_shape_for(shape, base, 4 * len(kinds), block_bytes, axes=others,
+                                cubic=True)
         jobs.append((f"pass-{source.axes[axis]}", task, BlockGrid(shape, block)))
     return jobs
 
@@ -287,7 +288,8 @@ def distance(
         )
         task = ClippedDistanceBlock(source, out_array, spatial, spacing, halo, target, clip,
                                     power, scale_to_clip)
-        block = grow_block(shape, chunks, spatial, 4, run.block_bytes or BLOCK_TARGET_BYTES)
+        block = block_shape_for(shape, chunks, 4, run.block_bytes or BLOCK_TARGET_BYTES,
+                                axes=spatial, cubic=True)
         jobs = [("distance", task, BlockGrid(shape, block))]
     else:
         jobs = _separable_passes(source, spatial, spacing, chunks, target, power, out_array,

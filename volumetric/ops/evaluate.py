@@ -19,11 +19,11 @@ import numpy as np
 
 from volumetric.engine import RunOptions, block_operation
 from volumetric.errors import InputError
-from volumetric.geometry import BlockGrid, Box
+from volumetric.geometry import BlockGrid, Box, block_shape_for
 from volumetric.io.cubes import read_cubes
 from volumetric.io.sources import Source
 from volumetric.kernels.metrics import confusion, mask_scores
-from volumetric.ops.common import grow_block, open_input, spatial_positions
+from volumetric.ops.common import open_input, spatial_positions
 from volumetric.ops.paths import absolute
 
 BLOCK_BYTES = 16 * 2**20
@@ -127,8 +127,8 @@ def evaluate(
         boxes = listed.boxes()
     else:
         chunks = tuple(ref.chunks[i] for i in spatial_positions(ref.axes)) if ref.chunks else shape
-        block = grow_block(shape, [min(c, s) for c, s in zip(chunks, shape)],
-                           range(len(shape)), 8, BLOCK_BYTES)
+        block = block_shape_for(shape, [min(c, s) for c, s in zip(chunks, shape)], 8,
+                                BLOCK_BYTES, cubic=True)
         boxes = list(BlockGrid(shape, block).boxes())
     task = CompareBlock(pred, ref, channel, threshold, below)
     with block_operation(None, run) as op:

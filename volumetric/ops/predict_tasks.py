@@ -16,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import groupby
+from typing import NamedTuple
 
 import numpy as np
 
@@ -42,6 +43,19 @@ def _batches(items: Sequence[Coord], size: int) -> Iterator[Sequence[Coord]]:
         yield items[i:i + size]
 
 
+class WindowRows(NamedTuple):
+    """A block's windows in rows along the first axis, and what each row reads.
+
+    ``region`` is the box its windows cover; ``rows`` its window starts grouped
+    by first-axis start; ``slabs[i]`` the first-axis range of the region that
+    row ``i`` needs beyond the rows before it.
+    """
+
+    region: Box
+    rows: list[list[Coord]]
+    slabs: list[tuple[int, int]]
+
+
 @dataclass(frozen=True)
 class EvaluateWindows:
     """Phase 1 block task: evaluate the windows a block owns; returns their number.
@@ -63,16 +77,14 @@ class EvaluateWindows:
     out_channels: int
     partials: str
 
-    def _rows(self, box: Box) -> tuple[Box, list[list[Coord]], list[tuple[int, int]]]:
-        """The region the block's windows cover, their rows (one first-axis start each) and
-        the first-axis range of the region each row needs beyond the rows before it."""
+    def _rows(self, box: Box) -> WindowRows:
         starts = sorted(self.plan.windows_of(self.plan.blocks.index_of(box.start)))
         window = self.plan.windows.window
-        outer = Box(tuple(min(a) for a in zip(*starts)),
-                    tuple(max(a) + w for a, w in zip(zip(*starts), window)))
+        region = Box(tuple(min(a) for a in zip(*starts)),
+                     tuple(max(a) + w for a, w in zip(zip(*starts), window)))
         rows = [list(row) for _, row in groupby(starts, key=lambda s: s[0])]
         stops = [row[0][0] + window[0] for row in rows]
-        return outer, rows, list(zip([outer.start[0], *stops[:-1]], stops))
+        return WindowRows(region, rows, list(zip([region.start[0], *stops[:-1]], stops)))
 
     def _fill(self, image: np.ndarray, outer: Box, lo: int, hi: int) -> None:
         box = Box((lo, *outer.start[1:]), (hi, *outer.stop[1:])).clip(self.plan.windows.shape)
@@ -81,9 +93,9 @@ class EvaluateWindows:
 
     def read_first_rows(self, box: Box) -> np.ndarray:
         """The normalised input of the block's first row of windows (zero outside the volume)."""
-        outer, _, slabs = self._rows(box)
-        lo, hi = slabs[0]
-        first = Box((lo, *outer.start[1:]), (hi, *outer.stop[1:]))
+        planned = self._rows(box)
+        lo, hi = planned.slabs[0]
+        first = Box((lo, *planned.region.start[1:]), (hi, *planned.region.stop[1:]))
         image = np.zeros((len(self.reader.stats), *first.shape), dtype=np.float32)
         self._fill(image, first, lo, hi)
         return image
@@ -98,7 +110,7 @@ class EvaluateWindows:
             torch.set_num_threads(worker_threads())
         model = cached_model(self.model, device=device).module
         window = self.plan.windows.window
-        outer, rows, slabs = self._rows(box)
+        outer, rows, slabs = self._rows(box)  # region, rows of window starts, their slabs
         image = np.zeros((len(self.reader.stats), *outer.shape), dtype=np.float32)
         image[:, :first.shape[1]] = first
         weights = window_weights(window, self.blend)

@@ -27,7 +27,7 @@ import numpy as np
 
 from volumetric.engine import JOURNAL_DIR, RunOptions, block_operation
 from volumetric.errors import InputError, check_choice
-from volumetric.geometry import BlockGrid, Box, ceil_div
+from volumetric.geometry import BlockGrid, Box, block_shape_for, ceil_div
 from volumetric.io.ome import CHANNEL_COLOURS, LevelSpec, OmeImage, create_image, open_image
 from volumetric.io.sources import Source
 from volumetric.io.writes import write_box
@@ -40,7 +40,7 @@ from volumetric.kernels.projection import (
     partial_dtype,
     partial_projection,
 )
-from volumetric.ops.common import chunks_of, grow_block, open_input
+from volumetric.ops.common import chunks_of, open_input
 from volumetric.io.destination import claim_file, replacing
 from volumetric.ops.output import ImageOutput
 from volumetric.ops.paths import absolute
@@ -174,7 +174,8 @@ def project(
     chunks = chunks_of(source, source.dtype)
     itemsize = np.dtype(source.dtype).itemsize
     spatial = [i for i, a in enumerate(source.axes) if a in "zyx"]
-    block = grow_block(shape, chunks, spatial, itemsize, run.block_bytes or BLOCK_TARGET_BYTES)
+    block = block_shape_for(shape, chunks, itemsize, run.block_bytes or BLOCK_TARGET_BYTES,
+                            axes=spatial, cubic=True)
     out_shape = tuple(1 if i == k else s for i, s in enumerate(shape))
     out_chunks = tuple(1 if i == k else c for i, c in enumerate(chunks))
     levels = _plan(shape[k], block[k], fan_in)

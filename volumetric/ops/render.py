@@ -25,12 +25,12 @@ import numpy as np
 
 from volumetric.engine import RunOptions, block_operation
 from volumetric.errors import InputError
-from volumetric.geometry import BlockGrid, Box
+from volumetric.geometry import BlockGrid, Box, block_shape_for
 from volumetric.io.ome import LevelSpec, OmeImage, create_image, open_image, with_axes
 from volumetric.io.swc import Skeleton, read_swc
 from volumetric.io.writes import write_box
 from volumetric.kernels.swc_render import render_segments, segment_bounds
-from volumetric.ops.common import chunks_of, grow_block, open_input, spacing_of, spatial_positions
+from volumetric.ops.common import chunks_of, open_input, spacing_of, spatial_positions
 from volumetric.ops.output import ImageOutput
 from volumetric.ops.paths import absolute
 
@@ -122,7 +122,7 @@ def render(
     if outside:
         log.warning("%d of %d SWC nodes lie outside RAW's volume %s (voxel size %s); "
                     "only the parts inside are rendered", outside, len(skeleton), shape, spacing)
-    block = grow_block(shape, chunks, range(3), 1, run.block_bytes or BLOCK_TARGET_BYTES)
+    block = block_shape_for(shape, chunks, 1, run.block_bytes or BLOCK_TARGET_BYTES, cubic=True)
     grid = BlockGrid(shape, block)
     lo, hi = segment_bounds(table, spacing)
     touched = sorted({i for a, b in zip(lo, hi)
