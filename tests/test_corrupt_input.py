@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 import pytest
+import torch
 from test_predict import write_image
 
 from predict_models import save_torchscript, tiny
@@ -139,3 +140,36 @@ def test_malformed_cube_list_is_one_line(vol, tmp_path, content):
     cubes.write_text(content)
     line = one_error(vol("evaluate", raw, raw, "--threshold", "0.5", "--cubes", cubes))
     assert str(cubes) in line, line
+
+
+@pytest.mark.parametrize("normalize", ["percentile", "none"])
+def test_damaged_chunk_while_training_names_the_chunk_file(vol, tmp_path, normalize):
+    """The intensity survey (percentile) or the first patch (none) meets the damage."""
+    raw, target = tmp_path / "raw.zarr", tmp_path / "target.zarr"
+    write_image(raw, _mask().astype(np.float32) * 100, chunks=(8, 8, 8))
+    write_image(target, _mask(), chunks=(8, 8, 8))
+    for chunk in sorted((raw / "0" / "c").rglob("*")):
+        if chunk.is_file():
+            _damage(chunk)
+    line = one_error(vol("train", raw, target, "--out", tmp_path / "run", "--patch", "8,8,8",
+                         "--steps", "1", "--batch", "1", "--val-fraction", "0",
+                         "--normalize", normalize))
+    assert f"damaged chunk file {raw / '0' / 'c'}" in line, line
+    assert not (tmp_path / "run" / "model.pt").exists()
+
+
+def test_a_loader_workers_input_error_keeps_its_one_line():
+    from volumetric.errors import InputError
+    from volumetric.train.loop import _batches
+
+    class Broken(torch.utils.data.Dataset):
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, index):
+            raise InputError("raw.zarr: cannot read [0:8]: damaged chunk file raw.zarr/0/c/0")
+
+    loader = torch.utils.data.DataLoader(Broken(), num_workers=1)
+    with pytest.raises(InputError) as info:
+        list(_batches(loader))
+    assert str(info.value) == "raw.zarr: cannot read [0:8]: damaged chunk file raw.zarr/0/c/0"

@@ -252,7 +252,7 @@ def discover(
         log.warning("%d of %d seed cubes hold fewer than %d foreground voxels and were not kept",
                     len(empty_seeds), len(seed_cubes), min_voxels)
     result = CubeList(shape, cube_shape, tuple(kept), {
-        "source": os.path.abspath(src),
+        "source": os.path.basename(src),
         "t": fixed[source.axes.index("t")] if "t" in source.axes else None,
         "channel": fixed[source.axes.index("c")] if "c" in source.axes else None,
         "mode": "all" if scan_all else "search",

@@ -47,6 +47,7 @@ from volumetric.errors import InputError, check_choice
 from volumetric.geometry import Box, Coord, as_coord
 from volumetric.io.cubes import CubeList, read_cubes
 from volumetric.io.intensity import intensity_stats
+from volumetric.io.sources import ZARR_READ_ERRORS, damaged_chunk
 from volumetric.kernels.augment import (
     AugmentConfig,
     AugmentParams,
@@ -233,9 +234,17 @@ class PatchDataset(torch.utils.data.Dataset):
         raw = self.images[pair]["raw"]
         if self.method == "none":
             return [{}] * raw.channels
-        if "c" not in raw.axes:
-            return [intensity_stats(self._array(pair, "raw"))]
-        stats = intensity_stats(self._array(pair, "raw"), channel_axis=raw.axes.index("c"))
+        array = self._array(pair, "raw")
+        caxis = raw.axes.index("c") if "c" in raw.axes else None
+        try:
+            stats = intensity_stats(array, channel_axis=caxis)
+        except ZARR_READ_ERRORS as exc:
+            whole = (slice(None),) * len(raw.axes)
+            raise InputError(f"{raw.array}: cannot read its intensities"
+                             f"{damaged_chunk(array, raw.array, whole)} "
+                             f"({type(exc).__name__}: {exc})") from None
+        if caxis is None:
+            return [stats]
         channels = [raw.channel] if raw.channel is not None else range(len(stats["low"]))
         return [{k: stats[k][c] for k in ("low", "high", "mean", "std")} for c in channels]
 
@@ -258,9 +267,21 @@ class PatchDataset(torch.utils.data.Dataset):
         return self._arrays[key]
 
     def _read(self, pair: int, role: str, box: Box) -> np.ndarray:
-        """``box`` (spatial) of one image as ``(C, *box.shape)``."""
-        image = self.images[pair][role]
-        data = np.asarray(self._array(pair, role)[image.selection(box)])
+        """``box`` (spatial) of one image as ``(C, *box.shape)``.
+
+        Raises
+        ------
+        InputError
+            A chunk that cannot be decoded; the message names its file.
+        """
+        image, array = self.images[pair][role], self._array(pair, role)
+        index = image.selection(box)
+        try:
+            data = np.asarray(array[index])
+        except ZARR_READ_ERRORS as exc:
+            raise InputError(f"{image.array}: cannot read {box}"
+                             f"{damaged_chunk(array, image.array, index)} "
+                             f"({type(exc).__name__}: {exc})") from None
         return data.reshape(image.channels, *box.shape)
 
     def _read_foreground(self, pair: int, box: Box) -> np.ndarray:

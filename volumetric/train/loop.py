@@ -17,7 +17,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -25,7 +25,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from volumetric.errors import InputError, check_choice
+from volumetric.errors import InputError, VolumetricError, check_choice
 from volumetric.kernels.metrics import confusion, mask_scores, psnr_from_mse, ssim
 from volumetric.models.checkpoint import read_checkpoint
 from volumetric.models.device import resolve_device
@@ -264,6 +264,22 @@ def _loader(dataset: PatchSource, settings: TrainSettings, device: torch.device,
     )
 
 
+def _batches(loader: torch.utils.data.DataLoader) -> Iterator[dict[str, torch.Tensor]]:
+    """The loader's batches; an input error in a loader worker keeps its own one-line message.
+
+    A DataLoader re-raises a worker's exception with the worker's traceback
+    in its message; the error's own message is the traceback's last line.
+    """
+    try:
+        yield from loader
+    except VolumetricError as exc:
+        last = str(exc).rstrip().splitlines()[-1]
+        name = f"{type(exc).__module__}.{type(exc).__qualname__}: "
+        if last.startswith(name):
+            raise type(exc)(last[len(name):]) from None
+        raise
+
+
 def _progress(total: int, label: str, enabled: bool) -> Any:
     from tqdm import tqdm
 
@@ -347,7 +363,8 @@ def fit(
         todo = min(steps_per_epoch, max_steps - state["step"])
         bar = _progress(todo * settings.batch, f"epoch {epoch + 1}/{epochs}", progress)
         try:
-            for i, batch in enumerate(_loader(train_set, settings, device, epoch, drop_last=True)):
+            loader = _loader(train_set, settings, device, epoch, drop_last=True)
+            for i, batch in enumerate(_batches(loader)):
                 if i == todo:
                     break
                 _check_targets(loss, batch["target"],
@@ -422,7 +439,7 @@ def _validate(model: nn.Module, val_set: PatchSource, loss: Loss, settings: Trai
     model.eval()
     meter = _Validation(loss, data_range)
     with torch.no_grad():
-        for batch in _loader(val_set, settings, device, 0):
+        for batch in _batches(_loader(val_set, settings, device, 0)):
             _check_targets(loss, batch["target"], "a validation target batch")
             image, target, mask = _to_device(batch, device)
             meter.add(model(image).float(), target, mask)

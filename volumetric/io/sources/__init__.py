@@ -6,7 +6,13 @@ import glob
 import os
 
 from volumetric.errors import InputError
-from volumetric.io.sources.arrays import NpySource, ZarrSource, is_zarr
+from volumetric.io.sources.arrays import (
+    ZARR_READ_ERRORS,
+    NpySource,
+    ZarrSource,
+    damaged_chunk,
+    is_zarr,
+)
 from volumetric.io.sources.base import Source, parse_axes
 from volumetric.io.sources.hdf5 import (
     HDF5_SUFFIXES,
@@ -20,6 +26,7 @@ from volumetric.io.sources.tiff import TIFF_SUFFIXES, TiffSource
 from volumetric.io.sources.video import VIDEO_SUFFIXES, VideoSource
 
 __all__ = [
+    "ZARR_READ_ERRORS",
     "Hdf5FrameStack",
     "Hdf5Source",
     "ImageStack",
@@ -28,6 +35,7 @@ __all__ = [
     "TiffSource",
     "VideoSource",
     "ZarrSource",
+    "damaged_chunk",
     "open_source",
     "parse_axes",
     "split_hdf5_path",

@@ -46,6 +46,41 @@ def is_zarr(path: str) -> bool:
     )
 
 
+ZARR_READ_ERRORS = (*Source.read_errors, RuntimeError, zlib.error)
+
+
+def damaged_chunk(array: Any, path: str, index: tuple[slice | int, ...]) -> str:
+    """``": damaged chunk file F"`` for the first chunk (or shard) of ``index`` that fails.
+
+    Parameters
+    ----------
+    array : zarr.Array
+        The open array whose read of ``index`` failed.
+    path : str
+        The array's folder, to name the file.
+    index : tuple of slice or int
+        The read that failed.
+
+    Returns
+    -------
+    str
+        The text to append to the error message; empty when every chunk reads.
+    """
+    grid = array.shards or array.chunks
+    bounds = [s.indices(n)[:2] if isinstance(s, slice) else (s, s + 1)
+              for s, n in zip(index, array.shape)]
+    ranges = [range(lo // g, -(-hi // g)) for (lo, hi), g in zip(bounds, grid)]
+    for coords in product(*ranges):
+        part = tuple(slice(c * g, min((c + 1) * g, n))
+                     for c, g, n in zip(coords, grid, array.shape))
+        try:
+            array[part]
+        except ZARR_READ_ERRORS:
+            key = array.metadata.encode_chunk_key(coords)
+            return f": damaged chunk file {os.path.join(path, key)}"
+    return ""
+
+
 class ZarrSource(Source):
     """An existing Zarr array, or level 0 of an OME-Zarr image (for rechunking).
 
@@ -60,7 +95,7 @@ class ZarrSource(Source):
     """
 
     # numcodecs reports damaged blosc/zstd chunks as RuntimeError, gzip as zlib.error
-    read_errors = (*Source.read_errors, RuntimeError, zlib.error)
+    read_errors = ZARR_READ_ERRORS
 
     def __init__(self, path: str, dataset: str | None = None, axes: str | None = None):
         import zarr
@@ -131,20 +166,9 @@ class ZarrSource(Source):
 
     def _damage(self, index: tuple[slice, ...]) -> str:
         """The first stored chunk (or shard) file of ``index`` that cannot be decoded."""
-        array = self._handle
-        if array is None:
+        if self._handle is None:
             return ""
-        grid = array.shards or array.chunks
-        ranges = [range(s.start // g, -(-s.stop // g)) for s, g in zip(index, grid)]
-        for coords in product(*ranges):
-            part = tuple(slice(c * g, min((c + 1) * g, n))
-                         for c, g, n in zip(coords, grid, array.shape))
-            try:
-                array[part]
-            except self.read_errors:
-                key = array.metadata.encode_chunk_key(coords)
-                return f": damaged chunk file {os.path.join(self.array_path, key)}"
-        return ""
+        return damaged_chunk(self._handle, self.array_path, index)
 
     def close(self) -> None:
         self._handle = None
