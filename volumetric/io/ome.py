@@ -24,6 +24,7 @@ import numpy as np
 from volumetric._version import __version__
 from volumetric.errors import InputError
 from volumetric.io.codecs import DEFAULT_COMPRESSOR, make_compressors
+from volumetric.io.intensity import display_windows
 from volumetric.io.units import normalize_unit
 
 NGFF_AXES = "tczyx"
@@ -63,6 +64,9 @@ class ImageMeta:
         UDUNITS-2 time unit.
     name : str, optional
         Image name stored in the multiscales metadata.
+    origin : tuple of float, optional
+        Physical position of the first voxel's centre, one value per spatial
+        axis in ``z, y, x`` order (the NGFF translation of level 0); None: 0.
     """
 
     axes: str
@@ -72,6 +76,7 @@ class ImageMeta:
     time_step: float | None = None
     time_unit: str | None = None
     name: str | None = None
+    origin: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "axes", check_axes(self.axes))
@@ -84,6 +89,12 @@ class ImageMeta:
         if any(not np.isfinite(v) or v <= 0 for v in voxel):
             raise InputError(f"voxel size {voxel} must be positive")
         object.__setattr__(self, "voxel_size", voxel)
+        if self.origin is not None:
+            origin = tuple(float(v) for v in self.origin)
+            if len(origin) != n or not all(np.isfinite(origin)):
+                raise InputError(f"origin {origin} needs {n} finite values, one per spatial "
+                                 f"axis {self.spatial_axes}")
+            object.__setattr__(self, "origin", origin if any(origin) else None)
         object.__setattr__(self, "unit", normalize_unit(self.unit))
         object.__setattr__(self, "time_unit", normalize_unit(self.time_unit, time=True))
         if self.channel_names is not None:
@@ -110,6 +121,26 @@ class ImageMeta:
                 out.append(1.0)
         return out
 
+    def translation(self, factors: Sequence[int] | None = None,
+                    method: str = "mean") -> list[float] | None:
+        """The NGFF translation vector at a pyramid level, or None when it is all 0.
+
+        A ``mean`` level's first voxel averages the first ``f`` voxels, so its
+        centre lies ``(f - 1) / 2`` fine voxels further than the origin; a
+        ``nearest`` level keeps the first voxel and the origin.
+        """
+        factors = factors or [1] * len(self.axes)
+        origin = iter(self.origin or (0.0,) * len(self.voxel_size))
+        spatial = iter(self.voxel_size)
+        out = []
+        for axis, f in zip(self.axes, factors):
+            if axis in SPATIAL_AXES:
+                shift = (f - 1) / 2 * next(spatial) if method == "mean" else 0.0
+                out.append(next(origin) + shift)
+            else:
+                out.append(0.0)
+        return out if any(out) else None
+
     def ngff_axes(self) -> list[dict[str, str]]:
         """The NGFF ``axes`` list."""
         axes = []
@@ -131,6 +162,7 @@ class ImageMeta:
             "time_step": self.time_step,
             "time_unit": self.time_unit,
             "name": self.name,
+            **({"origin": list(self.origin)} if self.origin else {}),
         }
 
     @classmethod
@@ -144,6 +176,7 @@ class ImageMeta:
             time_step=data.get("time_step"),
             time_unit=data.get("time_unit"),
             name=data.get("name"),
+            origin=tuple(data["origin"]) if data.get("origin") else None,
         )
 
 
@@ -178,36 +211,37 @@ class OmeImage:
         return self.levels[0].shape
 
 
-def _omero(meta: ImageMeta, shape: Sequence[int], dtype: np.dtype) -> dict[str, Any] | None:
-    if "c" not in meta.axes:
-        return None
-    n = shape[meta.axes.index("c")]
-    names = meta.channel_names or tuple(f"channel {i}" for i in range(n))
-    if np.issubdtype(dtype, np.integer):
-        lo, hi = float(np.iinfo(dtype).min), float(np.iinfo(dtype).max)
-    else:
-        lo, hi = 0.0, 1.0
+def _omero(meta: ImageMeta, windows: Sequence[dict[str, float]]) -> dict[str, Any]:
+    """The omero metadata: one entry per channel (one for an image without ``c``)."""
+    names = meta.channel_names or ()
+    single = "c" not in meta.axes
     return {
         "channels": [
             {
                 "label": names[i] if i < len(names) else f"channel {i}",
-                "color": CHANNEL_COLOURS[i % len(CHANNEL_COLOURS)],
+                "color": "FFFFFF" if single else CHANNEL_COLOURS[i % len(CHANNEL_COLOURS)],
                 "active": True,
-                "window": {"min": lo, "max": hi, "start": lo, "end": hi},
+                "window": dict(window),
             }
-            for i in range(n)
-        ]
+            for i, window in enumerate(windows)
+        ],
+        "rdefs": {"model": "greyscale" if single else "color"},
     }
 
 
-def _multiscales(meta: ImageMeta, levels: Sequence[LevelSpec]) -> dict[str, Any]:
+def _transforms(meta: ImageMeta, level: LevelSpec, method: str) -> list[dict[str, Any]]:
+    transforms: list[dict[str, Any]] = [{"type": "scale", "scale": meta.scale(level.factors)}]
+    translation = meta.translation(level.factors, method)
+    if translation is not None:
+        transforms.append({"type": "translation", "translation": translation})
+    return transforms
+
+
+def _multiscales(meta: ImageMeta, levels: Sequence[LevelSpec], method: str) -> dict[str, Any]:
     return {
         "axes": meta.ngff_axes(),
         "datasets": [
-            {
-                "path": lvl.path,
-                "coordinateTransformations": [{"type": "scale", "scale": meta.scale(lvl.factors)}],
-            }
+            {"path": lvl.path, "coordinateTransformations": _transforms(meta, lvl, method)}
             for lvl in levels
         ],
         "name": meta.name or "image",
@@ -251,7 +285,8 @@ def create_image(
     fill_value : scalar
         Value of chunks that are never written.
     extra_attrs : dict, optional
-        Additional entries for the ``volumetric`` group attribute.
+        Additional entries for the ``volumetric`` group attribute; ``downsample``
+        (``mean``, the default, or ``nearest``) places the levels' translations.
     """
     import zarr
 
@@ -300,26 +335,28 @@ def create_image(
 
 
 def finalize_image(path: str | Path) -> None:
-    """Write the OME metadata of an image made by :func:`create_image` and mark it complete."""
+    """Write the OME metadata of an image made by :func:`create_image` and mark it complete.
+
+    The omero display window of each channel comes from the data's
+    percentiles (see :func:`~volumetric.io.intensity.display_windows`), so
+    viewers open the image with a useful contrast.
+    """
     import zarr
 
     group = zarr.open_group(str(path), mode="r+")
     vol = dict(group.attrs["volumetric"])
     meta = ImageMeta.from_json(vol["meta"])
     levels = [LevelSpec(d["path"], tuple(d["shape"]), tuple(d["factors"])) for d in vol["levels"]]
-    dtype = group[levels[0].path].dtype
-    multiscales = _multiscales(meta, levels)
-    omero = _omero(meta, levels[0].shape, dtype)
+    multiscales = _multiscales(meta, levels, vol.get("downsample", "mean"))
+    channel_axis = meta.axes.index("c") if "c" in meta.axes else None
+    omero = _omero(meta, display_windows(group[levels[0].path], channel_axis=channel_axis))
     vol["complete"] = True
     if vol["ngff"] == "0.5":
-        ome: dict[str, Any] = {"version": "0.5", "multiscales": [multiscales]}
-        if omero:
-            ome["omero"] = omero
+        ome = {"version": "0.5", "multiscales": [multiscales], "omero": omero}
         group.attrs.update({"ome": ome, "volumetric": vol})
     else:
-        attrs: dict[str, Any] = {"multiscales": [{"version": "0.4", **multiscales}]}
-        if omero:
-            attrs["omero"] = {"version": "0.4", **omero}
+        attrs = {"multiscales": [{"version": "0.4", **multiscales}],
+                 "omero": {"version": "0.4", **omero}}
         group.attrs.update({**attrs, "volumetric": vol})
 
 
@@ -327,19 +364,25 @@ def _meta_from_ngff(ms: dict[str, Any], omero: dict[str, Any] | None) -> tuple[I
     axes = "".join(a["name"] if isinstance(a, dict) else a for a in ms["axes"]).lower()
     axis_info = [a for a in ms["axes"] if isinstance(a, dict)]
     scales = []
-    for ds in ms["datasets"]:
+    translation = [0.0] * len(axes)  # of level 0
+    for k, ds in enumerate(ms["datasets"]):
         scale = [1.0] * len(axes)
         for tr in ds.get("coordinateTransformations", []):
             if tr.get("type") == "scale":
                 scale = [float(v) for v in tr["scale"]]
+            elif tr.get("type") == "translation" and k == 0:
+                translation = [float(v) for v in tr["translation"]]
         scales.append(scale)
     for tr in ms.get("coordinateTransformations", []) or []:
         if tr.get("type") == "scale":
+            translation = [t * f for t, f in zip(translation, tr["scale"])]
             scales = [[a * b for a, b in zip(s, tr["scale"])] for s in scales]
+        elif tr.get("type") == "translation":
+            translation = [t + float(v) for t, v in zip(translation, tr["translation"])]
     units = {a["name"]: a.get("unit") for a in axis_info}
     spatial = [a for a in axes if a in SPATIAL_AXES]
     channels = None
-    if omero and omero.get("channels"):
+    if "c" in axes and omero and omero.get("channels"):
         channels = tuple(ch.get("label", f"channel {i}") for i, ch in enumerate(omero["channels"]))
     meta = ImageMeta(
         axes=axes,
@@ -349,6 +392,7 @@ def _meta_from_ngff(ms: dict[str, Any], omero: dict[str, Any] | None) -> tuple[I
         time_step=scales[0][axes.index("t")] if "t" in axes else None,
         time_unit=units.get("t"),
         name=ms.get("name"),
+        origin=tuple(translation[axes.index(a)] for a in spatial),
     )
     return meta, scales
 
@@ -442,5 +486,8 @@ def with_axes(meta: ImageMeta, axes: str, **changes: Any) -> ImageMeta:
     """
     spatial = dict(zip(meta.spatial_axes, meta.voxel_size))
     voxel = tuple(spatial.get(a, 1.0) for a in axes if a in SPATIAL_AXES)
+    origin = dict(zip(meta.spatial_axes, meta.origin or (0.0,) * len(meta.voxel_size)))
+    shift = tuple(origin.get(a, 0.0) for a in axes if a in SPATIAL_AXES)
     names = meta.channel_names if "c" in axes and "c" in meta.axes else None
-    return replace(meta, axes=axes, voxel_size=voxel, channel_names=names, **changes)
+    return replace(meta, axes=axes, voxel_size=voxel, channel_names=names, origin=shift,
+                   **changes)

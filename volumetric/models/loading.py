@@ -77,8 +77,9 @@ class LoadedModel:
     """A model ready for inference and what is known about it.
 
     ``in_channels``, ``out_channels``, ``spatial_dims``, ``preprocess`` (the
-    input normalisation it was trained with) and ``window`` (its training
-    patch) come from checkpoints and ``vol train``'s TorchScript files, and
+    input normalisation it was trained with), ``window`` (its training
+    patch) and ``output_activation`` (``sigmoid`` or ``softmax`` for a
+    probability model) come from checkpoints and ``vol train``'s TorchScript files, and
     are None (empty) for other models.
     """
 
@@ -89,6 +90,7 @@ class LoadedModel:
     spatial_dims: int | None = None
     preprocess: dict[str, Any] = field(default_factory=dict)
     window: tuple[int, ...] | None = None
+    output_activation: str | None = None
 
     def describe(self, info: dict[str, Any]) -> None:
         """Take what a checkpoint or TorchScript metadata says about the model."""
@@ -98,6 +100,7 @@ class LoadedModel:
         self.preprocess = dict(info.get("preprocess") or {})
         patch = info.get("patch") or (info.get("training") or {}).get("patch")
         self.window = tuple(int(p) for p in patch) if patch else None
+        self.output_activation = (info.get("training") or {}).get("output_activation")
 
 
 def _from_checkpoint(payload: dict[str, Any], path: str) -> LoadedModel:

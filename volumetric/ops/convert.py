@@ -211,7 +211,8 @@ def convert(
         create_image(
             dst, meta, specs, dtype=source.dtype, chunks=chunk_shape, shards=shard_shape,
             ngff=ngff, compressor=compressor,
-            extra_attrs={"source": {"name": Path(src).name, "axes": source.native_axes}},
+            extra_attrs={"source": {"name": Path(src).name, "axes": source.native_axes},
+                         "downsample": downsampling},
         )
 
     t0 = time.monotonic()

@@ -308,8 +308,10 @@ def distance(
     }
 
     def create() -> None:
+        plain = power is None and not scale_to_clip  # physical distances, for vol overlay
         create_image(dst, meta, [LevelSpec("0", shape, (1,) * len(shape))], dtype=np.float32,
-                     chunks=chunks, fill_value=fill)
+                     chunks=chunks, fill_value=fill,
+                     extra_attrs={"kind": "distance"} if plain else None)
         if clip is None:
             import zarr
 

@@ -174,6 +174,7 @@ class PredictPlan:
     cube_shape: Coord | None
     occupied: frozenset[Coord] | None
     mask: Source | None
+    kind: str | None = None  # what the output holds, recorded for vol overlay
 
     @property
     def out_shape(self) -> Coord:
@@ -221,7 +222,8 @@ class PredictPlan:
         def create() -> None:
             create_image(self.out, self.meta,
                          [LevelSpec("0", self.out_shape, (1,) * len(self.out_shape))],
-                         dtype=self.dtype, chunks=self.chunks, fill_value=stored_fill)
+                         dtype=self.dtype, chunks=self.chunks, fill_value=stored_fill,
+                         extra_attrs={"kind": self.kind} if self.kind else None)
 
         return ImageOutput(self.out, self.layout(), create, self.inputs)
 
@@ -293,7 +295,17 @@ def plan_predict(raw: str, out: str, options: PredictOptions, *, local: bool,
     fill = options.fill if options.fill is not None else (options.clip or 0.0)
     return PredictPlan(raw, out, options, source, reader, model, device, windows,
                        BlockGrid(shape, tuple(block)), out_channels, meta, chunk_shape, dtype,
-                       float(fill), cube_shape, occupied, mask)
+                       float(fill), cube_shape, occupied, mask,
+                       _output_kind(options, loaded.output_activation))
+
+
+def _output_kind(options: PredictOptions, activation: str | None) -> str | None:
+    """``distance`` for a clipped map, ``probability`` for a mask model, else None (unknown)."""
+    if options.clip is not None:
+        return "distance"
+    if options.threshold is not None or activation in ("sigmoid", "softmax"):
+        return "probability"
+    return None
 
 
 def _spatial(source: Source, raw: str) -> tuple[str, Coord]:

@@ -131,7 +131,7 @@ class ZarrSource(Source):
     def _keep_metadata(self, meta: ImageMeta) -> None:
         """Carry over the image's physical metadata for the axes ``--axes`` still names."""
         if set(meta.spatial_axes) == set(self.native_axes) & set(SPATIAL_AXES):
-            self.voxel_size, self.unit = meta.voxel_size, meta.unit
+            self.voxel_size, self.unit, self.origin = meta.voxel_size, meta.unit, meta.origin
         if "c" in meta.axes and "c" in self.native_axes:
             self.channel_names = meta.channel_names
         if "t" in meta.axes and "t" in self.native_axes:

@@ -76,6 +76,7 @@ class Source:
     native_shape: tuple[int, ...]
     dtype: np.dtype
     voxel_size: tuple[float, ...] | None = None  # z, y, x order, spatial axes only
+    origin: tuple[float, ...] | None = None  # first voxel centre, like voxel_size
     unit: str | None = None
     channel_names: tuple[str, ...] | None = None
     time_step: float | None = None
@@ -124,6 +125,7 @@ class Source:
             time_step=self.time_step,
             time_unit=self.time_unit,
             name=name or os.path.basename(self.path.rstrip("/")),
+            origin=self.origin,
         )
 
     def identity(self) -> dict[str, Any]:
