@@ -61,7 +61,9 @@ def _table(scores: dict[str, Any]) -> str:
 @click.option("--per-object", type=click.Path(), default=None,
               help="Write one CSV row per truth object (id, size, centroid, best IoU, matched).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@run_options(overwrite=True, block_mb="Target block size in MiB (default 16); --overwrite applies to --per-object.")
+@run_options(overwrite=True,
+             block_mb="Target block size in MiB (default 16); --overwrite applies to "
+                      "--per-object.")
 def evaluate(pred: str, truth: str, threshold, below, channel, iou, connectivity, min_size,
              data_range, win_size, cubes, per_object, as_json, run) -> None:
     """Score PRED against TRUTH block by block (same spatial shape).
