@@ -87,6 +87,7 @@ def test_objects_crossing_blocks_equal_whole_array_labels(client, volumes, conne
     pred_labels = _label(volumes["pred"] > 0.5, connectivity)
     ref = _reference(truth_labels, pred_labels)
     assert ref["truth"] > 20 and 0 < ref["matched"] < ref["truth"]
+    assert ref["splits"] + ref["merges"] > 0
     sizes = ref["sizes"][1:]
     assert sizes.max() > 8**3 // 4  # objects larger than a block's share, crossing borders
     _check(scores["objects"], ref)
@@ -159,6 +160,9 @@ def test_per_object_csv(vol, volumes, tmp_path):
                        int(t in ref["matched_ids"])) for t in range(1, ref["truth"] + 1))
     np.testing.assert_allclose(np.array(by_size), np.array(expected), atol=1e-3)
 
+    table = vol("evaluate", volumes["pred_path"], volumes["truth_path"], "--threshold", "0.5",
+                "--per-object", out, "--overwrite")
+    assert f"{ref['matched']} of {ref['truth']} truth objects matched" in table.stdout
     again = vol("evaluate", volumes["pred_path"], volumes["truth_path"], "--threshold", "0.5",
                 "--per-object", out)
     assert again.exit_code == 2 and len(again.stderr.strip().splitlines()) == 1
