@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from skimage.metrics import mean_squared_error, peak_signal_noise_ratio
+from skimage.metrics import mean_squared_error, peak_signal_noise_ratio, structural_similarity
 
 from ome_images import write_image
 from volumetric.engine import RunOptions
@@ -70,3 +70,41 @@ def test_mismatched_shapes_are_one_line(vol, images, tmp_path):
     assert result.exit_code == 2
     assert result.stderr.strip() == ("vol: error: PRED has spatial shape (20, 34, 30) but TRUTH "
                                      "has (20, 34, 31)")
+
+
+def _smooth_pair(shape, seed):
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    truth = ndimage.gaussian_filter(rng.random(shape), 2) * 1000
+    pred = truth + ndimage.gaussian_filter(rng.normal(0, 40, shape), 1)
+    return truth.astype(np.float32), pred.astype(np.float32)
+
+
+def test_ssim_equals_skimage_on_the_whole_volume(client, tmp_path):
+    truth, pred = _smooth_pair((21, 30, 26), 7)
+    t = write_image(tmp_path / "t.zarr", truth, chunks=(8, 8, 8))
+    p = write_image(tmp_path / "p.zarr", pred, chunks=(8, 8, 8))
+    run = RunOptions(client=client, progress=False, block_bytes=8**3 * 8)
+    scores = evaluate(p, t, run=run)
+    span = float(truth.max() - truth.min())
+    assert scores["data_range"] == pytest.approx(span)
+    assert scores["data_range_from"] == "truth max - min"
+    x, y = pred.astype(np.float64), truth.astype(np.float64)
+    assert abs(scores["ssim"] - structural_similarity(x, y, data_range=span)) < 1e-6
+    assert scores["psnr"] == pytest.approx(peak_signal_noise_ratio(y, x, data_range=span))
+    given = evaluate(p, t, data_range=4000.0, win_size=5, run=run)
+    assert given["data_range_from"] == "given"
+    assert abs(given["ssim"] - structural_similarity(x, y, data_range=4000.0, win_size=5)) < 1e-6
+
+
+def test_ssim_of_a_single_plane_is_2d(vol, tmp_path):
+    truth, pred = _smooth_pair((1, 40, 33), 8)
+    t = write_image(tmp_path / "t.zarr", truth, chunks=(1, 16, 16))
+    p = write_image(tmp_path / "p.zarr", pred, chunks=(1, 16, 16))
+    result = vol("evaluate", p, t, "--data-range", "1000", "--json", "--block-mb", "0.001")
+    scores = json.loads(result.stdout)
+    expected = structural_similarity(pred[0].astype(np.float64), truth[0].astype(np.float64),
+                                     data_range=1000.0)
+    assert abs(scores["ssim"] - expected) < 1e-6
+    assert "ssim" in vol("evaluate", p, t).stdout

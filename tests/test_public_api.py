@@ -98,6 +98,10 @@ def test_discover_evaluate_info_and_patches_equal_the_cli(vol, client, data, tmp
 
     result = vol("evaluate", data / "pred.zarr", mask, "--threshold", "0.5", "--json")
     scores = volumetric.evaluate(str(data / "pred.zarr"), mask, threshold=0.5, run=run)
+    assert json.loads(result.stdout) == json.loads(json.dumps(scores))
+    assert scores["objects"]["truth"] == 2
+    result = vol("evaluate", data / "pred.zarr", mask, "--data-range", "2", "--json")
+    scores = volumetric.evaluate(str(data / "pred.zarr"), mask, data_range=2.0, run=run)
     assert json.loads(result.stdout) == pytest.approx(scores)
 
     assert json.loads(vol("info", mask, "--json").stdout) == volumetric.info(mask)
