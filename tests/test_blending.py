@@ -13,7 +13,7 @@ from volumetric.kernels.blending import (
     postprocess,
     window_weights,
 )
-from volumetric.kernels.overlay import overlay
+from volumetric.kernels.overlay import overlay, structure_weight
 
 
 @pytest.mark.parametrize("window", [(16, 16, 16), (1, 24, 20), (7, 9, 1), (3,), (64, 32)])
@@ -70,10 +70,14 @@ def test_postprocess():
 def test_overlay_grey_and_rgb():
     raw = np.array([0.0, 0.5, 1.0, 2.0], dtype=np.float32)
     distance = np.array([10.0, 2.0, 0.0, -1.0], dtype=np.float32)
-    grey = overlay(raw, distance, clip=4.0, power=2.0)
-    expected = (np.clip(raw, 0, 1) + np.array([1.0, 0.25, 0.0, 0.0])) / 2 * 65535
-    np.testing.assert_array_equal(grey, np.rint(expected).astype(np.uint16))
-    rgb = overlay(raw, distance, clip=4.0, power=2.0, rgb=True)
+    weights = structure_weight(distance, kind="distance", clip=4.0, power=2.0)
+    np.testing.assert_allclose(weights, [0.0, 0.25, 1.0, 1.0])
+    total = np.clip(raw, 0, 1) + weights  # peak 2.0 on the structure
+    grey = overlay(raw, weights, peak=float(total.max()))
+    np.testing.assert_array_equal(grey, np.rint(total / 2.0 * 65535).astype(np.uint16))
+    assert grey.max() == 65535 and grey[2] > grey[0]
+    rgb = overlay(raw, weights, peak=float(total.max()), rgb=True)
     assert rgb.shape == (3, 4) and rgb.dtype == np.uint16
-    np.testing.assert_array_equal(rgb[0], [65535, 49151, 65535, 65535])
-    np.testing.assert_array_equal(rgb[1], rgb[2])
+    np.testing.assert_array_equal(rgb[1], grey)  # the weights on green
+    np.testing.assert_array_equal(rgb[0], rgb[2])
+    np.testing.assert_array_equal(rgb[0], np.rint(np.clip(raw, 0, 1) / 2.0 * 65535))
