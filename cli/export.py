@@ -39,7 +39,8 @@ def export(src, out, region, level, channel, t, dtype, value_range, plane, fps, 
                 or a sweep through z when there is one time point
     .png        a maximum-projection preview with a scale bar
 
-    Files are written plane by plane under a temporary name, renamed when done.
+    Memory stays bounded: pieces of a few planes are read and written in place,
+    under a temporary name that is renamed when the file is complete.
 
     \b
     Example:

@@ -63,6 +63,14 @@ def parse_region(text: str | None) -> dict[str, tuple[int | None, int | None]]:
     return ranges
 
 
+def _aligned(start: int, stop: int, chunk: int) -> Iterator[slice]:
+    """``start:stop`` cut at multiples of ``chunk``."""
+    while start < stop:
+        end = min((start // chunk + 1) * chunk, stop)
+        yield slice(start, end)
+        start = end
+
+
 @dataclass(frozen=True)
 class Selection:
     """A box of one level of an image, seen as ``(t, c, z, y, x)``.
@@ -101,16 +109,51 @@ class Selection:
     def nbytes(self) -> int:
         return int(np.prod(self.shape5)) * self.dtype.itemsize
 
-    def read(self, t: slice, c: slice, z: slice) -> np.ndarray:
-        """Read the 5D block ``[t, c, z, :, :]`` (slices relative to the selection)."""
-        wanted = {"t": t, "c": c, "z": z, "y": slice(None), "x": slice(None)}
+    def read(self, t: slice, c: slice, z: slice, y: slice = slice(None)) -> np.ndarray:
+        """Read the 5D block ``[t, c, z, y, :]`` (slices relative to the selection).
+
+        The block is read one row of chunks (along y) at a time, so Zarr never
+        holds more decoded chunks than one row's, whatever the plane's size.
+        """
+        wanted = {"t": t, "c": c, "z": z, "y": y, "x": slice(None)}
         index = []
         for axis, start, stop in zip(self.axes, self.box.start, self.box.stop):
             lo, hi, _ = wanted[axis].indices(stop - start)
             index.append(slice(start + lo, start + hi))
-        block = np.asarray(self.array[tuple(index)])
+        y_axis = self.axes.index("y")
+        rows, chunk = index[y_axis], int(self.array.chunks[y_axis])
+        parts = list(_aligned(rows.start, rows.stop, chunk))
+        if len(parts) == 1:
+            block = np.asarray(self.array[tuple(index)])
+        else:
+            block = np.empty([s.stop - s.start for s in index], dtype=self.dtype)
+            for row in parts:
+                index[y_axis] = row
+                part = [slice(None)] * block.ndim
+                part[y_axis] = slice(row.start - rows.start, row.stop - rows.start)
+                block[tuple(part)] = self.array[tuple(index)]
         missing = [i for i, a in enumerate(AXES5) if a not in self.axes]
         return np.expand_dims(block, missing) if missing else block
+
+    def pieces(self, budget_bytes: int) -> Iterator[tuple[int, int, slice, slice]]:
+        """``(t, c, z, y)`` pieces covering the selection, each read decoding whole chunks once.
+
+        A piece is one time point and channel, one row of chunks along y and
+        all x, and as many z planes of one chunk as fit ``budget_bytes`` (at
+        least one): with chunks of ``d`` planes and a budget of ``d`` rows of
+        chunks, every chunk is decoded exactly once.
+        """
+        t_count, c_count, _, _, x_count = self.shape5
+        y_axis = self.axes.index("y")
+        rows = list(_aligned(self.box.start[y_axis], self.box.stop[y_axis],
+                             int(self.array.chunks[y_axis])))
+        row_bytes = max(r.stop - r.start for r in rows) * x_count * self.dtype.itemsize
+        origin = self.box.start[y_axis]
+        for t in range(t_count):
+            for c in range(c_count):
+                for z in self.z_slabs(max(1, budget_bytes // row_bytes)):
+                    for row in rows:
+                        yield t, c, z, slice(row.start - origin, row.stop - origin)
 
     def z_slabs(self, planes_budget: int) -> Iterator[slice]:
         """Ranges of ``z`` (relative) of at most ``planes_budget`` planes, within one chunk."""

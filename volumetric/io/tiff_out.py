@@ -1,4 +1,4 @@
-"""Write a 5D stack as a TIFF for Fiji and Vaa3D, plane by plane.
+"""Write a 5D stack as a TIFF for Fiji and Vaa3D, filled in place piece by piece.
 
 Up to 4 GiB of pixels of ``uint8``, ``uint16`` or ``float32`` become an
 ImageJ hyperstack (axes ``TZCYX``, x/y resolution and z spacing in the
@@ -10,7 +10,7 @@ Fiji opens it through Bio-Formats.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -39,27 +39,28 @@ def describe(kind: str, nbytes: int) -> str:
     return "OME-TIFF (ImageJ TIFF takes only uint8, uint16 or float32; pass --dtype for it)"
 
 
-def write_tiff(
+def create_tiff(
     path: str,
-    planes: Iterator[np.ndarray],
     shape5: Sequence[int],
     dtype: np.dtype,
     voxel_size: Sequence[float],
     unit: str | None,
     kind: str,
-) -> None:
-    """Write ``planes`` (``Y x X`` arrays in ``t, z, c`` order) as one TIFF.
+) -> int:
+    """Write the TIFF's header and metadata and reserve its pixels; the pixels' byte offset.
+
+    The planes follow in ImageJ's order ``t, z, c`` (channel fastest), each
+    ``Y x X``, contiguous and uncompressed, to be filled in place (see
+    :func:`volumetric.io.fill.fill_planes`); the reserved space reads as zeros.
 
     Parameters
     ----------
     path : str
         The file to write.
-    planes : iterator of ndarray
-        ``T * Z * C`` planes, channel fastest, then z, then t.
     shape5 : sequence of int
         ``(T, C, Z, Y, X)``.
     dtype : numpy dtype
-        Data type of every plane.
+        Data type of the pixels.
     voxel_size : sequence of float
         ``(z, y, x)`` voxel size in ``unit``.
     unit : str or None
@@ -72,18 +73,23 @@ def write_tiff(
     t, c, z, y, x = shape5
     vz, vy, vx = voxel_size
     shape = (t, z, c, y, x)
-    resolution = (1.0 / vx, 1.0 / vy)
+    options = {"shape": shape, "dtype": np.dtype(dtype).newbyteorder("<"), "byteorder": "<",
+               "resolution": (1.0 / vx, 1.0 / vy)}
     if kind == "imagej":
-        metadata = {"axes": "TZCYX", "spacing": vz, "unit": IMAGEJ_UNITS.get(unit or "", "pixel")}
-        tifffile.imwrite(path, planes, shape=shape, dtype=dtype, imagej=True,
-                         resolution=resolution, metadata=metadata)
-        return
-    metadata = {"axes": "TZCYX"}
-    symbol = UNIT_SYMBOLS.get(unit or "")
-    for axis, size in (("X", vx), ("Y", vy), ("Z", vz)):
-        metadata[f"PhysicalSize{axis}"] = size
-        if symbol:
-            metadata[f"PhysicalSize{axis}Unit"] = symbol
-    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
-    tifffile.imwrite(path, planes, shape=shape, dtype=dtype, ome=True,
-                     bigtiff=nbytes > CLASSIC_LIMIT, resolution=resolution, metadata=metadata)
+        options.update(imagej=True, metadata={"axes": "TZCYX", "spacing": vz,
+                                              "unit": IMAGEJ_UNITS.get(unit or "", "pixel")})
+    else:
+        metadata = {"axes": "TZCYX"}
+        symbol = UNIT_SYMBOLS.get(unit or "")
+        for axis, size in (("X", vx), ("Y", vy), ("Z", vz)):
+            metadata[f"PhysicalSize{axis}"] = size
+            if symbol:
+                metadata[f"PhysicalSize{axis}Unit"] = symbol
+        nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        options.update(ome=True, bigtiff=nbytes > CLASSIC_LIMIT, metadata=metadata)
+    tifffile.imwrite(path, **options)
+    with tifffile.TiffFile(path) as tif:
+        offset = tif.series[0].dataoffset
+    if offset is None:  # tifffile always writes empty series contiguously; guard the assumption
+        raise RuntimeError(f"{path}: tifffile did not write contiguous pixel data")
+    return int(offset)

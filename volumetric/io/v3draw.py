@@ -1,4 +1,4 @@
-"""Vaa3D's raw image format (``.v3draw``), written block by block.
+"""Vaa3D's raw image format (``.v3draw``): header, then voxels filled block by block.
 
 Layout (Vaa3D ``stackutil``): the 24 ASCII bytes ``raw_image_stack_by_hpeng``,
 one endianness byte (``L``), the bytes per voxel as int16 (1 = uint8,
@@ -9,7 +9,7 @@ voxels in ``c, z, y, x`` order (x fastest), all little-endian.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -43,29 +43,14 @@ def header(sizes: Sequence[int], dtype: np.dtype) -> bytes:
     return MAGIC + b"L" + struct.pack("<h4i", DATATYPES[np.dtype(dtype)], *sizes)
 
 
-def write_v3draw(path: str, sizes: Sequence[int], dtype: np.dtype,
-                 blocks: Iterable[np.ndarray]) -> None:
-    """Write the header, then each block's voxels as they come.
+def create_v3draw(path: str, sizes: Sequence[int], dtype: np.dtype) -> int:
+    """Write the header of ``sizes = (x, y, z, c)`` voxels and reserve the data; its offset.
 
-    Parameters
-    ----------
-    path : str
-        The file to write.
-    sizes : sequence of int
-        ``(x, y, z, c)``.
-    dtype : numpy dtype
-        uint8, uint16 or float32.
-    blocks : iterable of ndarray
-        Consecutive runs of voxels in ``c, z, y, x`` order (e.g. z-slabs of
-        one channel, ``(z, y, x)``), together exactly ``x * y * z * c`` voxels.
+    The voxels, planes in ``c, z`` order, are then filled in place (see
+    :func:`volumetric.io.fill.fill_planes`).
     """
-    little = np.dtype(dtype).newbyteorder("<")
-    expected = int(np.prod(sizes, dtype=np.int64))
-    written = 0
+    head = header(sizes, dtype)
     with open(path, "wb") as f:
-        f.write(header(sizes, dtype))
-        for block in blocks:
-            f.write(np.ascontiguousarray(block, dtype=little).data)
-            written += block.size
-    if written != expected:
-        raise RuntimeError(f"v3draw {path}: {written} voxels written, {expected} expected")
+        f.write(head)
+        f.truncate(len(head) + int(np.prod(sizes, dtype=np.int64)) * np.dtype(dtype).itemsize)
+    return len(head)

@@ -9,16 +9,16 @@ The output's suffix chooses the format:
   one ``plane``, per time point) or, with one time point, a sweep through z;
 - ``.png``: a maximum-projection preview with a scale bar.
 
-Exports run in this process and read the image slab by slab (at most
-``SLAB_BYTES`` of voxels at a time), writing as they read, so memory does
-not grow with the image. The file is written under a temporary name and
-renamed when complete.
+Exports run in this process. A TIFF or v3draw is preallocated and filled in
+place piece by piece (a few planes of one row of chunks, at most
+``SLAB_BYTES``; every chunk decoded once); movies and previews read slabs of
+whole planes. Memory does not grow with the image. The file is written
+under a temporary name and renamed when complete.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,6 +70,10 @@ class Scaling:
         shape = (-1,) + (1,) * (block.ndim - 1)
         return rescale(block, self.low[channels].reshape(shape),
                        self.high[channels].reshape(shape), self.dtype)
+
+    def apply_channel(self, data: np.ndarray, c: int) -> np.ndarray:
+        """Scale ``data`` of channel ``c`` (any shape)."""
+        return self.apply(data[None], slice(c, c + 1))[0]
 
 
 def parse_range(text: str | None) -> str | tuple[float, float]:
@@ -130,30 +134,27 @@ def _progress(total: int, out: str, enabled: bool) -> Progress:
     return Progress(total, f"export {Path(out).name}", enabled=enabled)
 
 
-def _tzc_planes(sel: Selection, scaling: Scaling | None,
-                progress: Progress) -> Iterator[np.ndarray]:
-    """Every ``Y x X`` plane in ImageJ's order (channel fastest, then z, then t)."""
-    budget = sel.slab_planes(SLAB_BYTES)
-    for t in range(sel.shape5[0]):
-        for zs in sel.z_slabs(budget):
-            block = sel.read(slice(t, t + 1), slice(None), zs)[0]
-            if scaling is not None:
-                block = scaling.apply(block)
-            for z in range(block.shape[1]):
-                for c in range(block.shape[0]):
-                    yield block[c, z]
-            progress.update(zs.stop - zs.start)
+def _fill(sel: Selection, path: str, offset: int, plane_index, dtype: np.dtype,
+          scaling: Scaling | None, progress: Progress) -> None:
+    from volumetric.io.fill import fill_planes
+
+    convert = scaling.apply_channel if scaling is not None else None
+    progress.total = sum(1 for _ in sel.pieces(SLAB_BYTES))
+    fill_planes(path, offset, sel, plane_index, dtype, convert=convert, budget_bytes=SLAB_BYTES,
+                progress=progress.update)
 
 
 def _export_tiff(sel: Selection, tmp: str, scaling: Scaling | None,
                  progress: Progress) -> tuple[str, np.dtype]:
-    from volumetric.io.tiff_out import describe, tiff_kind, write_tiff
+    from volumetric.io.tiff_out import create_tiff, describe, tiff_kind
 
     dtype = scaling.dtype if scaling else sel.dtype
     nbytes = int(np.prod(sel.shape5)) * dtype.itemsize
     kind = tiff_kind(nbytes, dtype)
-    write_tiff(tmp, _tzc_planes(sel, scaling, progress), sel.shape5, dtype, sel.voxel_size,
-               sel.unit, kind)
+    offset = create_tiff(tmp, sel.shape5, dtype, sel.voxel_size, sel.unit, kind)
+    _, c_count, z_count, _, _ = sel.shape5
+    _fill(sel, tmp, offset, lambda t, c, z: (t * z_count + z) * c_count + c, dtype, scaling,
+          progress)
     return describe(kind, nbytes), dtype
 
 
@@ -170,20 +171,12 @@ def _v3draw_sizes(sel: Selection, dtype: np.dtype) -> tuple[int, int, int, int]:
 
 def _export_v3draw(sel: Selection, tmp: str, scaling: Scaling | None,
                    progress: Progress) -> tuple[str, np.dtype]:
-    from volumetric.io.v3draw import write_v3draw
+    from volumetric.io.v3draw import create_v3draw
 
     dtype = scaling.dtype if scaling else sel.dtype
     sizes = _v3draw_sizes(sel, dtype)
-    budget = sel.slab_planes(SLAB_BYTES, channels=1)
-
-    def blocks() -> Iterator[np.ndarray]:
-        for c in range(sizes[3]):
-            for zs in sel.z_slabs(budget):
-                block = sel.read(slice(0, 1), slice(c, c + 1), zs)[0]
-                yield (scaling.apply(block, slice(c, c + 1)) if scaling else block)[0]
-                progress.update(zs.stop - zs.start)
-
-    write_v3draw(tmp, sizes, dtype, blocks())
+    offset = create_v3draw(tmp, sizes, dtype)
+    _fill(sel, tmp, offset, lambda t, c, z: c * sizes[2] + z, dtype, scaling, progress)
     return "Vaa3D raw (v3draw)", dtype
 
 
@@ -277,8 +270,7 @@ def export(
             _v3draw_sizes(sel, scaling.dtype if scaling else sel.dtype)
         writer = _export_tiff if fmt == "tiff" else _export_v3draw
         with replacing([out], overwrite=overwrite) as (tmp,):
-            t_count, c_count, z_count = sel.shape5[:3]
-            bar = _progress(t_count * z_count * (c_count if fmt == "v3draw" else 1), out, progress)
+            bar = _progress(0, out, progress)
             kind, out_dtype = writer(sel, str(tmp), scaling, bar)
             bar.close()
     else:
