@@ -105,10 +105,6 @@ class Selection:
     def dtype(self) -> np.dtype:
         return np.dtype(self.array.dtype)
 
-    @property
-    def nbytes(self) -> int:
-        return int(np.prod(self.shape5)) * self.dtype.itemsize
-
     def read(self, t: slice, c: slice, z: slice, y: slice = slice(None)) -> np.ndarray:
         """Read the 5D block ``[t, c, z, y, :]`` (slices relative to the selection).
 
@@ -171,10 +167,10 @@ class Selection:
             yield slice(z, stop)
             z = stop
 
-    def slab_planes(self, budget_bytes: int, channels: int | None = None) -> int:
-        """How many ``z`` planes (of ``channels`` channels) fit in ``budget_bytes``."""
+    def slab_planes(self, budget_bytes: int) -> int:
+        """How many ``z`` planes (all channels) fit in ``budget_bytes``."""
         _, c, _, y, x = self.shape5
-        plane = (channels or c) * y * x * self.dtype.itemsize
+        plane = c * y * x * self.dtype.itemsize
         return max(1, budget_bytes // plane)
 
     def sampler(self) -> RegionArray:

@@ -63,17 +63,11 @@ class Scaling:
     low: np.ndarray
     high: np.ndarray
 
-    def apply(self, block: np.ndarray, channels: slice = slice(None)) -> np.ndarray:
-        """Scale a ``(C, ...)`` block of the channels ``channels``."""
+    def apply_channel(self, data: np.ndarray, c: int) -> np.ndarray:
+        """Scale ``data`` (any shape) of channel ``c``."""
         from volumetric.kernels.display import rescale
 
-        shape = (-1,) + (1,) * (block.ndim - 1)
-        return rescale(block, self.low[channels].reshape(shape),
-                       self.high[channels].reshape(shape), self.dtype)
-
-    def apply_channel(self, data: np.ndarray, c: int) -> np.ndarray:
-        """Scale ``data`` of channel ``c`` (any shape)."""
-        return self.apply(data[None], slice(c, c + 1))[0]
+        return rescale(data, self.low[c], self.high[c], self.dtype)
 
 
 def parse_range(text: str | None) -> str | tuple[float, float]:
