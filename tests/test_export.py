@@ -206,6 +206,20 @@ def test_mp4_z_sweep_and_gif(movie, tmp_path):
     assert one.exit_code == 0 and iio.imread(tmp_path / "one.mp4").shape[0] == 1
 
 
+def test_worm_recording_becomes_a_movie_that_moves(tmp_path):
+    from volumetric.testing.frames import frames
+
+    worm = frames((2, 48, 40, 8), 6, seed=3)
+    data = np.stack([worm.frame(i).transpose(0, 3, 2, 1) for i in range(6)])  # cxyz -> czyx
+    write_image(tmp_path / "w.zarr", data, axes="tczyx", voxel_size=(1.5, 0.5, 0.5),
+                chunks=(1, 1, 8, 40, 48))
+    assert run("export", tmp_path / "w.zarr", tmp_path / "w.mp4", "--fps", "5").exit_code == 0
+    movie = iio.imread(tmp_path / "w.mp4").astype(int)
+    assert movie.shape == (6, 40, 48, 3)
+    assert movie.max() > 200 and movie[..., 1].mean() > 5  # bright, and the first channel green
+    assert np.abs(movie[0] - movie[-1]).mean() > 1  # the brain moves
+
+
 def test_png_preview_has_the_scale_bar(tmp_path):
     data = np.zeros((3, 120, 300), np.uint16)
     data[1, 20:40, 30:60] = 1000
@@ -242,6 +256,14 @@ def test_api_equals_cli(stack, tmp_path):
     assert run("export", src, tmp_path / "cli.tif", "--region", "z=2:5").exit_code == 0
     volumetric.export(str(src), str(tmp_path / "api.tif"), region="z=2:5", progress=False)
     assert (tmp_path / "cli.tif").read_bytes() == (tmp_path / "api.tif").read_bytes()
+
+
+def test_relative_paths_name_the_callers_folder(stack, tmp_path, monkeypatch):
+    src, data = stack
+    monkeypatch.chdir(src.parent)
+    volumetric.export("s.zarr", "rel.tif", progress=False)
+    assert tifffile.imread(src.parent / "rel.tif").shape == (10, 2, 33, 27)
+    (src.parent / "rel.tif").unlink()
 
 
 # --- bad input -----------------------------------------------------------------------------------
