@@ -1,10 +1,12 @@
-"""A region of one pyramid level of an OME-Zarr image, read slab by slab.
+"""A region of one pyramid level of an OME-Zarr image, read in bounded pieces.
 
 Exports read their input through a :class:`Selection`: one level, an index
 range per axis (``--region``, ``--channel``, ``--t``), always presented as a
 5D ``(t, c, z, y, x)`` view (absent axes have length 1). Reads go in *slabs*
-of whole ``y, x`` planes that never cross a Zarr chunk along ``z``, sized by
-a byte budget, so memory stays bounded however large the image is.
+of whole ``y, x`` planes (:meth:`Selection.z_slabs`) or in *pieces* of one
+row of chunks (:meth:`Selection.pieces`) that never cross a Zarr chunk along
+``z``, sized by a byte budget, so memory stays bounded however large the
+image is.
 
 Region syntax: comma-separated ``AXIS=START:STOP`` (or ``AXIS=INDEX`` for a
 single index) in the chosen level's voxel indices, ``STOP`` exclusive, an
@@ -243,7 +245,7 @@ def select(
             raise InputError(f"{option} {value}: the image has no {axis} axis (axes {axes})")
         if not 0 <= value < shape[axis]:
             raise InputError(f"{option} {value} is out of range: the image has "
-                             f"{shape[axis]} ({0}..{shape[axis] - 1})")
+                             f"{shape[axis]} (0..{shape[axis] - 1})")
         if axis in ranges:
             raise InputError(f"give {axis} either in --region or with {option}, not both")
         ranges[axis] = (value, value + 1)

@@ -30,7 +30,7 @@ def tiff_kind(nbytes: int, dtype: np.dtype) -> str:
 
 
 def describe(kind: str, nbytes: int) -> str:
-    """What :func:`write_tiff` writes, in words."""
+    """What :func:`create_tiff` writes, in words."""
     if kind == "imagej":
         return "ImageJ hyperstack TIFF"
     if nbytes > CLASSIC_LIMIT:

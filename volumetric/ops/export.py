@@ -259,9 +259,9 @@ def export(
     if fmt in ("tiff", "v3draw"):
         if plane is not None:
             raise InputError(f"--plane applies to movies and PNGs, not {suffix}; use --region z=N")
+        if fmt == "v3draw":  # refused before any chunk is sampled for --range auto
+            _v3draw_sizes(sel, np.dtype(dtype) if dtype else sel.dtype)
         scaling = _scaling(sel, dtype, limits)
-        if fmt == "v3draw":
-            _v3draw_sizes(sel, scaling.dtype if scaling else sel.dtype)
         writer = _export_tiff if fmt == "tiff" else _export_v3draw
         with replacing([out], overwrite=overwrite) as (tmp,):
             bar = _progress(0, out, progress)
