@@ -23,6 +23,7 @@ COMMANDS = {
     "discover": "volumetric_cli.discover:discover",
     "distance": "volumetric_cli.distance:distance",
     "evaluate": "volumetric_cli.evaluate:evaluate",
+    "export": "volumetric_cli.export:export",
     "info": "volumetric_cli.info:info",
     "overlay": "volumetric_cli.overlay:overlay",
     "patches": "volumetric_cli.patches:patches",

@@ -37,6 +37,7 @@ _LAZY = {
     "ModelChoice": "volumetric.ops.train:ModelChoice",
     "TrainSettings": "volumetric.train.loop:TrainSettings",
     "evaluate": "volumetric.ops.evaluate:evaluate",
+    "export": "volumetric.ops.export:export",
     "overlay": "volumetric.ops.overlay:overlay",
     "patches": "volumetric.ops.patches:patch_gallery",
 }
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
     from volumetric.ops.discover import discover
     from volumetric.ops.distance import distance
     from volumetric.ops.evaluate import evaluate
+    from volumetric.ops.export import export
     from volumetric.ops.info import image_info
     from volumetric.ops.info import image_info as info
     from volumetric.ops.overlay import overlay

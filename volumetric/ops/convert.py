@@ -23,6 +23,7 @@ from volumetric.engine import RunOptions, block_operation
 from volumetric.errors import InputError, check_choice
 from volumetric.geometry import BlockGrid, Box, block_shape_for, ceil_div
 from volumetric.io.codecs import DEFAULT_COMPRESSOR, parse_compressor
+from volumetric.io.destination import check_apart
 from volumetric.io.ome import LevelSpec, OmeImage, create_image, open_image
 from volumetric.io.pyramid import plan_levels
 from volumetric.io.sources import Source, open_source
@@ -36,6 +37,9 @@ log = logging.getLogger("volumetric")
 
 BLOCK_TARGET_BYTES = 16 * 2**20
 BLOCK_LIMIT_BYTES = 64 * 2**20  # blocks may grow this far to cover whole source reads
+# Outputs named like image files: convert writes an OME-Zarr folder, `vol export` writes files.
+FILE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".mp4", ".gif", ".v3draw", ".h5",
+                 ".hdf5")
 
 
 @dataclass(frozen=True)
@@ -165,6 +169,10 @@ def convert(
     ConvertReport
     """
     src, dst = absolute(src), absolute(dst)
+    if Path(dst).suffix.lower() in FILE_SUFFIXES:
+        check_apart(dst, [src])  # over or inside the input is the graver mistake
+        raise InputError(f"{dst}: convert writes an OME-Zarr folder, not a {Path(dst).suffix} "
+                         "file; name it .zarr, or convert then write the file with vol export")
     if levels < 1:
         raise InputError(f"--levels must be at least 1, got {levels}")
     check_choice(downsampling, ("mean", "nearest"), "downsampling")
