@@ -1,7 +1,8 @@
 """Render SWC traces into a binary mask on an image's voxel grid, block by block.
 
-SWC coordinates and radii are physical, in the unit of the reference
-image's voxel size (voxel ``i`` has its centre at ``i * voxel_size``). Each
+SWC coordinates and radii are physical, in the unit and frame of the
+reference image: voxel ``i`` has its centre at ``origin + i * voxel_size``,
+the origin being the image's NGFF translation (0 for most images). Each
 parent-child segment is a capsule whose radius varies linearly between the
 node radii; roots without children are spheres (see
 :mod:`volumetric.kernels.swc_render`). Radii below half the smallest voxel
@@ -39,13 +40,14 @@ log = logging.getLogger("volumetric")
 BLOCK_TARGET_BYTES = 16 * 2**20
 
 
-def segment_table(skeleton: Skeleton, spacing: tuple[float, ...]) -> np.ndarray:
-    """The segments of ``skeleton`` as rows ``z0 y0 x0 z1 y1 x1 r0 r1`` (physical).
+def segment_table(skeleton: Skeleton, spacing: tuple[float, ...],
+                  origin: tuple[float, ...] = (0.0, 0.0, 0.0)) -> np.ndarray:
+    """The segments of ``skeleton`` as rows ``z0 y0 x0 z1 y1 x1 r0 r1``, physical from ``origin``.
 
     Every parent-child edge is a segment; a node that is in no edge becomes a
     zero-length segment (a sphere). Radii are at least half the smallest voxel size.
     """
-    zyx = skeleton.zyx
+    zyx = skeleton.zyx - np.asarray(origin)
     radius = np.maximum(skeleton.radius, min(spacing) / 2)
     edges = skeleton.edges()
     alone = np.setdiff1d(np.arange(len(skeleton)), edges.ravel())
@@ -116,8 +118,9 @@ def render(
     shape = tuple(source.shape[i] for i in spatial)
     chunks = tuple(chunks_of(source, np.uint8)[i] for i in spatial)
     meta = with_axes(source.meta(spacing), "zyx", name=Path(dst).name)
-    table = segment_table(skeleton, spacing)
-    voxels = np.rint(skeleton.zyx / np.asarray(spacing))
+    origin = meta.origin or (0.0, 0.0, 0.0)
+    table = segment_table(skeleton, spacing, origin)
+    voxels = np.rint((skeleton.zyx - np.asarray(origin)) / np.asarray(spacing))
     outside = int(np.sum(np.any((voxels < 0) | (voxels >= np.asarray(shape)), axis=1)))
     if outside:
         log.warning("%d of %d SWC nodes lie outside RAW's volume %s (voxel size %s); "
@@ -136,6 +139,7 @@ def render(
         "chunks": list(chunks),
         "block": list(grid.block),
         "spacing": list(spacing),
+        "origin": list(origin),
     }
 
     def create() -> None:
