@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -110,6 +111,19 @@ def scale_bar(width: int, pixel_size: float, unit: str | None) -> tuple[int, str
     return max(1, int(round(length / pixel_size))), _label(length, unit)
 
 
+def _label_font(size: int) -> Any:
+    """DejaVu Sans (shipped with matplotlib, it has the µ of "µm"), else Pillow's default."""
+    from PIL import ImageFont
+
+    try:
+        from matplotlib import font_manager
+
+        path = font_manager.findfont("DejaVu Sans", fallback_to_default=False)
+        return ImageFont.truetype(path, size)
+    except (ImportError, OSError, ValueError):
+        return ImageFont.load_default(size=size)
+
+
 def draw_scale_bar(rgb: np.ndarray, length: int, label: str) -> np.ndarray:
     """Draw a white bar of ``length`` pixels with its label at the bottom right of ``rgb``.
 
@@ -120,7 +134,7 @@ def draw_scale_bar(rgb: np.ndarray, length: int, label: str) -> np.ndarray:
     -------
     ndarray of uint8, shape (H, W, 3): a copy of ``rgb`` with the bar.
     """
-    from PIL import Image, ImageDraw, ImageFont
+    from PIL import Image, ImageDraw
 
     h, w = rgb.shape[:2]
     thick = max(2, h // 60)
@@ -131,7 +145,7 @@ def draw_scale_bar(rgb: np.ndarray, length: int, label: str) -> np.ndarray:
     size = max(8, min(h, w) // 20)
     image = Image.fromarray(out)
     draw = ImageDraw.Draw(image)
-    font = ImageFont.load_default(size=size)
+    font = _label_font(size)
     text_w = draw.textlength(label, font=font)
     x = max(0.0, (left + right - text_w) / 2)
     draw.text((x, top - 2), label, fill=(255, 255, 255), font=font, anchor="ls",
