@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from volumetric.engine.cluster import (
+from volumetric.engine.cluster import check_cluster
+from volumetric.engine.scheduler import (
     CLUSTER_ENV,
     CONNECT_TIMEOUT_ENV,
-    check_cluster,
     connect_timeout,
     scheduler_address,
 )

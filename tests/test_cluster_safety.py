@@ -21,15 +21,12 @@ import numpy as np
 import pytest
 
 from volumetric.engine import run_blocks
-from volumetric.engine.cluster import (
+from volumetric.engine.cluster import check_cluster, connect, local_cluster, workers_cap
+from volumetric.engine.scheduler import (
     CLUSTER_ENV,
     CONNECT_TIMEOUT_ENV,
     SCHEDULER_TIMEOUT_ENV,
-    check_cluster,
-    connect,
-    local_cluster,
     scheduler_timeout,
-    workers_cap,
 )
 from volumetric.errors import ClusterError
 from volumetric.geometry import BlockGrid, Box

@@ -11,7 +11,6 @@ from volumetric.engine.cluster import (
     current_client,
     default_workers,
     local_cluster,
-    scheduler_address,
     session,
     SharedCluster,
     worker_threads,
@@ -21,6 +20,7 @@ from volumetric.engine.lease import LEASE_NAME, acquire_lease, release_lease
 from volumetric.engine.operation import Operation, Output, RunOptions, block_operation
 from volumetric.engine.progress import Progress, silence, silenced
 from volumetric.engine.run import ask_workers, check_resources, run_blocks, run_expanding
+from volumetric.engine.scheduler import scheduler_address
 
 __all__ = [
     "JOURNAL_DIR",

@@ -1,40 +1,32 @@
-"""Connecting to a dask cluster: an embedded LocalCluster or an existing scheduler.
+"""Connecting to a dask cluster: an embedded LocalCluster, an existing scheduler, or a shared one.
 
-``--cluster`` accepts ``local`` (the default: a LocalCluster of worker
-processes on this machine), a scheduler address (``tcp://host:8786`` or
-``host:8786``) or the path of a scheduler JSON file (as written by
-``dask scheduler --scheduler-file`` or dask-jobqueue). The environment
-variable ``VOLUMETRIC_CLUSTER`` supplies the default,
-``VOLUMETRIC_CONNECT_TIMEOUT`` the seconds to wait for a scheduler (5), and
-``VOLUMETRIC_SCHEDULER_TIMEOUT`` the seconds a running job waits for a
-scheduler that stopped answering before it gives up (60).
+What ``--cluster`` may name and how a scheduler is checked is
+:mod:`volumetric.engine.scheduler`; here the clients are made: :func:`connect`
+for one operation, :class:`SharedCluster` for every operation of a script.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
 import os
-import socket
 import sys
-import threading
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from typing import TYPE_CHECKING, Any, TextIO
 
 from volumetric.engine.progress import silenced
+from volumetric.engine.scheduler import (
+    check_scheduler,
+    connect_timeout,
+    in_thread,
+    scheduler_address,
+)
 from volumetric.errors import ClusterError
 
 if TYPE_CHECKING:
     from distributed import Client, LocalCluster
 
-CLUSTER_ENV = "VOLUMETRIC_CLUSTER"
-CONNECT_TIMEOUT_ENV = "VOLUMETRIC_CONNECT_TIMEOUT"
-DEFAULT_CONNECT_TIMEOUT = 5.0
-SCHEDULER_TIMEOUT_ENV = "VOLUMETRIC_SCHEDULER_TIMEOUT"
-DEFAULT_SCHEDULER_TIMEOUT = 60.0
 MIN_WORKER_MEMORY = 2**30
 LOCALHOST = "127.0.0.1"
 log = logging.getLogger("volumetric")
@@ -97,89 +89,6 @@ def worker_threads() -> int:
         return os.cpu_count() or 1
 
 
-def connect_timeout() -> float:
-    """Seconds to wait for a scheduler: ``$VOLUMETRIC_CONNECT_TIMEOUT``, else 5."""
-    return _seconds(CONNECT_TIMEOUT_ENV, DEFAULT_CONNECT_TIMEOUT)
-
-
-def scheduler_timeout() -> float:
-    """Seconds a job waits for a silent scheduler: ``$VOLUMETRIC_SCHEDULER_TIMEOUT``, else 60."""
-    return _seconds(SCHEDULER_TIMEOUT_ENV, DEFAULT_SCHEDULER_TIMEOUT)
-
-
-def _seconds(name: str, default: float) -> float:
-    value = os.environ.get(name)
-    if value is None:
-        return default
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = 0.0
-    if not 0 < seconds < float("inf"):
-        raise ClusterError(f"${name}={value!r} is not a positive number of seconds")
-    return seconds
-
-
-def _read_scheduler_file(path: str) -> str:
-    try:
-        with open(path) as f:
-            info = json.load(f)
-    except FileNotFoundError:
-        raise ClusterError(f"scheduler file {path}: no such file") from None
-    except OSError as exc:
-        raise ClusterError(f"cannot read the scheduler file {path}: {exc.strerror}") from None
-    except ValueError as exc:
-        raise ClusterError(f"scheduler file {path} is not JSON: {exc}") from None
-    address = info.get("address") if isinstance(info, dict) else None
-    if not isinstance(address, str):
-        raise ClusterError(f"scheduler file {path} names no scheduler address")
-    return address
-
-
-def _host_port(address: str) -> tuple[str, int] | None:
-    """Host and port of a TCP-based address; None for the other protocols (inproc, ucx)."""
-    from distributed.comm import get_address_host_port, parse_address
-    from distributed.comm.registry import backends
-
-    scheme, _ = parse_address(address, strict=False)
-    if scheme in ("tcp", "tls", "ws", "wss"):
-        return get_address_host_port(address)
-    if scheme not in backends:
-        raise ValueError(f"unknown protocol {scheme!r}")
-    return None
-
-
-def scheduler_address(cluster: str | None = None) -> str:
-    """The scheduler address that ``cluster`` names, or ``"local"``; checked, not connected.
-
-    Parameters
-    ----------
-    cluster : str, optional
-        ``"local"``, a scheduler address (``tcp://host:8786``, ``host:8786``)
-        or a scheduler JSON file. Default: ``$VOLUMETRIC_CLUSTER``, else ``"local"``.
-
-    Raises
-    ------
-    ClusterError
-        A missing or unreadable scheduler file, or an address without a port.
-    """
-    given = cluster or os.environ.get(CLUSTER_ENV) or "local"
-    if given == "local":
-        return given
-    is_file = given.lower().endswith(".json") or os.path.isfile(given)
-    address = _read_scheduler_file(given) if is_file else given
-    try:
-        _host_port(address)
-    except ValueError:
-        if is_file:
-            problem = f"scheduler file {given} names {address!r}, not a scheduler address"
-        else:
-            named = f"--cluster {given}" if cluster else f"${CLUSTER_ENV}={given}"
-            problem = f"{named}: not 'local', a scheduler address or an existing scheduler file"
-        raise ClusterError(f"{problem} (an address needs its port: tcp://host:8786)") from None
-    return address
-
-
 def check_cluster(client: Client | None, cluster: str | None) -> None:
     """Check that the scheduler ``cluster`` names answers, before an operation writes anything.
 
@@ -203,70 +112,7 @@ def check_cluster(client: Client | None, cluster: str | None) -> None:
         return
     address = scheduler_address(cluster)
     if address != "local":
-        _check_scheduler(address, connect_timeout())
-
-
-def _check_scheduler(address: str, seconds: float) -> None:
-    """Refuse an ``address`` where no dask scheduler answers its ``identity`` within ``seconds``."""
-    host_port = _host_port(address)
-    if host_port is not None:  # a quick, clear answer for nothing listening there
-        try:
-            with socket.create_connection(host_port, timeout=seconds):
-                pass
-        except OSError as exc:
-            raise ClusterError(
-                f"cannot reach the dask scheduler at {address}: {exc.strerror or exc}"
-            ) from None
-    try:
-        reply = _in_thread(lambda: asyncio.run(_identity(address, seconds)), 2 * seconds)
-    except (TimeoutError, asyncio.TimeoutError):
-        raise ClusterError(f"the server at {address} did not answer within {seconds:g} s: "
-                           "is it a dask scheduler?") from None
-    except Exception:  # whatever a server that speaks another protocol makes the comm raise
-        reply = None
-    if not (isinstance(reply, dict) and reply.get("type") == "Scheduler"):
-        raise ClusterError(f"the server at {address} is not a dask scheduler")
-
-
-async def _identity(address: str, seconds: float) -> Any:
-    from distributed.comm import connect
-
-    async def ask() -> Any:
-        comm = await connect(address, timeout=seconds)
-        try:
-            await comm.write({"op": "identity", "reply": True})
-            return await comm.read()
-        finally:
-            comm.abort()
-
-    return await asyncio.wait_for(ask(), seconds)
-
-
-def _in_thread(call: Callable[[], Any], seconds: float) -> Any:
-    """``call()`` in a thread of its own, which may run an event loop; given up after ``seconds``.
-
-    Raises
-    ------
-    TimeoutError
-        ``call`` has not returned after ``seconds`` (its daemon thread is left behind).
-    """
-    outcome: list[Any] = []
-
-    def run() -> None:
-        try:
-            outcome.append((True, call()))
-        except BaseException as exc:
-            outcome.append((False, exc))
-
-    thread = threading.Thread(target=run, name="volumetric-connect", daemon=True)
-    thread.start()
-    thread.join(seconds)
-    if not outcome:
-        raise TimeoutError
-    returned, value = outcome[0]
-    if not returned:
-        raise value
-    return value
+        check_scheduler(address, connect_timeout())
 
 
 def local_cluster(
@@ -336,9 +182,9 @@ def _scheduler_client(address: str, seconds: float) -> Client:
     """A client of the dask scheduler at ``address``, which must answer within ``seconds``."""
     from distributed import Client
 
-    _check_scheduler(address, seconds)
+    check_scheduler(address, seconds)
     try:
-        return _in_thread(lambda: Client(address, timeout=f"{seconds}s"), 3 * seconds)
+        return in_thread(lambda: Client(address, timeout=f"{seconds}s"), 3 * seconds)
     except TimeoutError:  # 3 steps of the client's start, each bounded by its timeout
         raise ClusterError(f"the dask scheduler at {address} did not answer within "
                            f"{3 * seconds:g} s") from None

@@ -49,7 +49,7 @@ class RunOptions:
         Run on this client (e.g. from :func:`volumetric.cluster`) instead of connecting.
     cluster : str, optional
         ``"local"``, a scheduler address or a scheduler file (see
-        :func:`~volumetric.engine.cluster.scheduler_address`).
+        :func:`~volumetric.engine.scheduler.scheduler_address`).
     workers : int, optional
         Worker processes of the embedded cluster.
     progress : bool

@@ -16,7 +16,7 @@ from itertools import islice
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from volumetric.engine.cluster import scheduler_timeout
+from volumetric.engine.scheduler import scheduler_timeout
 from volumetric.engine.journal import Journal
 from volumetric.engine.progress import Progress
 from volumetric.errors import BlockError, ClusterError, VolumetricError
@@ -74,7 +74,7 @@ def _outcome(future: Any, item: object) -> Any:
 class _Running:
     """The futures of one job, yielded as they finish, with a watch on the scheduler.
 
-    While no task finishes for :func:`~volumetric.engine.cluster.scheduler_timeout`
+    While no task finishes for :func:`~volumetric.engine.scheduler.scheduler_timeout`
     seconds, the scheduler is asked for its identity; one that does not answer
     within that time, or a lost connection, ends the job with a
     :class:`ClusterError`. Futures still running when the job ends otherwise are

@@ -1,0 +1,174 @@
+"""Naming a dask scheduler and checking that it answers, within bounded time.
+
+``--cluster`` accepts ``local`` (the embedded cluster), a scheduler address
+(``tcp://host:8786`` or ``host:8786``) or the path of a scheduler JSON file
+(as written by ``dask scheduler --scheduler-file`` or dask-jobqueue). The
+environment variable ``VOLUMETRIC_CLUSTER`` supplies the default,
+``VOLUMETRIC_CONNECT_TIMEOUT`` the seconds to wait for a scheduler (5), and
+``VOLUMETRIC_SCHEDULER_TIMEOUT`` the seconds a running job waits for a
+scheduler that stopped answering before it gives up (60).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from volumetric.errors import ClusterError
+
+CLUSTER_ENV = "VOLUMETRIC_CLUSTER"
+CONNECT_TIMEOUT_ENV = "VOLUMETRIC_CONNECT_TIMEOUT"
+DEFAULT_CONNECT_TIMEOUT = 5.0
+SCHEDULER_TIMEOUT_ENV = "VOLUMETRIC_SCHEDULER_TIMEOUT"
+DEFAULT_SCHEDULER_TIMEOUT = 60.0
+
+
+def connect_timeout() -> float:
+    """Seconds to wait for a scheduler: ``$VOLUMETRIC_CONNECT_TIMEOUT``, else 5."""
+    return _seconds(CONNECT_TIMEOUT_ENV, DEFAULT_CONNECT_TIMEOUT)
+
+
+def scheduler_timeout() -> float:
+    """Seconds a job waits for a silent scheduler: ``$VOLUMETRIC_SCHEDULER_TIMEOUT``, else 60."""
+    return _seconds(SCHEDULER_TIMEOUT_ENV, DEFAULT_SCHEDULER_TIMEOUT)
+
+
+def _seconds(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds < float("inf"):
+        raise ClusterError(f"${name}={value!r} is not a positive number of seconds")
+    return seconds
+
+
+def _read_scheduler_file(path: str) -> str:
+    try:
+        with open(path) as f:
+            info = json.load(f)
+    except FileNotFoundError:
+        raise ClusterError(f"scheduler file {path}: no such file") from None
+    except OSError as exc:
+        raise ClusterError(f"cannot read the scheduler file {path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise ClusterError(f"scheduler file {path} is not JSON: {exc}") from None
+    address = info.get("address") if isinstance(info, dict) else None
+    if not isinstance(address, str):
+        raise ClusterError(f"scheduler file {path} names no scheduler address")
+    return address
+
+
+def _host_port(address: str) -> tuple[str, int] | None:
+    """Host and port of a TCP-based address; None for the other protocols (inproc, ucx)."""
+    from distributed.comm import get_address_host_port, parse_address
+    from distributed.comm.registry import backends
+
+    scheme, _ = parse_address(address, strict=False)
+    if scheme in ("tcp", "tls", "ws", "wss"):
+        return get_address_host_port(address)
+    if scheme not in backends:
+        raise ValueError(f"unknown protocol {scheme!r}")
+    return None
+
+
+def scheduler_address(cluster: str | None = None) -> str:
+    """The scheduler address that ``cluster`` names, or ``"local"``; checked, not connected.
+
+    Parameters
+    ----------
+    cluster : str, optional
+        ``"local"``, a scheduler address (``tcp://host:8786``, ``host:8786``)
+        or a scheduler JSON file. Default: ``$VOLUMETRIC_CLUSTER``, else ``"local"``.
+
+    Raises
+    ------
+    ClusterError
+        A missing or unreadable scheduler file, or an address without a port.
+    """
+    given = cluster or os.environ.get(CLUSTER_ENV) or "local"
+    if given == "local":
+        return given
+    is_file = given.lower().endswith(".json") or os.path.isfile(given)
+    address = _read_scheduler_file(given) if is_file else given
+    try:
+        _host_port(address)
+    except ValueError:
+        if is_file:
+            problem = f"scheduler file {given} names {address!r}, not a scheduler address"
+        else:
+            named = f"--cluster {given}" if cluster else f"${CLUSTER_ENV}={given}"
+            problem = f"{named}: not 'local', a scheduler address or an existing scheduler file"
+        raise ClusterError(f"{problem} (an address needs its port: tcp://host:8786)") from None
+    return address
+
+
+def check_scheduler(address: str, seconds: float) -> None:
+    """Refuse an ``address`` where no dask scheduler answers its ``identity`` within ``seconds``."""
+    host_port = _host_port(address)
+    if host_port is not None:  # a quick, clear answer for nothing listening there
+        try:
+            with socket.create_connection(host_port, timeout=seconds):
+                pass
+        except OSError as exc:
+            raise ClusterError(
+                f"cannot reach the dask scheduler at {address}: {exc.strerror or exc}"
+            ) from None
+    try:
+        reply = in_thread(lambda: asyncio.run(_identity(address, seconds)), 2 * seconds)
+    except (TimeoutError, asyncio.TimeoutError):
+        raise ClusterError(f"the server at {address} did not answer within {seconds:g} s: "
+                           "is it a dask scheduler?") from None
+    except Exception:  # whatever a server that speaks another protocol makes the comm raise
+        reply = None
+    if not (isinstance(reply, dict) and reply.get("type") == "Scheduler"):
+        raise ClusterError(f"the server at {address} is not a dask scheduler")
+
+
+async def _identity(address: str, seconds: float) -> Any:
+    from distributed.comm import connect
+
+    async def ask() -> Any:
+        comm = await connect(address, timeout=seconds)
+        try:
+            await comm.write({"op": "identity", "reply": True})
+            return await comm.read()
+        finally:
+            comm.abort()
+
+    return await asyncio.wait_for(ask(), seconds)
+
+
+def in_thread(call: Callable[[], Any], seconds: float) -> Any:
+    """``call()`` in a thread of its own, which may run an event loop; given up after ``seconds``.
+
+    Raises
+    ------
+    TimeoutError
+        ``call`` has not returned after ``seconds`` (its daemon thread is left behind).
+    """
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append((True, call()))
+        except BaseException as exc:
+            outcome.append((False, exc))
+
+    thread = threading.Thread(target=run, name="volumetric-connect", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if not outcome:
+        raise TimeoutError
+    returned, value = outcome[0]
+    if not returned:
+        raise value
+    return value
