@@ -65,7 +65,6 @@ from volumetric.ops.common import chunks_of, open_input, spacing_of, spatial_pos
 from volumetric.ops.output import ImageOutput
 from volumetric.ops.paths import absolute
 from volumetric.ops.pyramid import (
-    check_levels,
     plan_pyramid,
     pyramid_jobs,
     pyramid_layout,
@@ -281,7 +280,6 @@ def distance(
     DistanceReport
     """
     _check_options(clip, power, scale_to_clip)
-    check_levels(levels)
     src, dst = absolute(src), absolute(dst)
     source = open_input(src, what="MASK")
     spacing = spacing_of(source, what="MASK")

@@ -30,7 +30,6 @@ from volumetric.ops.common import NormalizedInput, chunks_of, normalized_input
 from volumetric.ops.output import ImageOutput
 from volumetric.ops.paths import absolute
 from volumetric.ops.pyramid import (
-    check_levels,
     plan_pyramid,
     pyramid_jobs,
     pyramid_layout,
@@ -195,7 +194,6 @@ def overlay(
     check_choice(colour, COLOURS, "--color")
     _check_finite("--power", power)
     _check_finite("--weight", weight, zero=True)
-    check_levels(levels)
     if clip is not None:
         _check_finite("--clip", clip)
     raw, pred, out = absolute(raw), absolute(pred), absolute(out)

@@ -37,7 +37,6 @@ from volumetric.ops.common import chunks_of, open_input, spacing_of, spatial_pos
 from volumetric.ops.output import ImageOutput
 from volumetric.ops.paths import absolute
 from volumetric.ops.pyramid import (
-    check_levels,
     plan_pyramid,
     pyramid_jobs,
     pyramid_layout,
@@ -121,7 +120,6 @@ def render(
     -------
     RenderReport
     """
-    check_levels(levels)
     skeleton = read_swc(swc)
     like, dst = absolute(like), absolute(dst)
     source = open_input(like, what="RAW")
