@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from volumetric_cli.options import float_tuple, int_tuple, run_options
+from volumetric_cli.options import float_tuple, int_tuple, levels_option, run_options
 
 
 @click.command()
@@ -16,8 +16,7 @@ from volumetric_cli.options import float_tuple, int_tuple, run_options
               "metadata, else yx / zyx / czyx / tczyx).")
 @click.option("--chunks", metavar="Z,Y,X", callback=int_tuple, help="Chunk shape (default: about 2 MB).")
 @click.option("--shards", metavar="Z,Y,X", callback=int_tuple, help="Shard shape, a multiple of the chunks (NGFF 0.5).")
-@click.option("--levels", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Pyramid levels including full resolution.")
+@levels_option()
 @click.option("--downsampling", type=click.Choice(["mean", "nearest"]), default="mean",
               show_default=True, help="Pyramid reduction (nearest for label images).")
 @click.option("--voxel-size", metavar="Z,Y,X", callback=float_tuple,

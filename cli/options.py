@@ -28,6 +28,21 @@ int_tuple = _numbers(int, "integers")
 float_tuple = _numbers(float, "numbers")
 
 
+def levels_option(
+    reduction: str | None = None,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--levels N`` (at least 1, default 1): pyramid levels of the output image.
+
+    Parameters
+    ----------
+    reduction : str, optional
+        How a level is made from the one below, for the help (e.g. ``"mean"``).
+    """
+    how = f"; each level is the {reduction} of the one below" if reduction else ""
+    return click.option("--levels", type=click.IntRange(min=1), default=1, show_default=True,
+                        help=f"Pyramid levels including full resolution{how}.")
+
+
 def cluster_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """``--cluster`` and ``--workers``, shared by every command that runs block tasks."""
     func = click.option(

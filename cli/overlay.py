@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import click
-from volumetric_cli.options import run_options
+from volumetric_cli.options import levels_option, run_options
 
 
 @click.command()
@@ -27,9 +27,10 @@ from volumetric_cli.options import run_options
               help="Write RGB: the raw in grey, the structure weight added to --color.")
 @click.option("--color", "colour", type=click.Choice(["red", "green", "blue"]),
               default="green", show_default=True, help="The structure's channel with --rgb.")
+@levels_option("mean")
 @run_options(block_mb="Target size of one block task in MiB, whole chunks (default: 16).")
 def overlay(raw: str, pred: str, out: str, kind, clip, power, weight, channel, rgb, colour,
-            run) -> None:
+            levels, run) -> None:
     """Overlay the prediction PRED on RAW, brightest near the structure, as the OME-Zarr OUT.
 
     Each voxel gets a structure weight: (1 - min(d, D) / D) ** --power for a
@@ -54,7 +55,8 @@ def overlay(raw: str, pred: str, out: str, kind, clip, power, weight, channel, r
     from volumetric.ops.overlay import overlay as run_overlay
 
     report = run_overlay(raw, pred, out, kind=kind, clip=clip, power=power, weight=weight,
-                         channel=channel, rgb=rgb, colour=colour, run=run)
+                         channel=channel, rgb=rgb, colour=colour, levels=levels,
+                         run=run)
     shaped = f", clip {report.clip:g}, power {power:g}" if report.kind == "distance" else ""
     click.echo(f"wrote {out}: {report.image.meta.axes} "
                f"{'x'.join(map(str, report.image.shape))} uint16 ({report.kind}{shaped}) "

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import click
-from volumetric_cli.options import int_tuple, run_options
+from volumetric_cli.options import int_tuple, levels_option, run_options
 
 
 def _overlap(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
@@ -72,10 +72,11 @@ def _channels(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
               help="Output chunk shape (default 64^3, 1 MB of float32).")
 @click.option("--block", metavar="Z,Y,X", callback=int_tuple,
               help="Block shape, a multiple of the chunks (default: about two windows).")
+@levels_option("mean (nearest downsampling with --threshold, so it stays 0/1)")
 @run_options()
 def predict(raw: str, out: str, model, weights, window, overlap, blend, normalize, channels,
             cubes, mask, batch, device, amp, dtype, threshold, clip, fill, pad, chunks, block,
-            run) -> None:
+            levels, run) -> None:
     """Predict RAW with a model into the OME-Zarr image OUT (OUT/0: c, z, y, x).
 
     Windows lie on one global grid placed as MONAI's sliding_window_inference
@@ -95,6 +96,7 @@ def predict(raw: str, out: str, model, weights, window, overlap, blend, normaliz
         model, weights=weights, window=window, overlap=overlap, blend=blend, normalize=normalize,
         channels=channels, cubes=cubes, mask=mask, batch=batch, device=device, dtype=dtype,
         threshold=threshold, clip=clip, fill=fill, amp=amp, pad=pad, chunks=chunks, block=block,
+        levels=levels,
     )
     report = run_predict(raw, out, options, run=run)
     shape = "x".join(map(str, report.image.shape))

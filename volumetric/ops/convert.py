@@ -10,28 +10,32 @@ resumable after a crash.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from volumetric.engine import RunOptions, block_operation
 from volumetric.errors import InputError, check_choice
-from volumetric.geometry import BlockGrid, Box, block_shape_for, ceil_div
+from volumetric.geometry import BlockGrid, Box, ceil_div
 from volumetric.io.codecs import DEFAULT_COMPRESSOR, parse_compressor
 from volumetric.io.destination import check_apart
-from volumetric.io.ome import LevelSpec, OmeImage, create_image, open_image
-from volumetric.io.pyramid import plan_levels
+from volumetric.io.ome import OmeImage, create_image, open_image
 from volumetric.io.sources import Source, open_source
 from volumetric.io.writes import write_box
-from volumetric.kernels.downsample import downsample
 from volumetric.ops.common import resolve_chunks
 from volumetric.ops.output import ImageOutput
 from volumetric.ops.paths import absolute
+from volumetric.ops.pyramid import (
+    METHODS,
+    check_levels,
+    plan_pyramid,
+    pyramid_jobs,
+    run_pyramid,
+    write_grid,
+)
 
 log = logging.getLogger("volumetric")
 
@@ -53,28 +57,6 @@ class CopyFromSource:
         data = self.source.read(box)
         write_box(self.array, box.slices, data)
         return int(data.nbytes)
-
-
-@dataclass(frozen=True)
-class DownsampleLevel:
-    """Block task: compute one box of a pyramid level from the level below."""
-
-    src: str
-    dst: str
-    step: tuple[int, ...]
-    method: str
-
-    def __call__(self, box: Box) -> int:
-        import zarr
-
-        src = zarr.open_array(self.src, mode="r")
-        read = Box(
-            tuple(a * f for a, f in zip(box.start, self.step)),
-            tuple(b * f for b, f in zip(box.stop, self.step)),
-        ).clip(src.shape)
-        out = downsample(src[read.slices], self.step, method=self.method)
-        write_box(self.dst, box.slices, out)
-        return int(out.nbytes)
 
 
 @dataclass
@@ -106,12 +88,12 @@ def _cover_reads(unit: Sequence[int], reads: Sequence[int], shape: Sequence[int]
 
 
 def _write_grid(shape: Sequence[int], chunks: Sequence[int], shards: Sequence[int] | None,
-                itemsize: int, block_bytes: int, reads: Sequence[int] | None = None) -> BlockGrid:
-    unit = tuple(shards) if shards else tuple(chunks)
-    unit = tuple(min(u, s) for u, s in zip(unit, shape))
+                itemsize: int, block_bytes: int, reads: Sequence[int] | None) -> BlockGrid:
+    """Level 0's blocks: whole chunks or shards, grown to whole source reads."""
+    unit = tuple(min(u, s) for u, s in zip(shards or chunks, shape))
     if reads is not None:
         unit = _cover_reads(unit, reads, shape, itemsize)
-    return BlockGrid(tuple(shape), block_shape_for(shape, unit, itemsize, block_bytes))
+    return write_grid(shape, unit, itemsize, block_bytes)
 
 
 def convert(
@@ -173,9 +155,8 @@ def convert(
         check_apart(dst, [src])  # over or inside the input is the graver mistake
         raise InputError(f"{dst}: convert writes an OME-Zarr folder, not a {Path(dst).suffix} "
                          "file; name it .zarr, or convert then write the file with vol export")
-    if levels < 1:
-        raise InputError(f"--levels must be at least 1, got {levels}")
-    check_choice(downsampling, ("mean", "nearest"), "downsampling")
+    check_levels(levels)
+    check_choice(downsampling, METHODS, "downsampling")
     parse_compressor(compressor)
     source = open_source(src, dataset=dataset, axes=axes)
     meta = source.meta(voxel_size, unit)
@@ -188,19 +169,11 @@ def convert(
         shard_shape = resolve_chunks(shards, shape, meta.axes, source.dtype, what="--shards")
         if any(s % c for s, c in zip(shard_shape, chunk_shape)):
             raise InputError(f"--shards {shard_shape} must be a multiple of --chunks {chunk_shape}")
-    specs: list[LevelSpec] = plan_levels(shape, meta, levels)
-    if len(specs) < levels:
-        log.warning("writing %d pyramid levels, not %d: level %d, of shape %s, cannot shrink "
-                    "further", len(specs), levels, len(specs) - 1, specs[-1].shape)
+    specs = plan_pyramid(shape, meta, levels)
     itemsize = np.dtype(source.dtype).itemsize
     block_bytes = run.block_bytes or BLOCK_TARGET_BYTES
-    steps = [tuple(a // b for a, b in zip(spec.factors, prev.factors))
-             for prev, spec in zip(specs, specs[1:])]
-    # a pyramid task reads its box times its step from the level below: keep that read in budget
-    grids = [_write_grid(shape, chunk_shape, shard_shape, itemsize, block_bytes, source.chunks)]
-    grids += [_write_grid(spec.shape, chunk_shape, shard_shape, itemsize,
-                          block_bytes // math.prod(step))
-              for spec, step in zip(specs[1:], steps)]
+    grid = _write_grid(shape, chunk_shape, shard_shape, itemsize, block_bytes, source.chunks)
+    jobs = pyramid_jobs(dst, specs, chunk_shape, itemsize, block_bytes, downsampling, shard_shape)
     layout = {
         "operation": "convert",
         "source": source.identity(),
@@ -212,7 +185,7 @@ def convert(
         "ngff": ngff,
         "compressor": compressor,
         "downsampling": downsampling,
-        "blocks": [list(grid.block) for grid in grids],
+        "blocks": [list(grid.block)] + [list(job.grid.block) for job in jobs],
     }
 
     def create() -> None:
@@ -224,22 +197,13 @@ def convert(
         )
 
     t0 = time.monotonic()
-    bytes_read = 0
     with block_operation(ImageOutput(dst, layout, create, (src,)), run) as op:
         if voxel_size is None and source.voxel_size is None:
             log.warning("%s has no voxel size metadata; assuming 1 per axis (use --voxel-size)",
                         src)
-        for k, (spec, grid) in enumerate(zip(specs, grids)):
-            array = f"{dst}/{spec.path}"
-            if k == 0:
-                task: Any = CopyFromSource(source, array)
-            else:
-                task = DownsampleLevel(f"{dst}/{specs[k - 1].path}", array, steps[k - 1],
-                                       downsampling)
-            results = op.run(task, list(grid.boxes()), job=f"level-{spec.path}",
-                             label=f"convert level {spec.path}")
-            if k == 0:
-                bytes_read = sum(results.values())
-    total_blocks = sum(grid.num_blocks for grid in grids)
+        bytes_read = sum(op.run(CopyFromSource(source, f"{dst}/0"), list(grid.boxes()),
+                                job="level-0", label="convert level 0").values())
+        run_pyramid(op, jobs, "convert")
+    total_blocks = grid.num_blocks + sum(job.grid.num_blocks for job in jobs)
     return ConvertReport(open_image(dst), total_blocks, time.monotonic() - t0, bytes_read,
                          op.resumed)

@@ -31,6 +31,10 @@ removed when the map is complete.
 ``signed`` maps are negative inside the mask, ``invert`` measures the
 distance to background; ``power`` and ``scale_to_clip`` shape the clipped values
 into training targets (see :func:`volumetric.kernels.edt_clip.shape_distance`).
+
+With ``levels`` above 1 the map gets pyramid levels, each the mean of the
+level below (see :mod:`volumetric.ops.pyramid`), computed once the full
+resolution is written.
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ import numpy as np
 from volumetric.engine import JOURNAL_DIR, RunOptions, block_operation
 from volumetric.errors import InputError
 from volumetric.geometry import BlockGrid, Box, block_shape_for
-from volumetric.io.ome import LevelSpec, OmeImage, create_image, open_image
+from volumetric.io.ome import OmeImage, create_image, open_image
 from volumetric.io.sources import Source
 from volumetric.io.writes import write_box
 from volumetric.kernels.edt_clip import (
@@ -60,6 +64,12 @@ from volumetric.kernels.edt_separable import axis_distance_sq, parabolic_envelop
 from volumetric.ops.common import chunks_of, open_input, spacing_of, spatial_positions
 from volumetric.ops.output import ImageOutput
 from volumetric.ops.paths import absolute
+from volumetric.ops.pyramid import (
+    plan_pyramid,
+    pyramid_jobs,
+    pyramid_layout,
+    run_pyramid,
+)
 
 BLOCK_TARGET_BYTES = 8 * 2**20
 LINE_TARGET_BYTES = 64 * 2**20
@@ -232,6 +242,7 @@ def distance(
     invert: bool = False,
     power: float | None = None,
     scale_to_clip: bool = False,
+    levels: int = 1,
     run: RunOptions = RunOptions(),
 ) -> DistanceReport:
     """Write the Euclidean distance map of the binary mask ``src`` to the OME-Zarr image ``dst``.
@@ -255,10 +266,14 @@ def distance(
     scale_to_clip : bool
         Divide by ``clip ** power`` (needs ``clip``), giving values in [-1, 1]
         (``--normalize`` of ``vol distance``).
+    levels : int
+        Pyramid levels including full resolution; each level is the mean of
+        the one below.
     run : RunOptions
         Where and how to run; ``block_bytes``, the target size of a block's
         output, defaults to 8 MiB clipped and 64 MiB per pass unclipped (blocks
-        are whole chunks, so small values give chunk-sized blocks).
+        are whole chunks, so small values give chunk-sized blocks), and that
+        of a pyramid task's read to 16 MiB.
 
     Returns
     -------
@@ -275,6 +290,7 @@ def distance(
     target = _target(signed, invert)
     shape = source.shape
     chunks = chunks_of(source, np.float32)
+    specs = plan_pyramid(shape, meta, levels)
     kinds = target_masks(target)
     out_array = str(Path(dst) / "0")
     scratch = Path(dst) / JOURNAL_DIR / "passes"
@@ -294,6 +310,7 @@ def distance(
     else:
         jobs = _separable_passes(source, spatial, spacing, chunks, target, power, out_array,
                                  scratch, run.block_bytes or LINE_TARGET_BYTES)
+    pyramid = pyramid_jobs(dst, specs, chunks, 4, run.block_bytes, "mean")
     layout = {
         "operation": "distance",
         "source": source.identity(),
@@ -305,12 +322,12 @@ def distance(
         "power": power,
         "normalize": scale_to_clip,  # the key earlier runs stored: they still resume
         "blocks": [list(grid.block) for _, _, grid in jobs],
+        **pyramid_layout(specs, pyramid),
     }
 
     def create() -> None:
         plain = power is None and not scale_to_clip  # physical distances, for vol overlay
-        create_image(dst, meta, [LevelSpec("0", shape, (1,) * len(shape))], dtype=np.float32,
-                     chunks=chunks, fill_value=fill,
+        create_image(dst, meta, specs, dtype=np.float32, chunks=chunks, fill_value=fill,
                      extra_attrs={"kind": "distance"} if plain else None)
         if clip is None:
             import zarr
@@ -335,4 +352,5 @@ def distance(
                 shown = ", ".join(str(v) for v in sorted({0, *values}))
                 raise InputError(f"MASK {src} is not binary: values {shown} seen in "
                                  "different blocks")
+        run_pyramid(op, pyramid, "distance")
     return DistanceReport(open_image(dst), blocks, written, time.monotonic() - t0, op.resumed)

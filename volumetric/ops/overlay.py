@@ -5,7 +5,9 @@ Two passes over the same blocks: the first finds the volume-wide peak of
 :mod:`volumetric.kernels.overlay`), the second writes the sum scaled so that
 this peak is 65535 (grey, or RGB with the structure on its own channel).
 The output is an OME-Zarr image; ``vol export`` turns it into the TIFF or
-v3draw file that Fiji and Vaa3D open.
+v3draw file that Fiji and Vaa3D open. With ``levels`` above 1 it gets
+pyramid levels, each the mean of the level below (see
+:mod:`volumetric.ops.pyramid`), for napari and neuroglancer.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import numpy as np
 from volumetric.engine import RunOptions, block_operation
 from volumetric.errors import InputError, check_choice
 from volumetric.geometry import BlockGrid, Box, block_shape_for
-from volumetric.io.ome import LevelSpec, OmeImage, create_image, open_image, with_axes
+from volumetric.io.ome import OmeImage, create_image, open_image, with_axes
 from volumetric.io.sources import Source, ZarrSource, open_source
 from volumetric.io.writes import write_box
 from volumetric.kernels.overlay import COLOURS, KINDS, overlay_sum, structure_weight
@@ -27,6 +29,12 @@ from volumetric.kernels.overlay import overlay as overlay_kernel
 from volumetric.ops.common import NormalizedInput, chunks_of, normalized_input
 from volumetric.ops.output import ImageOutput
 from volumetric.ops.paths import absolute
+from volumetric.ops.pyramid import (
+    plan_pyramid,
+    pyramid_jobs,
+    pyramid_layout,
+    run_pyramid,
+)
 
 BLOCK_TARGET_BYTES = 16 * 2**20
 
@@ -138,6 +146,7 @@ def overlay(
     channel: int = 0,
     rgb: bool = False,
     colour: str = "green",
+    levels: int = 1,
     run: RunOptions = RunOptions(),
 ) -> OverlayReport:
     """Write the overlay of the prediction ``pred`` on ``raw`` to the OME-Zarr image ``out``.
@@ -168,9 +177,13 @@ def overlay(
         Write RGB: the raw in every channel, the weight added to ``colour`` only.
     colour : {"red", "green", "blue"}
         The structure's channel with ``rgb``.
+    levels : int
+        Pyramid levels including full resolution; each level is the mean of
+        the one below.
     run : RunOptions
         Where and how to run; ``block_bytes`` defaults to 16 MiB of output
-        (whole chunks of RAW, which the output shares).
+        (whole chunks of RAW, which the output shares; for a pyramid task, of
+        what it reads).
 
     Returns
     -------
@@ -219,14 +232,16 @@ def overlay(
     block = block_shape_for(spatial, spatial_chunks, itemsize,
                             run.block_bytes or BLOCK_TARGET_BYTES)
     weighting = Weighting(kind, clip, power, weight)
+    meta = with_axes(source.meta(), axes)
+    specs = plan_pyramid(out_shape, meta, levels)
+    pyramid = pyramid_jobs(out, specs, chunks, 2, run.block_bytes, "mean")
     layout = {"operation": "overlay", "raw": source.identity(), "pred": prediction.identity(),
               "channel": channel, "kind": kind, "clip": clip, "power": power, "weight": weight,
-              "rgb": rgb, "colour": colour, "chunks": list(chunks), "block": list(block)}
+              "rgb": rgb, "colour": colour, "chunks": list(chunks), "block": list(block),
+              **pyramid_layout(specs, pyramid)}
 
     def create() -> None:
-        create_image(out, with_axes(source.meta(), axes),
-                     [LevelSpec("0", out_shape, (1,) * len(out_shape))],
-                     dtype=np.uint16, chunks=chunks)
+        create_image(out, meta, specs, dtype=np.uint16, chunks=chunks)
 
     boxes = list(BlockGrid(spatial, block).boxes())
     survey = OverlayBlock(reader, prediction, pred_channel, weighting)
@@ -236,4 +251,5 @@ def overlay(
         task = OverlayBlock(reader, prediction, pred_channel, weighting, peak, rgb, colour,
                             f"{out}/0")
         op.run(task, boxes, job="overlay")
+        run_pyramid(op, pyramid, "overlay")
     return OverlayReport(open_image(out), kind, clip, peak, len(boxes), time.monotonic() - t0)

@@ -1,7 +1,7 @@
 """Seamless, sparse-aware, resumable sliding-window inference on the cluster.
 
 Windows lie on one global grid placed as MONAI places them (see
-:mod:`volumetric.windows`). The run has two block jobs, both journaled:
+:mod:`volumetric.windows`). The run's block jobs are all journaled:
 
 1. ``windows``: each block that owns windows evaluates them once and stores
    its fp32 weighted sum and weight sum over its region in
@@ -9,7 +9,10 @@ Windows lie on one global grid placed as MONAI places them (see
    alone);
 2. ``blend``: each output block sums the few partial regions overlapping it,
    normalises by the summed weights, post-processes and writes its chunks
-   once.
+   once;
+3. ``level-1``, ``level-2``...: with ``PredictOptions.levels`` above 1, each
+   pyramid level from the one below: the mean, or the nearest downsampling
+   of a thresholded (binary) output.
 
 The result equals MONAI's ``sliding_window_inference`` on the whole volume,
 whatever the block size or worker count; the scratch files are removed once
@@ -39,6 +42,7 @@ from volumetric.io.sources import Source
 from volumetric.models.device import auto_device, cuda_available
 from volumetric.ops.predict_plan import PredictOptions, PredictPlan, plan_predict
 from volumetric.ops.predict_tasks import BlendBlock, EvaluateWindows, OccupiedCubes
+from volumetric.ops.pyramid import run_pyramid
 from volumetric.windows import WindowPlan
 
 log = logging.getLogger("volumetric")
@@ -120,6 +124,7 @@ def predict(
         blend = BlendBlock(windows, partials, f"{plan.out}/0", plan.out_channels, plan.dtype,
                            options.clip, options.threshold, plan.fill)
         op.run(blend, [plan.blocks.box(i) for i in written], job="blend", label="predict blend")
+        run_pyramid(op, plan.pyramid(), "predict")
     return PredictReport(open_image(plan.out), device, windows.selected_count(),
                          sum(counts.values()), len(evaluated), len(written),
                          time.monotonic() - t0, op.resumed)

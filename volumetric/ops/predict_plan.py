@@ -34,6 +34,13 @@ from volumetric.ops.common import NormalizedInput, normalized_input, resolve_chu
 from volumetric.ops.output import ImageOutput, check_output
 from volumetric.ops.paths import absolute
 from volumetric.ops.predict_tasks import probe_model
+from volumetric.ops.pyramid import (
+    PyramidJob,
+    check_levels,
+    plan_pyramid,
+    pyramid_jobs,
+    pyramid_layout,
+)
 from volumetric.windows import WindowGrid
 
 log = logging.getLogger("volumetric")
@@ -100,6 +107,10 @@ class PredictOptions:
     chunks, block : sequence of int, optional
         Output chunk shape (spatial; default 64^3, or 512^2 in 2D) and block shape
         (chunk multiples; default about two windows).
+    levels : int
+        Pyramid levels of the output including full resolution; each level is
+        the mean of the one below, or its nearest downsampling for the binary
+        output of ``threshold`` (so it stays 0/1).
     """
 
     model: str
@@ -121,6 +132,7 @@ class PredictOptions:
     pad: bool = True
     chunks: tuple[int, ...] | None = None
     block: tuple[int, ...] | None = None
+    levels: int = 1
 
     def check(self) -> None:
         """Refuse options that are wrong whatever the input.
@@ -145,6 +157,7 @@ class PredictOptions:
             raise InputError("--threshold writes binary uint8; drop --dtype")
         if self.cubes is not None and self.mask is not None:
             raise InputError("give --cubes or --mask, not both")
+        check_levels(self.levels)
 
 
 @dataclass(frozen=True)
@@ -174,6 +187,7 @@ class PredictPlan:
     cube_shape: Coord | None
     occupied: frozenset[Coord] | None
     mask: Source | None
+    levels: tuple[LevelSpec, ...]
     kind: str | None = None  # what the output holds, recorded for vol overlay
 
     @property
@@ -186,6 +200,16 @@ class PredictPlan:
         """Every file the run reads, which the output must stay apart from."""
         o = self.options
         return tuple(p for p in (self.raw, self.mask and self.mask.path, o.cubes) if p)
+
+    @property
+    def downsampling(self) -> str:
+        """How pyramid levels are reduced: nearest for a thresholded (binary) output, else mean."""
+        return "nearest" if self.options.threshold is not None else "mean"
+
+    def pyramid(self) -> list[PyramidJob]:
+        """The block jobs writing levels 1, 2, ... once level 0 is complete."""
+        return pyramid_jobs(self.out, self.levels, self.chunks, np.dtype(self.dtype).itemsize,
+                            None, self.downsampling)
 
     def layout(self) -> dict[str, Any]:
         """Everything that determines the output, for resume."""
@@ -211,6 +235,7 @@ class PredictPlan:
             "threshold": o.threshold,
             "clip": o.clip,
             "fill": self.fill,
+            **pyramid_layout(self.levels, self.pyramid()),
         }
 
     def output(self) -> ImageOutput:
@@ -219,11 +244,13 @@ class PredictPlan:
         stored_fill = postprocess(np.full(1, self.fill, np.float32), dtype=self.dtype,
                                   clip=o.clip, threshold=o.threshold)[0]
 
+        attrs = {"kind": self.kind} if self.kind else {}
+        if self.downsampling != "mean":
+            attrs["downsample"] = self.downsampling
+
         def create() -> None:
-            create_image(self.out, self.meta,
-                         [LevelSpec("0", self.out_shape, (1,) * len(self.out_shape))],
-                         dtype=self.dtype, chunks=self.chunks, fill_value=stored_fill,
-                         extra_attrs={"kind": self.kind} if self.kind else None)
+            create_image(self.out, self.meta, self.levels, dtype=self.dtype, chunks=self.chunks,
+                         fill_value=stored_fill, extra_attrs=attrs or None)
 
         return ImageOutput(self.out, self.layout(), create, self.inputs)
 
@@ -293,9 +320,10 @@ def plan_predict(raw: str, out: str, options: PredictOptions, *, local: bool,
     if mask is not None:
         cube_shape = tuple(mask.chunks or (64,) * len(shape))
     fill = options.fill if options.fill is not None else (options.clip or 0.0)
+    levels = tuple(plan_pyramid((out_channels, *shape), meta, options.levels))
     return PredictPlan(raw, out, options, source, reader, model, device, windows,
                        BlockGrid(shape, tuple(block)), out_channels, meta, chunk_shape, dtype,
-                       float(fill), cube_shape, occupied, mask,
+                       float(fill), cube_shape, occupied, mask, levels,
                        _output_kind(options, loaded.output_activation))
 
 

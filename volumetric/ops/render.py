@@ -11,7 +11,10 @@ size are raised to it, so that thin traces stay visible as lines of voxels.
 The output is a uint8 OME-Zarr image (0/1) with the reference's spatial
 shape, chunks, voxel size and unit. Only blocks touched by a segment's
 bounding box are computed; the rest stay the fill value 0 and are never
-written.
+written. With ``levels`` above 1 the mask gets pyramid levels by nearest
+downsampling (the first voxel of each cell), so every level stays 0/1 (see
+:mod:`volumetric.ops.pyramid`); traces thinner than a level's voxel may
+break up there.
 """
 
 from __future__ import annotations
@@ -27,13 +30,19 @@ import numpy as np
 from volumetric.engine import RunOptions, block_operation
 from volumetric.errors import InputError
 from volumetric.geometry import BlockGrid, Box, block_shape_for
-from volumetric.io.ome import LevelSpec, OmeImage, create_image, open_image, with_axes
+from volumetric.io.ome import OmeImage, create_image, open_image, with_axes
 from volumetric.io.swc import Skeleton, read_swc
 from volumetric.io.writes import write_box
 from volumetric.kernels.swc_render import render_segments, segment_bounds
 from volumetric.ops.common import chunks_of, open_input, spacing_of, spatial_positions
 from volumetric.ops.output import ImageOutput
 from volumetric.ops.paths import absolute
+from volumetric.ops.pyramid import (
+    plan_pyramid,
+    pyramid_jobs,
+    pyramid_layout,
+    run_pyramid,
+)
 
 log = logging.getLogger("volumetric")
 
@@ -89,6 +98,7 @@ def render(
     like: str,
     dst: str,
     *,
+    levels: int = 1,
     run: RunOptions = RunOptions(),
 ) -> RenderReport:
     """Render the SWC file ``swc`` into a binary mask on the voxel grid of ``like``.
@@ -101,8 +111,12 @@ def render(
         The reference image (its spatial shape, chunks, voxel size and unit).
     dst : str
         Output OME-Zarr image, uint8 0/1, axes ``zyx``.
+    levels : int
+        Pyramid levels including full resolution; each level is the nearest
+        downsampling of the one below.
     run : RunOptions
-        Where and how to run; ``block_bytes`` defaults to 16 MiB of uint8.
+        Where and how to run; ``block_bytes`` defaults to 16 MiB of uint8
+        (for a pyramid task, of what it reads).
 
     Returns
     -------
@@ -127,6 +141,8 @@ def render(
                     "only the parts inside are rendered", outside, len(skeleton), shape, spacing)
     block = block_shape_for(shape, chunks, 1, run.block_bytes or BLOCK_TARGET_BYTES, cubic=True)
     grid = BlockGrid(shape, block)
+    specs = plan_pyramid(shape, meta, levels)
+    pyramid = pyramid_jobs(dst, specs, chunks, 1, run.block_bytes, "nearest")
     lo, hi = segment_bounds(table, spacing)
     touched = sorted({i for a, b in zip(lo, hi)
                       for i in grid.indices_touching(Box(tuple(a), tuple(b)))})
@@ -140,10 +156,12 @@ def render(
         "block": list(grid.block),
         "spacing": list(spacing),
         "origin": list(origin),
+        **pyramid_layout(specs, pyramid),
     }
 
     def create() -> None:
-        create_image(dst, meta, [LevelSpec("0", shape, (1, 1, 1))], dtype=np.uint8, chunks=chunks)
+        create_image(dst, meta, specs, dtype=np.uint8, chunks=chunks,
+                     extra_attrs={"downsample": "nearest"})
 
     t0 = time.monotonic()
     with block_operation(ImageOutput(dst, layout, create, (like, swc)), run) as op:
@@ -151,5 +169,6 @@ def render(
         np.save(segments, table)
         results = op.run(RenderBlock(str(segments), str(Path(dst) / "0"), spacing),
                          [grid.box(i) for i in touched], job="render")
+        run_pyramid(op, pyramid, "render")
     return RenderReport(open_image(dst), len(touched), sum(results.values()),
                         time.monotonic() - t0, op.resumed)
