@@ -20,12 +20,14 @@ from ome_zarr_models.v04.axes import Axis as Axis04
 from ome_zarr_models.v04.image import ImageAttrs as ImageAttrs04
 from ome_zarr_models.v04.image_label import ImageLabelAttrs as ImageLabelAttrs04
 from ome_zarr_models.v04.image_label_types import Label as Label04
+from ome_zarr_models.v04.labels import LabelsAttrs as LabelsAttrs04
 from ome_zarr_models.v04.multiscales import Dataset as Dataset04
 from ome_zarr_models.v04.multiscales import Multiscale as Multiscale04
 from ome_zarr_models.v05.axes import Axis
 from ome_zarr_models.v05.image import ImageAttrs
 from ome_zarr_models.v05.image_label import ImageLabelAttrs
 from ome_zarr_models.v05.image_label_types import Label
+from ome_zarr_models.v05.labels import LabelsAttrs
 from ome_zarr_models.v05.multiscales import Dataset, Multiscale
 from pydantic import ValidationError
 
@@ -125,6 +127,18 @@ def ome_attributes(meta: ImageMeta, levels: Sequence[LevelSpec], method: str,
                                   image_label=Label04.model_validate(
                                       {"version": "0.4", **image_label}))
     return _dump(attrs)
+
+
+def labels_attributes(names: Sequence[str], version: str) -> dict[str, Any]:
+    """The attributes of an image's ``labels`` group listing the label images ``names``."""
+    if version == "0.5":
+        return {"ome": _dump(LabelsAttrs(version="0.5", labels=list(names)))}
+    return _dump(LabelsAttrs04(labels=list(names)))
+
+
+def label_names(attrs: dict[str, Any]) -> list[str]:
+    """The label images a ``labels`` group's attributes list (NGFF 0.5 or 0.4)."""
+    return list((attrs.get("ome") or attrs).get("labels") or [])
 
 
 @dataclass(frozen=True)
