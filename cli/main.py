@@ -25,6 +25,7 @@ COMMANDS = {
     "evaluate": "volumetric_cli.evaluate:evaluate",
     "export": "volumetric_cli.export:export",
     "info": "volumetric_cli.info:info",
+    "label": "volumetric_cli.label:label",
     "overlay": "volumetric_cli.overlay:overlay",
     "patches": "volumetric_cli.patches:patches",
     "predict": "volumetric_cli.predict:predict",

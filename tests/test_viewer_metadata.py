@@ -12,7 +12,7 @@ from ome_images import write_image
 from ome_zarr_models import open_ome_zarr
 
 from volumetric.engine import RunOptions
-from volumetric.io.ome import ImageMeta, LevelSpec, create_image, finalize_image
+from volumetric.io.ome import ImageMeta, LevelSpec, create_image, finalize_image, open_image
 from volumetric.ops.convert import convert
 
 
@@ -88,3 +88,37 @@ def test_pyramid_levels_place_their_voxels_where_the_data_lies(client, tmp_path,
         factors.append(tuple(round(s / v) for s, v in zip(scale, voxel)))
     assert factors[0] == (1, 1, 1) and max(factors[-1]) == 4
     assert type(open_ome_zarr(str(dst))).__module__.startswith(f"ome_zarr_models.v0{ngff[-1]}")
+
+
+@pytest.mark.parametrize("ngff", ["0.5", "0.4"])
+def test_written_metadata_validates_and_reads_back(tmp_path, ngff):
+    meta = ImageMeta("tczyx", (2.0, 1.0, 0.5), "um", channel_names=("dna", "actin"),
+                     time_step=0.5, time_unit="s", name="cells", origin=(1.0, 2.0, 3.0))
+    shape = (2, 2, 4, 8, 8)
+    levels = [LevelSpec("0", shape, (1,) * 5), LevelSpec("1", (2, 2, 4, 4, 4), (1, 1, 1, 2, 2))]
+    create_image(tmp_path / "a.zarr", meta, levels, dtype=np.uint8, chunks=shape, ngff=ngff)
+    finalize_image(tmp_path / "a.zarr")
+    model = open_ome_zarr(str(tmp_path / "a.zarr"))
+    assert [a.unit for a in model.ome_attributes.multiscales[0].axes] == [
+        "second", None, "micrometer", "micrometer", "micrometer"]
+    image = open_image(tmp_path / "a.zarr")
+    assert image.meta == meta and image.levels == levels and image.ngff == ngff
+
+
+@pytest.mark.parametrize("multiscale, voxel, origin", [
+    ({"version": "0.3", "axes": ["z", "y", "x"], "datasets": [{"path": "0"}]},
+     (1.0, 1.0, 1.0), (0.0, 0.0, 0.0)),
+    ({"version": "0.4", "axes": [{"name": "z"}, {"name": "y"}, {"name": "x"}],
+      "datasets": [{"path": "0", "coordinateTransformations": [
+          {"type": "scale", "scale": [3.0, 2.0, 1.0]},
+          {"type": "translation", "translation": [1.0, 0.0, 0.0]}]}],
+      "coordinateTransformations": [{"type": "scale", "scale": [2.0, 1.0, 1.0]}]},
+     (6.0, 2.0, 1.0), (2.0, 0.0, 0.0)),
+])
+def test_foreign_metadata_the_models_refuse_still_opens(tmp_path, multiscale, voxel, origin):
+    group = zarr.create_group(str(tmp_path / "f.zarr"), zarr_format=2,
+                              attributes={"multiscales": [multiscale]})
+    group.create_array("0", shape=(2, 3, 4), dtype=np.uint8)
+    image = open_image(tmp_path / "f.zarr")
+    assert image.meta.axes == "zyx" and image.shape == (2, 3, 4)
+    assert image.meta.voxel_size == voxel and (image.meta.origin or (0.0,) * 3) == origin

@@ -27,6 +27,7 @@ _LAZY = {
     "info": "volumetric.ops.info:image_info",
     "image_info": "volumetric.ops.info:image_info",
     "discover": "volumetric.ops.discover:discover",
+    "label": "volumetric.ops.label:label",
     "distance": "volumetric.ops.distance:distance",
     "render": "volumetric.ops.render:render",
     "project": "volumetric.ops.project:project",
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
     from volumetric.ops.export import export
     from volumetric.ops.info import image_info
     from volumetric.ops.info import image_info as info
+    from volumetric.ops.label import label
     from volumetric.ops.overlay import overlay
     from volumetric.ops.patches import patch_gallery as patches
     from volumetric.ops.predict import predict

@@ -25,14 +25,12 @@ from volumetric._version import __version__
 from volumetric.errors import InputError
 from volumetric.io.codecs import DEFAULT_COMPRESSOR, make_compressors
 from volumetric.io.intensity import display_windows
+from volumetric.io.ngff import NgffImage, ome_attributes, read_ngff
 from volumetric.io.units import normalize_unit
 
 NGFF_AXES = "tczyx"
 SPATIAL_AXES = "zyx"
 NGFF_VERSIONS = ("0.5", "0.4")
-# Default display colours of channels (OME ``omero`` metadata and previews), cycled.
-CHANNEL_COLOURS = ("00FF00", "FF00FF", "00FFFF", "FFFF00", "FF0000", "0000FF", "FFFFFF")
-_AXIS_TYPES = {"t": "time", "c": "channel", "z": "space", "y": "space", "x": "space"}
 
 
 def check_axes(axes: str) -> str:
@@ -141,18 +139,6 @@ class ImageMeta:
                 out.append(0.0)
         return out if any(out) else None
 
-    def ngff_axes(self) -> list[dict[str, str]]:
-        """The NGFF ``axes`` list."""
-        axes = []
-        for a in self.axes:
-            entry = {"name": a, "type": _AXIS_TYPES[a]}
-            if a in SPATIAL_AXES and self.unit:
-                entry["unit"] = self.unit
-            if a == "t" and self.time_unit:
-                entry["unit"] = self.time_unit
-            axes.append(entry)
-        return axes
-
     def to_json(self) -> dict[str, Any]:
         return {
             "axes": self.axes,
@@ -211,43 +197,6 @@ class OmeImage:
         return self.levels[0].shape
 
 
-def _omero(meta: ImageMeta, windows: Sequence[dict[str, float]]) -> dict[str, Any]:
-    """The omero metadata: one entry per channel (one for an image without ``c``)."""
-    names = meta.channel_names or ()
-    single = "c" not in meta.axes
-    return {
-        "channels": [
-            {
-                "label": names[i] if i < len(names) else f"channel {i}",
-                "color": "FFFFFF" if single else CHANNEL_COLOURS[i % len(CHANNEL_COLOURS)],
-                "active": True,
-                "window": dict(window),
-            }
-            for i, window in enumerate(windows)
-        ],
-        "rdefs": {"model": "greyscale" if single else "color"},
-    }
-
-
-def _transforms(meta: ImageMeta, level: LevelSpec, method: str) -> list[dict[str, Any]]:
-    transforms: list[dict[str, Any]] = [{"type": "scale", "scale": meta.scale(level.factors)}]
-    translation = meta.translation(level.factors, method)
-    if translation is not None:
-        transforms.append({"type": "translation", "translation": translation})
-    return transforms
-
-
-def _multiscales(meta: ImageMeta, levels: Sequence[LevelSpec], method: str) -> dict[str, Any]:
-    return {
-        "axes": meta.ngff_axes(),
-        "datasets": [
-            {"path": lvl.path, "coordinateTransformations": _transforms(meta, lvl, method)}
-            for lvl in levels
-        ],
-        "name": meta.name or "image",
-    }
-
-
 def create_image(
     path: str | Path,
     meta: ImageMeta,
@@ -286,7 +235,9 @@ def create_image(
         Value of chunks that are never written.
     extra_attrs : dict, optional
         Additional entries for the ``volumetric`` group attribute; ``downsample``
-        (``mean``, the default, or ``nearest``) places the levels' translations.
+        (``mean``, the default, or ``nearest``) places the levels' translations,
+        and ``image_label`` (the NGFF ``image-label`` metadata, e.g. its
+        ``source``) makes the image a label image.
     """
     import zarr
 
@@ -347,54 +298,28 @@ def finalize_image(path: str | Path) -> None:
     vol = dict(group.attrs["volumetric"])
     meta = ImageMeta.from_json(vol["meta"])
     levels = [LevelSpec(d["path"], tuple(d["shape"]), tuple(d["factors"])) for d in vol["levels"]]
-    multiscales = _multiscales(meta, levels, vol.get("downsample", "mean"))
     channel_axis = meta.axes.index("c") if "c" in meta.axes else None
-    omero = _omero(meta, display_windows(group[levels[0].path], channel_axis=channel_axis))
+    windows = display_windows(group[levels[0].path], channel_axis=channel_axis)
     vol["complete"] = True
-    if vol["ngff"] == "0.5":
-        ome = {"version": "0.5", "multiscales": [multiscales], "omero": omero}
-        group.attrs.update({"ome": ome, "volumetric": vol})
-    else:
-        attrs = {"multiscales": [{"version": "0.4", **multiscales}],
-                 "omero": {"version": "0.4", **omero}}
-        group.attrs.update({**attrs, "volumetric": vol})
+    group.attrs.update({**ome_attributes(meta, levels, vol.get("downsample", "mean"), windows,
+                                         vol["ngff"], vol.get("image_label")),
+                        "volumetric": vol})
 
 
-def _meta_from_ngff(ms: dict[str, Any], omero: dict[str, Any] | None) -> tuple[ImageMeta, list]:
-    axes = "".join(a["name"] if isinstance(a, dict) else a for a in ms["axes"]).lower()
-    axis_info = [a for a in ms["axes"] if isinstance(a, dict)]
-    scales = []
-    translation = [0.0] * len(axes)  # of level 0
-    for k, ds in enumerate(ms["datasets"]):
-        scale = [1.0] * len(axes)
-        for tr in ds.get("coordinateTransformations", []):
-            if tr.get("type") == "scale":
-                scale = [float(v) for v in tr["scale"]]
-            elif tr.get("type") == "translation" and k == 0:
-                translation = [float(v) for v in tr["translation"]]
-        scales.append(scale)
-    for tr in ms.get("coordinateTransformations", []) or []:
-        if tr.get("type") == "scale":
-            translation = [t * f for t, f in zip(translation, tr["scale"])]
-            scales = [[a * b for a, b in zip(s, tr["scale"])] for s in scales]
-        elif tr.get("type") == "translation":
-            translation = [t + float(v) for t, v in zip(translation, tr["translation"])]
-    units = {a["name"]: a.get("unit") for a in axis_info}
-    spatial = [a for a in axes if a in SPATIAL_AXES]
-    channels = None
-    if "c" in axes and omero and omero.get("channels"):
-        channels = tuple(ch.get("label", f"channel {i}") for i, ch in enumerate(omero["channels"]))
-    meta = ImageMeta(
-        axes=axes,
-        voxel_size=tuple(scales[0][axes.index(a)] for a in spatial),
-        unit=next((units.get(a) for a in spatial if units.get(a)), None),
-        channel_names=channels,
-        time_step=scales[0][axes.index("t")] if "t" in axes else None,
-        time_unit=units.get("t"),
-        name=ms.get("name"),
-        origin=tuple(translation[axes.index(a)] for a in spatial),
+def _meta_from_ngff(found: NgffImage) -> ImageMeta:
+    spatial = [a for a in found.axes if a in SPATIAL_AXES]
+    level0 = dict(zip(found.axes, found.scales[0]))
+    origin = dict(zip(found.axes, found.origin))
+    return ImageMeta(
+        axes=found.axes,
+        voxel_size=tuple(level0[a] for a in spatial),
+        unit=next((found.units[a] for a in spatial if found.units.get(a)), None),
+        channel_names=found.channel_names,
+        time_step=level0.get("t"),
+        time_unit=found.units.get("t"),
+        name=found.name,
+        origin=tuple(origin[a] for a in spatial),
     )
-    return meta, scales
 
 
 METADATA_FILES = ("zarr.json", ".zgroup", ".zarray", ".zattrs")
@@ -454,21 +379,18 @@ def open_image(path: str | Path) -> OmeImage:
         raise unreadable_store(path, exc) from None
     attrs = group.attrs.asdict()
     vol = attrs.get("volumetric") or {}
-    ome = attrs.get("ome") or {}
-    multiscales = ome.get("multiscales") or attrs.get("multiscales")
-    if multiscales:
-        ms = multiscales[0]
-        ngff = ome.get("version") or ms.get("version") or "0.4"
-        meta, scales = _meta_from_ngff(ms, ome.get("omero") or attrs.get("omero"))
+    found = read_ngff(attrs, path)
+    if found:
+        meta = _meta_from_ngff(found)
         levels = []
-        for ds, scale in zip(ms["datasets"], scales):
+        for level_path, scale in zip(found.paths, found.scales):
             try:
-                shape = tuple(group[ds["path"]].shape)
+                shape = tuple(group[level_path].shape)
             except ValueError as exc:  # the array's metadata is damaged
                 raise unreadable_store(path, exc) from None
-            factors = tuple(max(1, round(s / s0)) for s, s0 in zip(scale, scales[0]))
-            levels.append(LevelSpec(ds["path"], shape, factors))
-        complete = bool(vol.get("complete", True))
+            factors = tuple(max(1, round(s / s0)) for s, s0 in zip(scale, found.scales[0]))
+            levels.append(LevelSpec(level_path, shape, factors))
+        ngff, complete = found.version, bool(vol.get("complete", True))
     elif vol:
         meta = ImageMeta.from_json(vol["meta"])
         levels = [LevelSpec(d["path"], tuple(d["shape"]), tuple(d["factors"])) for d in vol["levels"]]
