@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from volumetric.errors import InputError
 from volumetric.train.dataset import PatchDataset, VolumePair
 from volumetric.train.splits import parse_time_points
 from volumetric.train.volumes import check_consistent
@@ -29,9 +28,9 @@ def patch_datasets(data: DataSettings, pairs: list[VolumePair], patch: Sequence[
     Raises
     ------
     InputError
-        A patch that does not fit, a split that cannot hold one, or a
-        validation pair whose channels, mask or dimensions differ from the
-        training volumes'.
+        A patch that does not fit (a 3D patch and a 2D validation image), a
+        split that cannot hold one, or a validation pair whose channels or
+        mask differ from the training volumes'.
     """
     cubes = None if data.cubes is None else [data.cubes] + [None] * len(data.pairs)
     common = {"sampler": data.sampler, "foreground_probability": data.foreground_probability,
@@ -46,18 +45,8 @@ def patch_datasets(data: DataSettings, pairs: list[VolumePair], patch: Sequence[
     if data.val is not None:
         val_pair = VolumePair(*data.val, t=parse_time_points(data.t))
         val_set = PatchDataset([val_pair], patch, **{**validation, "cubes": None})
-        _check_validation_pair(train_set, val_set)
+        check_consistent(train_set.images + val_set.images)
         return train_set, val_set
     if split:
         return train_set, PatchDataset(pairs, patch, split="val", **validation)
     return train_set, None
-
-
-def _check_validation_pair(train_set: PatchDataset, val_set: PatchDataset) -> None:
-    check_consistent(train_set.images + val_set.images)
-    val_raw = val_set.images[0]["raw"]
-    dims = {len(imgs["raw"].spatial_shape) for imgs in train_set.images}
-    if len(val_raw.spatial_shape) not in dims:
-        raise InputError(f"--val raw {val_raw.name} is {len(val_raw.spatial_shape)}D "
-                         f"{val_raw.spatial_shape}, the training raws are "
-                         f"{' and '.join(f'{d}D' for d in sorted(dims))}")
