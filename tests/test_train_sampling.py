@@ -1,4 +1,4 @@
-"""Sampling along t and stacked planes, singleton axes, validation by planes, time points, pairs."""
+"""Sampling along t and stacked planes, singleton axes, validation by planes, t or volumes."""
 
 from __future__ import annotations
 

@@ -13,8 +13,8 @@ read the arrays.
 Each volume is sampled over ``(t, [z,] y, x)``: every selected time point
 and, with 2D patches, every plane. With ``split``, the train and validation
 regions are disjoint (a slab, whole planes, whole time points or whole
-volumes, see :mod:`volumetric.train.splits`); patches stay inside their region and warped patches mirror at the
-region's faces, so no training read ever touches a validation voxel.
+volumes, see :mod:`volumetric.train.splits`); patches stay inside their
+region and warped patches mirror at the region's faces, so no training read ever touches a validation voxel.
 
 Every patch location and augmentation is drawn from generators seeded with
 ``(seed, epoch, index)`` only, so a sample is the same for any number of
@@ -84,7 +84,7 @@ from volumetric.train.volumes import (
 
 @dataclass(frozen=True)
 class PatchPlan:
-    """What sample ``index`` of an epoch is: volume, spatial start corner, augmentation, time point."""
+    """What sample ``index`` of an epoch is: volume, spatial start, augmentation, time point."""
 
     pair: int
     start: Coord
