@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
@@ -22,14 +23,16 @@ def _json_object(ctx: click.Context, param: click.Parameter, value: str | None) 
 
 
 def _pairs(ctx: click.Context, param: click.Parameter,
-           value: tuple[str, ...]) -> tuple[tuple[str, str, str | None], ...]:
+           value: tuple[str, ...] | str | None) -> Any:
+    if value is None:
+        return None
     pairs = []
-    for text in value:
+    for text in (value,) if isinstance(value, str) else value:
         paths = text.split(",")
         if len(paths) not in (2, 3) or not all(paths):
             raise click.BadParameter(f"{text!r}: give RAW,TARGET or RAW,TARGET,MASK")
         pairs.append((paths[0], paths[1], paths[2] if len(paths) == 3 else None))
-    return tuple(pairs)
+    return pairs[0] if isinstance(value, str) else tuple(pairs)
 
 
 @click.command()
@@ -52,7 +55,11 @@ def _pairs(ctx: click.Context, param: click.Parameter,
               help="More factory arguments, e.g. "
                    "'{\"dropout\": 0.1, \"activation\": \"leakyrelu\"}'.")
 @click.option("--patch", callback=int_tuple, metavar="Z,Y,X",
-              help="Patch shape; 1,Y,X for 2D patches (default: 64^3, or 1,256,256 for 2D images).")
+              help="Patch shape; 1,Y,X for 2D patches, drawn from every plane of every time "
+                   "point (default: 64^3, or 1,256,256 for 2D images).")
+@click.option("--t", "t", metavar="TIMES",
+              help="Time points to sample in images with a t axis: 0:10 (0 to 9, end "
+                   "excluded), 3, or a list 0,4,7 (default: every one).")
 @click.option("--batch", type=click.IntRange(min=1), default=4, show_default=True,
               help="Patches per step.")
 @click.option("--steps", type=click.IntRange(min=1),
@@ -87,7 +94,16 @@ def _pairs(ctx: click.Context, param: click.Parameter,
 @click.option("--normalize", type=click.Choice(["percentile", "zscore", "none"]),
               default="percentile", show_default=True, help="Raw intensity normalisation.")
 @click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.2,
-              show_default=True, help="Share of the volume kept for validation (0: none).")
+              show_default=True,
+              help="Share kept for validation (see --val-split; 0: no validation).")
+@click.option("--val-split", type=click.Choice(["auto", "fraction", "planes", "t", "volume"]),
+              default="auto", show_default=True,
+              help="Validation keeps the last --val-fraction of: the longest axis of each volume "
+                   "(fraction), its planes, its time points, or the volumes (volume: the last "
+                   "--pair ones). auto: planes for 2D patches of z-stacks, t for 2D patches of "
+                   "time series, else fraction.")
+@click.option("--val", "val", callback=_pairs, metavar="RAW,TARGET[,MASK]",
+              help="Validate on this volume instead of a split (same channels and dims).")
 @click.option("--val-patches", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--workers", type=click.IntRange(min=0),
               help="DataLoader worker processes (default: 0 on CPU, up to 4 on CUDA).")
@@ -100,8 +116,9 @@ def _pairs(ctx: click.Context, param: click.Parameter,
 def train(raw: str, target: str, run_dir: str, pairs, model_name, depth, features, norm,
           model_config, patch, batch, steps, epochs, steps_per_epoch, loss, lr, optimizer,
           weight_decay, scheduler, decay_after, decay_gamma, patience, clip_grad, amp, mask, cubes,
-          sampler, foreground_probability, foreground, augment, augment_off, normalize,
-          val_fraction, val_patches, workers, seed, resume, init, freeze, device) -> None:
+          sampler, foreground_probability, foreground, augment, augment_off, normalize, t,
+          val_fraction, val_split, val, val_patches, workers, seed, resume, init, freeze,
+          device) -> None:
     """Train a network on patches of RAW with TARGET (mask, distance map or image).
 
     Patches are read lazily from the OME-Zarr volumes. RUN_DIR receives
@@ -128,8 +145,9 @@ def train(raw: str, target: str, run_dir: str, pairs, model_name, depth, feature
     data = DataSettings(
         raw, target, mask=mask, pairs=pairs, patch=patch, sampler=sampler,
         foreground_probability=foreground_probability, foreground=foreground, augment=augment,
-        augment_off=augment_off, normalize=normalize, cubes=cubes, val_fraction=val_fraction,
-        val_patches=val_patches, steps_per_epoch=steps_per_epoch,
+        augment_off=augment_off, normalize=normalize, cubes=cubes, t=t, val_split=val_split,
+        val=val, val_fraction=val_fraction, val_patches=val_patches,
+        steps_per_epoch=steps_per_epoch,
     )
     settings = TrainSettings(
         loss=loss, optimizer=optimizer, lr=lr, weight_decay=weight_decay, batch=batch,

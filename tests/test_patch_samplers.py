@@ -154,12 +154,12 @@ def test_train_and_val_regions_never_share_a_voxel(sparse, sampler, monkeypatch)
         monkeypatch.setattr(ds, "_read", recording_read)
         for i in range(len(ds)):
             ds[i]
-            patches[split].append(Box.from_shape((8, 8, 8), ds.plan(i).start))
-        region = ds.regions[0]
+            patches[split].append(Box.from_shape((1, 8, 8, 8), (0, *ds.plan(i).start)))
+        region = ds.regions[0]  # (t, z, y, x)
         assert all(region.contains(b) for b in reads[split] + patches[split])
     # The longest axis (x, 48 voxels) is split at 48 - round(0.3 * 48) = 34.
-    assert all(b.stop[2] <= 34 for b in reads["train"])
-    assert all(b.start[2] >= 34 for b in reads["val"])
+    assert all(b.stop[3] <= 34 for b in reads["train"])
+    assert all(b.start[3] >= 34 for b in reads["val"])
     assert all(t.intersect(v).empty for t in patches["train"] for v in patches["val"])
 
 

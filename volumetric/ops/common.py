@@ -109,11 +109,11 @@ def resolve_chunks(
 
 
 def default_patch(path: str) -> tuple[int, int, int]:
-    """64^3 for volumes, 1x256x256 for 2D images, clipped to the image."""
+    """64^3 for volumes, 1x256x256 for 2D images (also one plane), clipped to the image."""
     image = open_image(path)
     shape = [s for a, s in zip(image.meta.axes, image.shape) if a in "zyx"]
-    if len(shape) == 2:
-        return (1, min(256, shape[0]), min(256, shape[1]))
+    if len(shape) == 2 or shape[0] == 1:
+        return (1, min(256, shape[-2]), min(256, shape[-1]))
     return tuple(min(64, s) for s in shape)  # type: ignore[return-value]
 
 

@@ -75,9 +75,21 @@ class DataSettings:
     cubes : str, optional
         Cube list from ``vol discover`` restricting sampling in ``raw`` (the
         volumes of ``pairs`` are sampled everywhere).
+    t : str or sequence of int, optional
+        Time points sampled in images with a ``t`` axis, e.g. ``"0:10"`` (0
+        to 9) or ``"0,4,7"``; every one by default. 2D patches come from
+        every plane of every selected time point.
+    val_split : {"auto", "fraction", "planes", "t", "volume"}
+        What validation keeps: the last ``val_fraction`` of the longest axis
+        of each volume (``fraction``), of its planes, of its time points, or
+        of the volumes (``volume``: the last ``pairs``). ``auto``: ``planes``
+        for 2D patches of z-stacks, ``t`` for 2D patches of time series of
+        2D images, ``fraction`` otherwise.
+    val : (raw, target, mask or None), optional
+        A validation volume instead of a split (same channels and dims).
     val_fraction : float
-        Share of each volume (slabs along its longest axis) kept for
-        validation; 0 disables validation.
+        Share kept for validation (see ``val_split``); 0 disables
+        validation (without ``val``).
     val_patches : int
         Validation patches (the same ones every epoch, not augmented).
     steps_per_epoch : int
@@ -96,6 +108,9 @@ class DataSettings:
     augment_off: tuple[str, ...] = ()
     normalize: str = "percentile"
     cubes: str | None = None
+    t: str | tuple[int, ...] | None = None
+    val_split: str = "auto"
+    val: tuple[str, str, str | None] | None = None
     val_fraction: float = 0.2
     val_patches: int = 32
     steps_per_epoch: int = 100
@@ -205,6 +220,7 @@ def _map_paths(config: dict[str, Any], rule: Callable[[str], str]) -> dict[str, 
         data = {key: each(value) if key in PATHS else value
                 for key, value in config["data"].items()}
         data["pairs"] = [[each(path) for path in pair] for pair in data.get("pairs", [])]
+        data["val"] = data.get("val") and [each(path) for path in data["val"]]
         mapped["data"] = data
     if "model" in config:
         mapped["model"] = {**config["model"], "init": each(config["model"].get("init"))}
@@ -313,36 +329,24 @@ def train(
 
     from volumetric.kernels.augment import AugmentConfig
     from volumetric.ops.common import default_patch
-    from volumetric.train.dataset import PatchDataset, VolumePair
+    from volumetric.ops.train_data import patch_datasets, volume_pairs
 
     started = time.perf_counter()
     out = Path(out)
-    inputs = [data.raw, data.target, data.mask, data.cubes, model.init,
+    inputs = [data.raw, data.target, data.mask, data.cubes, model.init, *(data.val or ()),
               *(path for pair in data.pairs for path in pair)]
     stored = _stored_run(out, resume, inputs)
     resolve_device(settings.device)
     parse_freeze(model.freeze)
     augmentation = AugmentConfig().without(data.augment_off) if data.augment else None
-    pairs = [VolumePair(data.raw, data.target, data.mask), *(VolumePair(*p) for p in data.pairs)]
+    pairs = volume_pairs(data)
     settings, data_range = _choose_loss([p.target for p in pairs], settings)
     settings = settings.with_epochs(data.steps_per_epoch)
     checkpoint = read_checkpoint(model.init) if model.init else None
 
     patch = data.patch or default_patch(data.raw)
-    cubes = None if data.cubes is None else [data.cubes] + [None] * len(data.pairs)
-    common = {"sampler": data.sampler, "foreground_probability": data.foreground_probability,
-              "foreground": data.foreground, "seed": settings.seed, "cubes": cubes,
-              "normalize": data.normalize, "val_fraction": data.val_fraction}
-    train_set = PatchDataset(
-        pairs, patch, augment=augmentation,
-        samples_per_epoch=data.steps_per_epoch * settings.batch,
-        split="train" if data.val_fraction > 0 else None, **common,
-    )
-    val_set = None
-    if data.val_fraction > 0:
-        val_set = PatchDataset(pairs, patch, samples_per_epoch=data.val_patches, split="val",
-                               **{**common, "sampler": "random" if data.sampler == "grid"
-                                  else data.sampler, "seed": settings.seed + 1})
+    train_set, val_set = patch_datasets(data, pairs, patch, seed=settings.seed,
+                                        batch=settings.batch, augment=augmentation)
     sample = train_set[0]
     dims = sample["image"].dim() - 1
     in_channels, out_channels = sample["image"].shape[0], sample["target"].shape[0]

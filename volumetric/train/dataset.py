@@ -10,9 +10,11 @@ a process other than the one that imported it, and no open store is ever
 pickled, so workers are safe under fork and spawn even after the parent has
 read the arrays.
 
-With ``split``, each volume's train and validation regions are disjoint
-slabs; patches stay inside their region and warped patches mirror at the
-region's faces, so no training read ever touches a validation voxel.
+Each volume is sampled over ``(t, [z,] y, x)``: every selected time point
+and, with 2D patches, every plane. With ``split``, the train and validation
+regions are disjoint (a slab, whole planes, whole time points or whole
+volumes, see :mod:`volumetric.train.splits`); patches stay inside their
+region and warped patches mirror at the region's faces, so no training read ever touches a validation voxel.
 
 Every patch location and augmentation is drawn from generators seeded with
 ``(seed, epoch, index)`` only, so a sample is the same for any number of
@@ -29,7 +31,8 @@ Usage::
         ds.set_epoch(epoch)
         for batch in loader:
             batch["image"]      # (4, C, 64, 64, 64) float32; also "target",
-                                # "mask" (pairs with a mask), "location" (4, 4)
+                                # "mask" (pairs with a mask), "location" (4, 4):
+                                # pair, z, y, x; "t" (4,): time point
 """
 
 from __future__ import annotations
@@ -68,17 +71,25 @@ from volumetric.train.samplers import (
     domains_of,
     foreground_of,
     parse_foreground,
-    split_region,
 )
-from volumetric.train.volumes import PairImage, VolumePair, check_consistent, open_pair
+from volumetric.train.splits import choose_split, split_regions
+from volumetric.train.volumes import (
+    PairImage,
+    VolumePair,
+    check_consistent,
+    open_pair,
+    time_points,
+)
+
 
 @dataclass(frozen=True)
 class PatchPlan:
-    """What sample ``index`` of an epoch is: volume, start corner, augmentation."""
+    """What sample ``index`` of an epoch is: volume, spatial start, augmentation, time point."""
 
     pair: int
     start: Coord
     augment: AugmentParams | None
+    t: int = 0
 
 
 class PatchDataset(torch.utils.data.Dataset):
@@ -90,8 +101,10 @@ class PatchDataset(torch.utils.data.Dataset):
         The volumes; all raws need the same channel count, as do all targets,
         and either every pair has a mask or none.
     patch : (z, y, x)
-        Patch shape. ``z == 1`` gives 2D patches ``(C, Y, X)`` (also from 3D
-        volumes); 2D images (``yx``) take ``(1, y, x)`` or ``(y, x)``.
+        Patch shape. ``z == 1`` gives 2D patches ``(C, Y, X)`` drawn from
+        every plane of 3D volumes; 2D images (``yx``, or ``zyx`` with one
+        plane) take ``(1, y, x)`` or ``(y, x)``. Patches come from every
+        time point the pairs select.
     sampler : {"random", "grid", "foreground"}
         Uniform random starts; non-overlapping tiles covering the region; or
         patches centred on foreground with ``foreground_probability``.
@@ -110,10 +123,13 @@ class PatchDataset(torch.utils.data.Dataset):
         epochs (each once per lap, in a shuffled order), continuing where the
         previous epoch stopped.
     split : {"train", "val"}, optional
-        Sample only the training or the validation region of each volume
-        (slabs along its longest axis; see :func:`split_region`).
+        Sample only the training or the validation region of each volume.
+    val_split : {"auto", "fraction", "planes", "t", "volume"}
+        How the regions are cut (see :mod:`volumetric.train.splits`):
+        ``auto`` is ``planes`` for 2D patches of z-stacks, ``t`` for 2D
+        patches of time series of 2D images, else ``fraction``.
     val_fraction : float
-        Share of the longest axis given to validation.
+        Share of the split axis (or of the volumes) given to validation.
     cubes : path, CubeList or sequence of them, optional
         Cube list (from ``vol discover``) restricting sampling to patches
         centred in listed cubes (grid: tiles touching them); one for all
@@ -140,6 +156,7 @@ class PatchDataset(torch.utils.data.Dataset):
         seed: int = 0,
         samples_per_epoch: int | None = None,
         split: str | None = None,
+        val_split: str = "auto",
         val_fraction: float = 0.2,
         cubes: str | Path | CubeList | Sequence[str | Path | CubeList | None] | None = None,
         normalize: str = "percentile",
@@ -154,26 +171,29 @@ class PatchDataset(torch.utils.data.Dataset):
         self.method = normalize
         self._arrays: dict[tuple[int, str], Any] = {}
         self._pid: int | None = None
+        pairs = [p if isinstance(p, VolumePair) else VolumePair(*p) for p in pairs]
         self.images = [open_pair(p) for p in pairs]
         check_consistent(self.images)
+        self.times = [time_points(p, imgs) for p, imgs in zip(pairs, self.images)]
 
         patch = as_coord(patch)
         if len(patch) not in (2, 3) or any(p < 1 for p in patch):
             raise InputError(f"patch {patch} needs 2 or 3 positive sizes (z, y, x)")
         patch3 = patch if len(patch) == 3 else (1, *patch)
         self.out_shape = patch3 if patch3[0] > 1 else patch3[1:]
-        self.patches = [self._volume_patch(patch3, imgs["raw"]) for imgs in self.images]
+        self.patches = [(1, *self._volume_patch(patch3, imgs["raw"])) for imgs in self.images]
+        shapes = [(len(t), *imgs["raw"].spatial_shape) for t, imgs in zip(self.times, self.images)]
 
         cube_boxes = self._cube_boxes(cubes)
-        self.regions = [
-            split_region(imgs["raw"].spatial_shape, p, split, val_fraction, name=imgs["raw"].name)
-            for imgs, p in zip(self.images, self.patches)
-        ]
-        grid = GridSampler(list(zip(range(len(self.regions)), self.regions, self.patches,
-                                    cube_boxes)), seed=self.seed)
+        self.val_split = choose_split(val_split, shapes, len(self.out_shape) == 2)
+        self.regions = split_regions(shapes, self.patches, split, self.val_split, val_fraction,
+                                     [imgs["raw"].name for imgs in self.images])
+        used = [pair for pair, region in enumerate(self.regions) if region is not None]
+        grid = GridSampler([(pair, self.regions[pair], self.patches[pair], cube_boxes[pair])
+                            for pair in used], seed=self.seed)
         domains: list[Domain] = []
-        for pair, (region, p, boxes) in enumerate(zip(self.regions, self.patches, cube_boxes)):
-            domains += domains_of(pair, region, p, boxes)
+        for pair in used:
+            domains += domains_of(pair, self.regions[pair], self.patches[pair], cube_boxes[pair])
         if not domains or not len(grid):
             where = f"the {split} region" if split else "the volume"
             raise InputError(f"no patch of shape {patch3} fits in {where}"
@@ -187,13 +207,15 @@ class PatchDataset(torch.utils.data.Dataset):
         else:
             self.sampler = ForegroundSampler(
                 domains, foreground_probability,
-                [imgs["target"].spatial_chunks for imgs in self.images], self._read_foreground,
+                [(1, *imgs["target"].spatial_chunks) for imgs in self.images],
+                self._read_foreground,
                 what=f"target {foreground}",
             )
         self.length = int(samples_per_epoch) if samples_per_epoch is not None else len(grid)
         if self.length < 1:
             raise InputError(f"samples per epoch must be positive, got {samples_per_epoch}")
-        self.stats = [self._stats(pair) for pair in range(len(self.images))]
+        self.stats = [self._stats(pair) if pair in used else None
+                      for pair in range(len(self.images))]
 
     def _volume_patch(self, patch3: Coord, raw: PairImage) -> Coord:
         shape = raw.spatial_shape
@@ -215,7 +237,7 @@ class PatchDataset(torch.utils.data.Dataset):
         if len(per_pair) != n:
             raise InputError(f"{len(per_pair)} cube lists given for {n} pairs")
         out: list[list[Box] | None] = []
-        for entry, imgs in zip(per_pair, self.images):
+        for entry, imgs, times in zip(per_pair, self.images, self.times):
             if entry is None:
                 out.append(None)
                 continue
@@ -227,7 +249,7 @@ class PatchDataset(torch.utils.data.Dataset):
                                  f"not {shape}")
             if not listing.cubes:
                 raise InputError(f"{name} is empty: no cube to sample patches from")
-            out.append(listing.boxes())
+            out.append([Box((0, *b.start), (len(times), *b.stop)) for b in listing.boxes()])
         return out
 
     def _stats(self, pair: int) -> list[dict[str, float]]:
@@ -267,7 +289,7 @@ class PatchDataset(torch.utils.data.Dataset):
         return self._arrays[key]
 
     def _read(self, pair: int, role: str, box: Box) -> np.ndarray:
-        """``box`` (spatial) of one image as ``(C, *box.shape)``.
+        """``box`` (one time point, spatial) of one image as ``(C, *box.shape)``.
 
         Raises
         ------
@@ -275,7 +297,8 @@ class PatchDataset(torch.utils.data.Dataset):
             A chunk that cannot be decoded; the message names its file.
         """
         image, array = self.images[pair][role], self._array(pair, role)
-        index = image.selection(box)
+        spatial = Box(box.start[1:], box.stop[1:])
+        index = image.selection(spatial, self.times[pair][box.start[0]])
         try:
             data = np.asarray(array[index])
         except ZARR_READ_ERRORS as exc:
@@ -306,29 +329,29 @@ class PatchDataset(torch.utils.data.Dataset):
         )
         params = None
         if self.augment is not None:
-            lead = len(self.patches[pair]) - len(self.out_shape)
             params = sample_augmentation(
                 np.random.default_rng([self.seed, self.epoch, index, 1]), self.augment,
-                self.out_shape, self.images[pair]["raw"].voxel_size[lead:],
+                self.out_shape, self.images[pair]["raw"].voxel_size[-len(self.out_shape):],
             )
-        return PatchPlan(pair, start, params)
+        return PatchPlan(pair, start[1:], params, self.times[pair][start[0]])
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         plan = self.plan(index)
         pair, params = plan.pair, plan.augment
         patch = self.patches[pair]
         lead = len(patch) - len(self.out_shape)
-        box = Box.from_shape(patch, plan.start)
+        start = (self.times[pair].index(plan.t), *plan.start)
+        box = Box.from_shape(patch, start)
         local = None
         if params is not None and params.warps:
             # Warped patches mirror at the faces of their region, never reading the other split.
             region = self.regions[pair]
-            origin = tuple(s - r for s, r in zip(plan.start, region.start))[lead:]
+            origin = tuple(s - r for s, r in zip(start, region.start))[lead:]
             coords = source_coordinates(params, self.out_shape, origin, region.shape[lead:])
             inner = source_box(coords, region.shape[lead:])
             local = coords - np.reshape(inner.start, (-1,) + (1,) * len(self.out_shape))
             inner = inner.shift(region.start[lead:])
-            box = Box(plan.start[:lead] + inner.start, box.stop[:lead] + inner.stop)
+            box = Box(start[:lead] + inner.start, box.stop[:lead] + inner.stop)
         out = {}
         for role in self.images[pair]:
             data = self._read(pair, role, box).reshape(-1, *box.shape[lead:])
@@ -345,6 +368,7 @@ class PatchDataset(torch.utils.data.Dataset):
             out[name] = torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32))
         start3 = (0,) * (3 - len(plan.start)) + tuple(plan.start)
         out["location"] = torch.tensor((pair, *start3), dtype=torch.int64)
+        out["t"] = torch.tensor(plan.t, dtype=torch.int64)
         return out
 
     def _normalize(self, pair: int, block: np.ndarray) -> np.ndarray:

@@ -2,7 +2,8 @@
 
 Every sampler works on a list of *domains*: boxes of valid patch start
 corners, one or more per volume (``pair``), disjoint within a volume. A
-patch may start anywhere in a domain and then lies inside the volume, inside
+volume is sampled over ``(t, [z,] y, x)`` (see :mod:`volumetric.train.splits`).
+A patch may start anywhere in a domain and then lies inside the volume, inside
 its train or validation region, and has its centre voxel (``start +
 patch // 2``) in a listed cube when a cube list restricts sampling. Samplers
 are picklable value objects; a location depends only on the draw number
@@ -27,7 +28,6 @@ from volumetric.geometry import BlockGrid, Box, Coord
 
 SAMPLERS = ("random", "grid", "foreground")
 CELL_CACHE_BYTES = 32 * 2**20
-SPLITS = ("train", "val")
 
 # Returns the foreground voxels (bool) of a box of one pair's target.
 ReadForeground = Callable[[int, Box], np.ndarray]
@@ -40,42 +40,6 @@ class Domain:
     pair: int
     box: Box
     patch: Coord
-
-
-def split_region(shape: Sequence[int], patch: Sequence[int], split: str | None,
-                 val_fraction: float, *, name: str) -> Box:
-    """The train or validation part of a volume: slabs along its longest axis.
-
-    The last ``val_fraction`` of the longest axis is the validation region,
-    the rest the training region, so patches of one never overlap the other.
-
-    Raises
-    ------
-    InputError
-        When a region is thinner than the patch along the split axis.
-    """
-    whole = Box.from_shape(shape)
-    if split is None:
-        return whole
-    check_choice(split, SPLITS, "split")
-    if not 0 < val_fraction < 1:
-        raise InputError(f"--val-fraction {val_fraction} must lie strictly between 0 and 1")
-    axis = int(np.argmax(shape))
-    n = shape[axis]
-    n_val = int(round(n * val_fraction))
-    cut = n - n_val
-    size = n_val if split == "val" else cut
-    if size < patch[axis]:
-        raise InputError(
-            f"{name}: the {split} region is {size} voxels along axis {'zyx'[-len(shape):][axis]} "
-            f"(val fraction {val_fraction} of {n}), smaller than the patch ({patch[axis]})"
-        )
-    start, stop = list(whole.start), list(whole.stop)
-    if split == "val":
-        start[axis] = cut
-    else:
-        stop[axis] = cut
-    return Box(tuple(start), tuple(stop))
 
 
 def domains_of(pair: int, region: Box, patch: Sequence[int],

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,10 @@ class VolumePair:
         targets linearly.
     mask : str, optional
         Voxels where the loss counts (nonzero), resampled by nearest neighbour.
-    t : int
-        Time point used when an image has a ``t`` axis.
+    t : int, sequence of int or None
+        Time points sampled when the raw image has a ``t`` axis: every one
+        (None), one, or a selection. A target or mask without a ``t`` axis
+        holds for every time point.
     channel : int, optional
         One channel of the raw image; all channels by default. Target and
         mask keep all their channels.
@@ -36,13 +39,17 @@ class VolumePair:
     raw: str
     target: str
     mask: str | None = None
-    t: int = 0
+    t: int | Sequence[int] | None = None
     channel: int | None = None
 
 
 @dataclass(frozen=True)
 class PairImage:
-    """Where and how one image is read: its level-0 array and the t/channel selection."""
+    """Where and how one image is read: its level-0 array, sampled axes and channel selection.
+
+    A ``z`` axis of length 1 (a projection's) is not sampled: such an image
+    lines up with a 2D ``yx`` image of the same plane.
+    """
 
     name: str
     array: str
@@ -51,16 +58,26 @@ class PairImage:
     chunks: tuple[int, ...]
     voxel_size: tuple[float, ...]
     unit: str | None
-    t: int
     channel: int | None
 
     @property
+    def sampled(self) -> str:
+        """The spatial axes patches extend along: all but a ``z`` of length 1."""
+        flat = "z" in self.axes and self.shape[self.axes.index("z")] == 1
+        return "".join(a for a in self.axes if a in SPATIAL_AXES and not (flat and a == "z"))
+
+    @property
     def spatial_shape(self) -> Coord:
-        return tuple(s for a, s in zip(self.axes, self.shape) if a in SPATIAL_AXES)
+        return tuple(s for a, s in zip(self.axes, self.shape) if a in self.sampled)
 
     @property
     def spatial_chunks(self) -> Coord:
-        return tuple(c for a, c in zip(self.axes, self.chunks) if a in SPATIAL_AXES)
+        return tuple(c for a, c in zip(self.axes, self.chunks) if a in self.sampled)
+
+    @property
+    def time_points(self) -> int | None:
+        """Length of the ``t`` axis; None without one."""
+        return self.shape[self.axes.index("t")] if "t" in self.axes else None
 
     @property
     def channels(self) -> int:
@@ -68,29 +85,26 @@ class PairImage:
             return 1
         return self.shape[self.axes.index("c")]
 
-    def selection(self, box: Box) -> tuple[Any, ...]:
-        """The array index of spatial ``box``: time point fixed, channel axis kept."""
+    def selection(self, box: Box, t: int) -> tuple[Any, ...]:
+        """The array index of ``box`` (sampled axes) at time point ``t``, channel axis kept."""
         spatial = iter(box.slices)
         index: list[Any] = []
         for axis in self.axes:
             if axis == "t":
-                index.append(self.t)
+                index.append(t)
             elif axis == "c":
                 index.append(slice(None) if self.channel is None
                              else slice(self.channel, self.channel + 1))
             else:
-                index.append(next(spatial))
+                index.append(next(spatial) if axis in self.sampled else 0)
         return tuple(index)
 
 
-def _open_image(path: str, *, role: str, t: int, channel: int | None) -> PairImage:
+def _open_image(path: str, *, role: str, channel: int | None) -> PairImage:
     image = open_image(path)
     if not image.complete:
         raise InputError(f"{role} image {path} is incomplete (an interrupted run?)")
     axes = image.meta.axes
-    if "t" in axes and not 0 <= t < image.shape[axes.index("t")]:
-        raise InputError(f"time point {t} is outside {role} image {path} "
-                         f"({image.shape[axes.index('t')]} time points)")
     if channel is not None:
         if "c" not in axes:
             raise InputError(f"channel {channel} asked for, but {role} image {path} "
@@ -99,11 +113,14 @@ def _open_image(path: str, *, role: str, t: int, channel: int | None) -> PairIma
             raise InputError(f"channel {channel} is outside {role} image {path} "
                              f"({image.shape[axes.index('c')]} channels)")
     array = image.array(0)
-    return PairImage(
+    found = PairImage(
         name=path, array=str(Path(path) / image.levels[0].path), axes=axes,
         shape=tuple(image.shape), chunks=tuple(array.chunks),
-        voxel_size=image.meta.voxel_size, unit=image.meta.unit, t=t, channel=channel,
+        voxel_size=tuple(image.meta.voxel_size), unit=image.meta.unit, channel=channel,
     )
+    spatial = [a for a in axes if a in SPATIAL_AXES]
+    sizes = tuple(v for a, v in zip(spatial, found.voxel_size) if a in found.sampled)
+    return replace(found, voxel_size=sizes)
 
 
 def _check_alike(raw: PairImage, other: PairImage, role: str) -> None:
@@ -127,21 +144,47 @@ def open_pair(pair: VolumePair | Any) -> dict[str, PairImage]:
     Raises
     ------
     InputError
-        An incomplete image, a t/channel outside it, or a target or mask
-        whose spatial shape or voxel size differs from the raw image's.
+        An incomplete image, a channel outside it, or a target or mask
+        whose spatial shape (length-1 ``z`` dropped) or voxel size differs
+        from the raw image's.
     """
     if not isinstance(pair, VolumePair):
         pair = VolumePair(*pair)
     images = {
-        "raw": _open_image(pair.raw, role="raw", t=pair.t, channel=pair.channel),
-        "target": _open_image(pair.target, role="target", t=pair.t, channel=None),
+        "raw": _open_image(pair.raw, role="raw", channel=pair.channel),
+        "target": _open_image(pair.target, role="target", channel=None),
     }
     if pair.mask is not None:
-        images["mask"] = _open_image(pair.mask, role="mask", t=pair.t, channel=None)
+        images["mask"] = _open_image(pair.mask, role="mask", channel=None)
     for role in ("target", "mask"):
         if role in images:
             _check_alike(images["raw"], images[role], role)
     return images
+
+
+def time_points(pair: VolumePair, images: dict[str, PairImage]) -> tuple[int, ...]:
+    """The raw's time points ``pair`` samples (``(0,)`` without a ``t`` axis).
+
+    Raises
+    ------
+    InputError
+        A time point outside the raw image, or a target or mask with
+        another number of time points.
+    """
+    raw = images["raw"]
+    count = raw.time_points or 1
+    for role, image in images.items():
+        if image.time_points not in (None, count):
+            raise InputError(f"{role} {image.name} has {image.time_points} time points, "
+                             f"raw {raw.name} has {count}")
+    wanted = (range(count) if pair.t is None
+              else (pair.t,) if isinstance(pair.t, int) else tuple(pair.t))
+    for t in wanted:
+        if not 0 <= t < count:
+            raise InputError(f"--t {t} is outside raw {raw.name} (time points 0..{count - 1})")
+    if not wanted:
+        raise InputError("--t selects no time point")
+    return tuple(int(t) for t in wanted)
 
 
 def check_consistent(pairs: list[dict[str, PairImage]]) -> None:
