@@ -95,7 +95,11 @@ def _pairs(ctx: click.Context, param: click.Parameter,
 @click.option("--resume", is_flag=True, help="Continue the run in RUN_DIR from its last epoch.")
 @click.option("--init", metavar="CKPT", help="Start from the weights of a checkpoint (model.pt).")
 @click.option("--freeze", default="none", show_default=True, metavar="WHAT",
-              help="encoder, all-but-last-N (train only the last N conv layers) or none.")
+              help="last-N (or all-but-last-N): train only the last N layers with weights "
+                   "(convolutions, transposed convolutions, linear; norms go with the layer they "
+                   "follow) in forward order; encoder, decoder, or module names to freeze "
+                   "(comma-separated, e.g. encoder,decoder.0); none. The run prints and "
+                   "config.json lists which layers train.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 def train(raw: str, target: str, run_dir: str, pairs, model_name, depth, features, norm,
           model_config, patch, batch, steps, epochs, steps_per_epoch, loss, lr, optimizer,
@@ -114,7 +118,7 @@ def train(raw: str, target: str, run_dir: str, pairs, model_name, depth, feature
       vol train raw.zarr distance.zarr --out run --patch 32,64,64 --loss mse --epochs 20
       vol train raw.zarr mask.zarr --out run2 --model attention-resunet --loss cldice
       vol train a.zarr a_mask.zarr --pair b.zarr,b_mask.zarr --out both --patch 32,64,64
-      vol train raw2.zarr mask2.zarr --out tuned --init run2/model.pt --freeze encoder
+      vol train raw2.zarr mask2.zarr --out tuned --init run2/model.pt --freeze last-4
     """
     from volumetric.errors import InputError
     from volumetric.ops.train import DataSettings, ModelChoice

@@ -178,12 +178,21 @@ def test_two_dimensional_patches_and_transfer(volumes, tmp_path):
     tuned = tmp_path / "tuned"
     result = _vol("train", volumes["raw"], volumes["normalized"], "--out", tuned, "--patch",
                   "1,16,16", "--steps", "2", "--init", first / "model.pt", "--freeze",
-                  "all-but-last-1", *TINY[4:])
+                  "last-4", *TINY[4:])
     assert result.exit_code == 0, result.output
     before = torch.load(first / "model.pt", weights_only=True)["state_dict"]
     after = torch.load(tuned / "model.pt", weights_only=True)["state_dict"]
-    assert torch.equal(before["encoder.0.conv1.weight"], after["encoder.0.conv1.weight"])
-    assert not torch.equal(before["head.weight"], after["head.weight"])
+    layers = json.loads((tuned / "config.json").read_text())["layers"]
+    trained = [layer["name"] for layer in layers if layer["trained"]]
+    # depth 1: encoder.0 (2 convs), bottleneck (2), decoder.0.up, decoder.0.block (2), head
+    assert trained == ["decoder.0.up", "decoder.0.block.conv1", "decoder.0.block.norm1",
+                       "decoder.0.block.conv2", "decoder.0.block.norm2", "head"]
+    assert "--freeze last-4: training " in result.stderr
+    assert "decoder.0.up (" in result.stderr and "frozen: encoder, bottleneck" in result.stderr
+    for name, weights in before.items():
+        if name.rsplit(".", 1)[0] not in trained:
+            assert torch.equal(weights, after[name]), name
+    assert not torch.equal(before["decoder.0.up.weight"], after["decoder.0.up.weight"])
 
 
 def test_init_from_torchscript_is_one_line_without_warnings(volumes, tmp_path):
@@ -215,7 +224,7 @@ def _unet2d_checkpoint(path):
         ("other architecture", "holds a network of architecture unet2d, not unet3d"),
         ("2D model on 3D patches", "--model unet2d needs 2D patches"),
         ("steps and epochs", "not both"),
-        ("freeze", "--freeze"),
+        ("freeze", "--freeze last-1000: the model has only 8 layers with weights"),
         ("loss name", "unknown loss"),
     ],
 )
@@ -242,7 +251,7 @@ def test_bad_input_is_one_line_exit_2(volumes, tmp_path, case, message):
     elif case == "steps and epochs":
         extra = ("--epochs", "2")
     elif case == "freeze":
-        extra = ("--freeze", "decoder")
+        extra = ("--freeze", "last-1000")
     elif case == "loss name":
         extra = ("--loss", "focal")
     run = tmp_path / "run"

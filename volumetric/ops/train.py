@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -29,8 +30,8 @@ from volumetric.io.ome import open_image
 from volumetric.models.checkpoint import read_checkpoint, registered_architecture
 from volumetric.models.device import resolve_device
 from volumetric.models.factory import build_network, is_custom
+from volumetric.models.transfer import ModuleState, describe, load_initial_weights, parse_freeze
 from volumetric.models.transfer import freeze as freeze_layers
-from volumetric.models.transfer import load_initial_weights, parse_freeze
 from volumetric.ops.paths import absolute, comparable_path
 from volumetric.train import FitResult, NetworkSpec, TrainSettings, fit, rundir
 from volumetric.train.losses import get_loss
@@ -39,6 +40,8 @@ log = logging.getLogger("volumetric")
 
 # Settings that may differ when a run is resumed: they do not change its result on CPU.
 RESUMABLE_CHANGES = ("device", "workers", "version")
+# config.json keys reporting what the options imply, not compared on resume.
+DERIVED = ("layers",)
 # DataSettings fields naming files (besides pairs).
 PATHS = ("raw", "target", "mask", "cubes")
 DIMS_OF = {"unet2d": 2, "unet3d": 3, "attention-resunet2d": 2, "attention-resunet3d": 3}
@@ -116,7 +119,8 @@ class ModelChoice:
     init : str, optional
         Checkpoint whose weights start the training.
     freeze : str
-        ``none``, ``encoder`` or ``all-but-last-N`` (see :mod:`volumetric.models.transfer`).
+        ``none``, ``last-N`` (``all-but-last-N``), ``encoder``, ``decoder`` or module
+        names (see :mod:`volumetric.models.transfer`).
     """
 
     name: str | None = None
@@ -133,6 +137,7 @@ class TrainReport:
     architecture: str
     result: FitResult
     seconds: float
+    layers: list[ModuleState]
 
 
 def _target_range(path: str) -> tuple[float, float, str]:
@@ -231,7 +236,8 @@ def _check_same_run(out: Path, stored: dict[str, Any], config: dict[str, Any]) -
     old, new = _flat(stored), _flat(config)
     same_old = _flat(_map_paths(stored, comparable_path))
     same_new = _flat(_map_paths(config, comparable_path))
-    keys = [k for k in sorted(set(old) | set(new)) if k not in RESUMABLE_CHANGES]
+    keys = [k for k in sorted(set(old) | set(new))
+            if k not in RESUMABLE_CHANGES and k.split(".")[0] not in DERIVED]
     differ = [f"{k} {show(old, k)} -> {show(new, k)}" for k in keys
               if (k in old) != (k in new) or same_old.get(k) != same_new.get(k)]
     if differ:
@@ -364,14 +370,17 @@ def train(
     net = build_network(name, config)
     if checkpoint is not None and stored is None:
         load_initial_weights(net, checkpoint, name, source=str(model.init))
-    frozen = freeze_layers(net, model.freeze)
-    if frozen:
-        log.info("froze %d parameter tensors (%s)", frozen, model.freeze)
+    layers = freeze_layers(net, model.freeze, sample["image"][None])
+    if not all(layer.trained for layer in layers):
+        line = f"--freeze {model.freeze}: {describe(net, layers)}"
+        log.info(line)
+        if progress and not silenced():
+            print(line, file=sys.stderr)
     _check_output(net, sample, name)
 
     lease = acquire_lease(out / JOURNAL_DIR, what=str(out))
     try:
-        rundir.write_config(out, run_config)
+        rundir.write_config(out, {**run_config, "layers": [asdict(s) for s in layers]})
         spec = NetworkSpec(name, config, dims, in_channels, out_channels,
                          get_loss(settings.loss).output_activation,
                          {"normalize": data.normalize}, tuple(patch))
@@ -379,7 +388,7 @@ def train(
                      data_range=data_range, progress=progress and not silenced())
     finally:
         lease.release()
-    return TrainReport(out, name, result, time.perf_counter() - started)
+    return TrainReport(out, name, result, time.perf_counter() - started, layers)
 
 
 def _check_output(net: Any, sample: dict[str, Any], name: str) -> None:
