@@ -6,7 +6,7 @@ import json
 
 import click
 
-from volumetric_cli.options import augment_options, int_tuple, sampler_options
+from volumetric_cli.options import augment_options, float_tuple, int_tuple, sampler_options
 
 
 def _json_object(ctx: click.Context, param: click.Parameter, value: str | None) -> dict:
@@ -101,11 +101,16 @@ def _pairs(ctx: click.Context, param: click.Parameter,
                    "(comma-separated, e.g. encoder,decoder.0); none. The run prints and "
                    "config.json lists which layers train.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--betas", callback=float_tuple, metavar="B1,B2", default="0.9,0.999",
+              show_default=True, help="Adam/AdamW decay rates of the gradient's mean and square.")
+@click.option("--eps", type=click.FloatRange(min=0, min_open=True), default=1e-8,
+              show_default=True, help="Adam/AdamW denominator term.")
 def train(raw: str, target: str, run_dir: str, pairs, model_name, depth, features, norm,
           model_config, patch, batch, steps, epochs, steps_per_epoch, loss, lr, optimizer,
           weight_decay, scheduler, decay_after, decay_gamma, patience, clip_grad, amp, mask, cubes,
           sampler, foreground_probability, foreground, augment, augment_off, normalize,
-          val_fraction, val_patches, workers, seed, resume, init, freeze, device) -> None:
+          val_fraction, val_patches, workers, seed, resume, init, freeze, device, betas,
+          eps) -> None:
     """Train a network on patches of RAW with TARGET (mask, distance map or image).
 
     Patches are read lazily from the OME-Zarr volumes. RUN_DIR receives
@@ -139,7 +144,7 @@ def train(raw: str, target: str, run_dir: str, pairs, model_name, depth, feature
         loss=loss, optimizer=optimizer, lr=lr, weight_decay=weight_decay, batch=batch,
         epochs=epochs, steps=steps, scheduler=scheduler, decay_after=decay_after,
         decay_gamma=decay_gamma, patience=patience, clip_grad=clip_grad, amp=amp, device=device,
-        workers=workers, seed=seed,
+        workers=workers, seed=seed, betas=betas, eps=eps,
     )
     choice = ModelChoice(model_name, config, init, freeze)
     report = run_train(data, run_dir, model=choice, settings=settings, resume=resume)

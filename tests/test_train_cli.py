@@ -80,9 +80,13 @@ def test_train_writes_the_run_dir_and_resume_rules(volumes, tmp_path):
     assert out.shape == (1, 1, 8, 20, 20) and 0 <= float(out.min()) and float(out.max()) <= 1
 
     assert "--resume" in _error(_vol(*args))
-    line = _error(_vol(*args, "--resume", "--lr", "0.1", "--patch", "8,8,16"))
-    assert f"options differ from the run in {run}: data.patch [8, 16, 16] -> [8, 8, 16]; " \
-           "lr 0.001 -> 0.1; rerun" in line
+    assert config["betas"] == [0.9, 0.999] and config["eps"] == 1e-8
+    line = _error(_vol(*args, "--resume", "--lr", "0.1", "--patch", "8,8,16", "--betas",
+                       "0.5,0.999", "--eps", "1e-4"))
+    assert f"options differ from the run in {run}: betas [0.9, 0.999] -> [0.5, 0.999]; " \
+           "data.patch [8, 16, 16] -> [8, 8, 16]; eps 1e-08 -> 0.0001; lr 0.001 -> 0.1; " \
+           "rerun" in line
+    assert "--betas must be two numbers" in _error(_vol(*args, "--betas", "0.5,1.5"))
     again = _vol(*args, "--resume")
     assert again.exit_code == 0 and "4 steps" in again.stdout
 
