@@ -41,8 +41,9 @@ def _pairs(ctx: click.Context, param: click.Parameter,
               help="Another training volume with its target (and loss mask when --mask is "
                    "given), sampled together with RAW TARGET; repeatable.")
 @click.option("--model", "model_name", metavar="NAME",
-              help="unet2d, unet3d, attention-resunet (or -2d/-3d), or module:factory "
-                   "(default: unet2d/unet3d by the patch, or the --init checkpoint's).")
+              help="unet2d, unet3d, attention-resunet (attention-resunet2d/3d fix the dims), or "
+                   "module:factory (default: unet2d/unet3d by the patch, or the --init "
+                   "checkpoint's).")
 @click.option("--depth", type=click.IntRange(min=1), help="U-Net downsamplings (default 3).")
 @click.option("--features", type=click.IntRange(min=1),
               help="U-Net channels of the first level (default 16).")

@@ -12,7 +12,7 @@ from volumetric.errors import InputError
 from volumetric.models.checkpoint import model_from_checkpoint, read_checkpoint, save_checkpoint
 from volumetric.models.export import METADATA_FILE, WithActivation, save_torchscript, to_torchscript
 from volumetric.models.factory import build_network
-from volumetric.models.registry import architectures, build_model
+from volumetric.models.registry import architectures, build_model, canonical_name
 from volumetric.models.transfer import (
     FreezeSpec,
     describe,
@@ -267,3 +267,21 @@ def test_initial_weights_from_checkpoint():
     with pytest.raises(InputError, match="weights do not fit"):
         load_initial_weights(build_model("unet3d", depth=2, features=8), payload, "unet3d",
                              source="a.pt")
+
+
+@pytest.mark.parametrize(("spelling", "name"), [("attention-resunet-2d", "attention-resunet2d"),
+                                                ("attention-resunet3d", "attention-resunet3d"),
+                                                ("unet-2d", "unet2d"),
+                                                ("attention-resunet", "attention-resunet"),
+                                                ("pkg.mod:net-2d", "pkg.mod:net-2d")])
+def test_architecture_names_with_or_without_a_dash(spelling, name):
+    assert canonical_name(spelling) == name
+
+
+def test_train_takes_the_dashed_spelling():
+    from volumetric.ops.train import ModelChoice, _architecture
+
+    assert _architecture(ModelChoice("attention-resunet-2d"), 2, None) == "attention-resunet2d"
+    assert isinstance(build_model("attention-resunet-2d", **TINY), torch.nn.Module)
+    with pytest.raises(InputError, match="--model attention-resunet2d needs 2D patches"):
+        _architecture(ModelChoice("attention-resunet-2d"), 3, None)

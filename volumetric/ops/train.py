@@ -30,6 +30,7 @@ from volumetric.io.ome import open_image
 from volumetric.models.checkpoint import read_checkpoint, registered_architecture
 from volumetric.models.device import resolve_device
 from volumetric.models.factory import build_network, is_custom
+from volumetric.models.registry import canonical_name
 from volumetric.models.transfer import ModuleState, describe, load_initial_weights, parse_freeze
 from volumetric.models.transfer import freeze as freeze_layers
 from volumetric.ops.paths import absolute, comparable_path
@@ -247,7 +248,7 @@ def _check_same_run(out: Path, stored: dict[str, Any], config: dict[str, Any]) -
 
 def _architecture(choice: ModelChoice, dims: int, checkpoint: dict[str, Any] | None) -> str:
     if choice.name:
-        name = choice.name
+        name = canonical_name(choice.name)
     elif checkpoint is not None:
         name = registered_architecture(checkpoint, choice.init, option="--init")
     else:
