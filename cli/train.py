@@ -109,7 +109,8 @@ def _pairs(ctx: click.Context, param: click.Parameter,
 def train(raw: str, target: str, run_dir: str, pairs, model_name, depth, features, norm,
           model_config, patch, batch, steps, epochs, steps_per_epoch, loss, lr, optimizer,
           weight_decay, scheduler, decay_after, decay_gamma, patience, clip_grad, amp, mask, cubes,
-          sampler, foreground_probability, foreground, augment, augment_off, normalize,
+          sampler, foreground_probability, foreground, augment, augment_off, augmentation,
+          normalize,
           val_fraction, val_patches, workers, seed, resume, init, freeze, device, betas,
           eps) -> None:
     """Train a network on patches of RAW with TARGET (mask, distance map or image).
@@ -139,7 +140,7 @@ def train(raw: str, target: str, run_dir: str, pairs, model_name, depth, feature
         raw, target, mask=mask, pairs=pairs, patch=patch, sampler=sampler,
         foreground_probability=foreground_probability, foreground=foreground, augment=augment,
         augment_off=augment_off, normalize=normalize, cubes=cubes, val_fraction=val_fraction,
-        val_patches=val_patches, steps_per_epoch=steps_per_epoch,
+        val_patches=val_patches, steps_per_epoch=steps_per_epoch, augmentation=augmentation,
     )
     settings = TrainSettings(
         loss=loss, optimizer=optimizer, lr=lr, weight_decay=weight_decay, batch=batch,

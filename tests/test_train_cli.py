@@ -271,3 +271,32 @@ def test_init_never_builds_what_a_checkpoint_names(volumes, tmp_path):
                        "--patch", "8,16,16", "--steps", "2", *TINY, "--init", evil))
     assert "'os:system', which is not built in" in line and "--model module:factory --init" in line
     assert not (tmp_path / "ran").exists()
+
+
+def test_augmentation_knobs_reach_the_run_config(volumes, tmp_path):
+    run = tmp_path / "run"
+    result = _vol("train", volumes["raw"], volumes["mask"], "--out", run, "--patch", "8,16,16",
+                  "--steps", "2", *TINY[:-1], "--rotate", "45", "--elastic", "34,4", "--scale",
+                  "0.8,1.25", "--gamma", "0.7,1.5", "--blur", "1", "--no-aug", "blur")
+    assert result.exit_code == 0, result.output
+    data = json.loads((run / "config.json").read_text())["data"]
+    assert data["augment_off"] == ["blur"]
+    augmentation = data["augmentation"]
+    assert augmentation["rotate_degrees"] == 45 and augmentation["zoom"] == [0.8, 1.25]
+    assert augmentation["gamma"] == [0.7, 1.5] and augmentation["blur_sigma"] == 1
+    assert (augmentation["elastic_magnitude"], augmentation["elastic_spacing"]) == (1.3844, 8)
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("--rotate", "-20", "--rotate"),
+    ("--scale", "1.2,0.8", "MIN <= MAX"),
+    ("--gamma", "2,1", "MIN <= MAX"),
+    ("--gamma", "0,1", "must be positive"),
+    ("--blur", "-1", "--blur"),
+    ("--elastic", "34", "ALPHA,SIGMA"),
+    ("--no-aug", "gamma,sharpen", "unknown augmentation 'sharpen'"),
+])
+def test_bad_augmentation_knobs_are_one_line(volumes, tmp_path, option, value, message):
+    line = _error(_vol("train", volumes["raw"], volumes["mask"], "--out", tmp_path / "run",
+                       "--patch", "8,16,16", "--steps", "2", *TINY[:-1], option, value))
+    assert message in line

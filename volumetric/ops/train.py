@@ -27,6 +27,7 @@ from volumetric.errors import DestinationError, InputError
 from volumetric.io.destination import check_apart, check_writable
 from volumetric.io.intensity import intensity_stats
 from volumetric.io.ome import open_image
+from volumetric.kernels.augment import AugmentConfig
 from volumetric.models.checkpoint import read_checkpoint, registered_architecture
 from volumetric.models.device import resolve_device
 from volumetric.models.factory import build_network, is_custom
@@ -71,7 +72,7 @@ class DataSettings:
     foreground : str
         Which target voxels are foreground, e.g. ``">0"`` or ``"<5"``.
     augment : bool
-        The default augmentation (:class:`volumetric.kernels.augment.AugmentConfig`).
+        Augment the training patches as ``augmentation`` says.
     augment_off : sequence of str
         Augmentations switched off (names in :data:`volumetric.kernels.augment.SWITCHES`).
     normalize : {"percentile", "zscore", "none"}
@@ -86,6 +87,8 @@ class DataSettings:
         Validation patches (the same ones every epoch, not augmented).
     steps_per_epoch : int
         Optimiser steps per epoch (``steps_per_epoch * batch`` patches).
+    augmentation : AugmentConfig
+        Which augmentations, how strong (:class:`volumetric.kernels.augment.AugmentConfig`).
     """
 
     raw: str
@@ -103,6 +106,7 @@ class DataSettings:
     val_fraction: float = 0.2
     val_patches: int = 32
     steps_per_epoch: int = 100
+    augmentation: AugmentConfig = AugmentConfig()
 
 
 @dataclass(frozen=True)
@@ -318,7 +322,6 @@ def train(
     """
     import torch
 
-    from volumetric.kernels.augment import AugmentConfig
     from volumetric.ops.common import default_patch
     from volumetric.train.dataset import PatchDataset, VolumePair
 
@@ -329,7 +332,7 @@ def train(
     stored = _stored_run(out, resume, inputs)
     resolve_device(settings.device)
     parse_freeze(model.freeze)
-    augmentation = AugmentConfig().without(data.augment_off) if data.augment else None
+    augmentation = data.augmentation.without(data.augment_off) if data.augment else None
     pairs = [VolumePair(data.raw, data.target, data.mask), *(VolumePair(*p) for p in data.pairs)]
     settings, data_range = _choose_loss([p.target for p in pairs], settings)
     settings = settings.with_epochs(data.steps_per_epoch)
