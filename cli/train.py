@@ -110,9 +110,8 @@ def train(raw: str, target: str, run_dir: str, pairs, model_name, depth, feature
           model_config, patch, batch, steps, epochs, steps_per_epoch, loss, lr, optimizer,
           weight_decay, scheduler, decay_after, decay_gamma, patience, clip_grad, amp, mask, cubes,
           sampler, foreground_probability, foreground, augment, augment_off, augmentation,
-          normalize,
-          val_fraction, val_patches, workers, seed, resume, init, freeze, device, betas,
-          eps) -> None:
+          normalize, val_fraction, val_patches, workers, seed, resume, init, freeze, device,
+          betas, eps) -> None:
     """Train a network on patches of RAW with TARGET (mask, distance map or image).
 
     Patches are read lazily from the OME-Zarr volumes. RUN_DIR receives

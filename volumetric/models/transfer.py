@@ -122,7 +122,8 @@ def _forward_order(model: nn.Module, example: torch.Tensor | None) -> list[tuple
     return sorted(owners, key=lambda item: (called.get(id(item[1]), -1), rank[id(item[1])]))
 
 
-def layers(model: nn.Module, example: torch.Tensor | None = None) -> list[list[tuple[str, nn.Module]]]:
+def layers(model: nn.Module,
+           example: torch.Tensor | None = None) -> list[list[tuple[str, nn.Module]]]:
     """The layers of ``model`` in forward order, each with the norms that follow it.
 
     Parameters
@@ -149,7 +150,8 @@ def layers(model: nn.Module, example: torch.Tensor | None = None) -> list[list[t
 def _frozen_paths(model: nn.Module, spec: FreezeSpec) -> tuple[str, ...]:
     """The module names whose subtrees ``spec`` freezes (encoder, decoder, names)."""
     if spec.kind in _PATHS:
-        paths = tuple(p for p in _PATHS[spec.kind] if isinstance(getattr(model, p, None), nn.Module))
+        paths = tuple(p for p in _PATHS[spec.kind]
+                      if isinstance(getattr(model, p, None), nn.Module))
         if not paths or paths[0] != _PATHS[spec.kind][0]:
             raise InputError(f"--freeze {spec.kind}: {type(model).__name__} has no "
                              f"{spec.kind!r} module")
