@@ -118,20 +118,72 @@ def _names(ctx: click.Context, param: click.Parameter, value: str | None) -> tup
     return tuple(name.strip() for name in (value or "").split(",") if name.strip())
 
 
+def _range(ctx: click.Context, param: click.Parameter,
+           value: str | None) -> tuple[float, float] | None:
+    """``MIN,MAX`` of positive numbers with MIN <= MAX."""
+    pair = float_tuple(ctx, param, value)
+    if pair is not None and (len(pair) != 2 or pair[0] > pair[1]):
+        raise click.BadParameter(f"{value!r}: give MIN,MAX with MIN <= MAX")
+    return pair
+
+
+def _alpha_sigma(ctx: click.Context, param: click.Parameter,
+                 value: str | None) -> tuple[float, float] | None:
+    pair = float_tuple(ctx, param, value)
+    if pair is not None and len(pair) != 2:
+        raise click.BadParameter(f"{value!r}: give ALPHA,SIGMA")
+    return pair
+
+
 def augment_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """``--augment/--no-augment`` and ``--no-aug NAMES``, shared by the commands that draw
-    patches (``patches``, ``train``); the defaults are those of
-    :class:`volumetric.kernels.augment.AugmentConfig`."""
-    func = click.option(
-        "--no-aug", "augment_off", metavar="NAMES", callback=_names,
-        help="Switch single augmentations off, comma-separated. Defaults: flip (each axis, "
-             "p 0.5), rotate90 (quarter turns in y-x), rotate (+-15 degrees per plane), shear "
-             "(+-0.05), elastic (displacements of sd 2 voxels, control points every 16); these "
-             "three warp a patch together with p 0.5; intensity (scale 1+-0.1, shift +-0.1) "
-             "and noise (sd 0.05), applied together with p 0.5.",
-    )(func)
-    return click.option(
-        "--augment/--no-augment", default=True, show_default=True,
-        help="Augment the patches (flips, rotations, elastic warps, intensity and noise; "
-             "see --no-aug).",
-    )(func)
+    """``--augment/--no-augment``, ``--no-aug NAMES`` and the strengths ``--rotate``,
+    ``--elastic``, ``--scale``, ``--gamma`` and ``--blur``, shared by the commands that draw
+    patches (``patches``, ``train``).
+
+    The command function receives ``augment``, ``augment_off`` and ``augmentation``, a
+    :class:`volumetric.kernels.augment.AugmentConfig` with the strengths given (its
+    defaults otherwise).
+    """
+
+    @functools.wraps(func)
+    def command(*args: Any, **kwargs: Any) -> Any:
+        from volumetric.kernels.augment import AugmentConfig, elastic_from_alpha_sigma
+
+        knobs = {"rotate_degrees": kwargs.pop("rotate"), "zoom": kwargs.pop("scale"),
+                 "gamma": kwargs.pop("gamma"), "blur_sigma": kwargs.pop("blur")}
+        elastic = kwargs.pop("elastic")
+        if elastic is not None:
+            knobs["elastic_magnitude"], knobs["elastic_spacing"] = elastic_from_alpha_sigma(
+                *elastic)
+        kwargs["augmentation"] = AugmentConfig(**{k: v for k, v in knobs.items()
+                                                  if v is not None})
+        return func(*args, **kwargs)
+
+    for option in reversed([
+        click.option("--augment/--no-augment", default=True, show_default=True,
+                     help="Augment the patches (flips, rotations, elastic warps, intensity and "
+                          "noise; see --no-aug)."),
+        click.option(
+            "--no-aug", "augment_off", metavar="NAMES", callback=_names,
+            help="Switch single augmentations off, comma-separated. Defaults: flip (each axis, "
+                 "p 0.5), rotate90 (quarter turns in y-x), rotate (+-15 degrees per plane), "
+                 "shear (+-0.05), elastic (displacements of sd 2 voxels, control points every "
+                 "16), scale (off); these four warp a patch together with p 0.5; intensity "
+                 "(scale 1+-0.1, shift +-0.1) and noise (sd 0.05), applied together with p 0.5; "
+                 "gamma (off; p 0.5) and blur (off; p 0.5), each drawn on its own."),
+        click.option("--rotate", type=click.FloatRange(0, 180), metavar="DEGREES",
+                     help="Rotations uniform in +-DEGREES per plane (default 15)."),
+        click.option("--elastic", callback=_alpha_sigma, metavar="ALPHA,SIGMA",
+                     help="Elastic strength as Simard et al.'s alpha and sigma (e.g. 34,4): "
+                          "displacements of sd ALPHA/(2 sqrt(3 pi) SIGMA) voxels, control "
+                          "points every 2 SIGMA voxels (default: sd 2, every 16)."),
+        click.option("--scale", callback=_range, metavar="MIN,MAX",
+                     help="Zoom factors log-uniform in [MIN, MAX], with the warp (default off)."),
+        click.option("--gamma", callback=_range, metavar="MIN,MAX",
+                     help="Gamma log-uniform in [MIN, MAX] on the image, p 0.5 (default off)."),
+        click.option("--blur", type=click.FloatRange(min=0), metavar="SIGMA_MAX",
+                     help="Gaussian blur of the image, sd uniform in [0, SIGMA_MAX] voxels, "
+                          "p 0.5 (default off)."),
+    ]):
+        command = option(command)
+    return command

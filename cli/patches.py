@@ -25,7 +25,7 @@ from volumetric_cli.options import augment_options, int_tuple, sampler_options
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUT.")
 def patches(raw: str, target: str, out: str, mask: str | None, patch: tuple[int, ...] | None,
             n: int, sampler: str, foreground_probability: float, foreground: str, augment: bool,
-            augment_off: tuple[str, ...], seed: int, cubes: str | None, t: int,
+            augment_off: tuple[str, ...], augmentation, seed: int, cubes: str | None, t: int,
             channel: int | None, overwrite: bool) -> None:
     """Save N training patches of RAW with their TARGET as the PNG gallery OUT.
 
@@ -42,6 +42,7 @@ def patches(raw: str, target: str, out: str, mask: str | None, patch: tuple[int,
 
     report = patch_gallery(raw, target, out, mask=mask, patch=patch, n=n, sampler=sampler,
                            foreground_probability=foreground_probability, foreground=foreground,
-                           augment=augment, augment_off=augment_off, seed=seed, cubes=cubes,
+                           augment=augment, augment_off=augment_off, augmentation=augmentation,
+                           seed=seed, cubes=cubes,
                            t=t, channel=channel, overwrite=overwrite)
     click.echo(f"wrote {report['path']}: {report['samples']} patches of {report['patch']}")

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from volumetric_cli.options import augment_options, int_tuple, sampler_options
+from volumetric_cli.options import augment_options, float_tuple, int_tuple, sampler_options
 
 
 def _json_object(ctx: click.Context, param: click.Parameter, value: str | None) -> dict:
@@ -44,8 +44,9 @@ def _pairs(ctx: click.Context, param: click.Parameter,
               help="Another training volume with its target (and loss mask when --mask is "
                    "given), sampled together with RAW TARGET; repeatable.")
 @click.option("--model", "model_name", metavar="NAME",
-              help="unet2d, unet3d, attention-resunet (or -2d/-3d), or module:factory "
-                   "(default: unet2d/unet3d by the patch, or the --init checkpoint's).")
+              help="unet2d, unet3d, attention-resunet (attention-resunet2d/3d fix the dims), or "
+                   "module:factory (default: unet2d/unet3d by the patch, or the --init "
+                   "checkpoint's).")
 @click.option("--depth", type=click.IntRange(min=1), help="U-Net downsamplings (default 3).")
 @click.option("--features", type=click.IntRange(min=1),
               help="U-Net channels of the first level (default 16).")
@@ -111,14 +112,22 @@ def _pairs(ctx: click.Context, param: click.Parameter,
 @click.option("--resume", is_flag=True, help="Continue the run in RUN_DIR from its last epoch.")
 @click.option("--init", metavar="CKPT", help="Start from the weights of a checkpoint (model.pt).")
 @click.option("--freeze", default="none", show_default=True, metavar="WHAT",
-              help="encoder, all-but-last-N (train only the last N conv layers) or none.")
+              help="last-N (or all-but-last-N): train only the last N layers with weights "
+                   "(convolutions, transposed convolutions, linear; norms go with the layer they "
+                   "follow) in forward order; encoder, decoder, or module names to freeze "
+                   "(comma-separated, e.g. encoder,decoder.0); none. The run prints and "
+                   "config.json lists which layers train.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--betas", callback=float_tuple, metavar="B1,B2", default="0.9,0.999",
+              show_default=True, help="Adam/AdamW decay rates of the gradient's mean and square.")
+@click.option("--eps", type=click.FloatRange(min=0, min_open=True), default=1e-8,
+              show_default=True, help="Adam/AdamW denominator term.")
 def train(raw: str, target: str, run_dir: str, pairs, model_name, depth, features, norm,
           model_config, patch, batch, steps, epochs, steps_per_epoch, loss, lr, optimizer,
           weight_decay, scheduler, decay_after, decay_gamma, patience, clip_grad, amp, mask, cubes,
-          sampler, foreground_probability, foreground, augment, augment_off, normalize, t,
-          val_fraction, val_split, val, val_patches, workers, seed, resume, init, freeze,
-          device) -> None:
+          sampler, foreground_probability, foreground, augment, augment_off, augmentation,
+          normalize, t, val_fraction, val_split, val, val_patches, workers, seed, resume, init,
+          freeze, device, betas, eps) -> None:
     """Train a network on patches of RAW with TARGET (mask, distance map or image).
 
     Patches are read lazily from the OME-Zarr volumes. RUN_DIR receives
@@ -131,7 +140,7 @@ def train(raw: str, target: str, run_dir: str, pairs, model_name, depth, feature
       vol train raw.zarr distance.zarr --out run --patch 32,64,64 --loss mse --epochs 20
       vol train raw.zarr mask.zarr --out run2 --model attention-resunet --loss cldice
       vol train a.zarr a_mask.zarr --pair b.zarr,b_mask.zarr --out both --patch 32,64,64
-      vol train raw2.zarr mask2.zarr --out tuned --init run2/model.pt --freeze encoder
+      vol train raw2.zarr mask2.zarr --out tuned --init run2/model.pt --freeze last-4
     """
     from volumetric.errors import InputError
     from volumetric.ops.train import DataSettings, ModelChoice
@@ -147,13 +156,13 @@ def train(raw: str, target: str, run_dir: str, pairs, model_name, depth, feature
         foreground_probability=foreground_probability, foreground=foreground, augment=augment,
         augment_off=augment_off, normalize=normalize, cubes=cubes, t=t, val_split=val_split,
         val=val, val_fraction=val_fraction, val_patches=val_patches,
-        steps_per_epoch=steps_per_epoch,
+        steps_per_epoch=steps_per_epoch, augmentation=augmentation,
     )
     settings = TrainSettings(
         loss=loss, optimizer=optimizer, lr=lr, weight_decay=weight_decay, batch=batch,
         epochs=epochs, steps=steps, scheduler=scheduler, decay_after=decay_after,
         decay_gamma=decay_gamma, patience=patience, clip_grad=clip_grad, amp=amp, device=device,
-        workers=workers, seed=seed,
+        workers=workers, seed=seed, betas=betas, eps=eps,
     )
     choice = ModelChoice(model_name, config, init, freeze)
     report = run_train(data, run_dir, model=choice, settings=settings, resume=resume)

@@ -6,13 +6,17 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 from scipy import ndimage
 
 from volumetric.errors import InputError
 from volumetric.kernels.augment import (
     SWITCHES,
     AugmentConfig,
+    adjust_gamma,
     adjust_intensity,
+    blur,
+    elastic_from_alpha_sigma,
     elastic_displacement,
     flip_rotate,
     sample_augmentation,
@@ -131,7 +135,10 @@ def test_flip_rotate_and_intensity():
 
 
 @pytest.mark.parametrize("bad", [{"spatial_probability": 1.5}, {"noise_std": -1.0},
-                                 {"elastic_spacing": 0}, {"rotate_degrees": float("nan")}])
+                                 {"elastic_spacing": 0}, {"rotate_degrees": float("nan")},
+                                 {"rotate_degrees": -20}, {"zoom": (1.2, 0.8)},
+                                 {"gamma": (0.0, 1.5)}, {"blur_sigma": -1.0},
+                                 {"gamma_probability": 2.0}])
 def test_bad_config(bad):
     with pytest.raises(InputError):
         AugmentConfig(**bad)
@@ -149,5 +156,100 @@ def test_switching_augmentations_off_by_name():
     off = strong.without(list(SWITCHES))
     none = sample_augmentation(np.random.default_rng(rng_seed), off, shape, spacing)
     assert not none.warps and (none.scale, none.shift, none.noise_std) == (1.0, 0.0, 0.0)
-    with pytest.raises(InputError, match="unknown augmentation 'blur'; choose one of flip"):
-        STRONG.without(["blur"])
+    with pytest.raises(InputError, match="unknown augmentation 'sharpen'; choose one of flip"):
+        STRONG.without(["sharpen"])
+
+
+@pytest.mark.parametrize("degrees", [20.0, 45.0])
+def test_rotations_stay_within_the_range(degrees):
+    config = AugmentConfig(spatial_probability=1.0, rotate_degrees=degrees, shear=0.0)
+    angles = []
+    for seed in range(200):
+        matrix = sample_augmentation(np.random.default_rng(seed), config, (16, 16),
+                                     (1.0, 1.0)).matrix
+        angles.append(np.degrees(np.arctan2(matrix[1, 0], matrix[0, 0])))
+    assert max(np.abs(angles)) <= degrees
+    assert max(np.abs(angles)) > 0.9 * degrees  # the whole range is used
+
+
+def test_zoom_scales_the_warp_and_keeps_other_draws():
+    config = AugmentConfig(spatial_probability=1.0, rotate_degrees=0.0, shear=0.0,
+                           zoom=(0.5, 2.0))
+    zooms = [1 / sample_augmentation(np.random.default_rng(seed), config, (8, 16, 16),
+                                     (1.0, 1.0, 1.0)).matrix[0, 0] for seed in range(100)]
+    assert 0.5 <= min(zooms) < 0.7 and 1.5 < max(zooms) <= 2.0
+    zoomed = sample_augmentation(np.random.default_rng(3), replace(STRONG, zoom=(0.8, 1.25)),
+                                 (8, 16, 16), (1.0, 1.0, 1.0))
+    plain = sample_augmentation(np.random.default_rng(3), STRONG, (8, 16, 16), (1.0, 1.0, 1.0))
+    np.testing.assert_array_equal(zoomed.control, plain.control)
+    assert zoomed.flips == plain.flips and zoomed.noise_seed == plain.noise_seed
+
+
+def test_gamma_and_blur_change_the_image_only_with_their_own_probabilities():
+    config = AugmentConfig(gamma=(0.5, 2.0), gamma_probability=1.0, blur_sigma=2.0,
+                           blur_probability=1.0, intensity_probability=0.0)
+    params = sample_augmentation(np.random.default_rng(1), config, (16, 16), (1.0, 1.0))
+    assert 0.5 <= params.gamma <= 2.0 and params.gamma != 1.0
+    assert len(params.blur_sigma) == 2 and 0 < params.blur_sigma[0] <= 2.0
+    rng = np.random.default_rng(0)
+    image = rng.random((1, 16, 16)).astype(np.float32)
+    out = adjust_intensity(image, params)
+    expected = ndimage.gaussian_filter(adjust_gamma(image, params.gamma)[0], params.blur_sigma,
+                                       mode="mirror")
+    np.testing.assert_allclose(out[0], expected, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(out, image)
+    # Off by default and by name; the other draws do not move.
+    default = sample_augmentation(np.random.default_rng(1), AugmentConfig(), (16, 16), (1, 1))
+    assert default.gamma == 1.0 and default.blur_sigma == ()
+    off = sample_augmentation(np.random.default_rng(1), config.without(["gamma", "blur"]),
+                              (16, 16), (1.0, 1.0))
+    assert off.gamma == 1.0 and off.blur_sigma == () and off.flips == params.flips
+    never = replace(config, gamma_probability=0.0, blur_probability=0.0)
+    assert {(p.gamma, p.blur_sigma) for p in (
+        sample_augmentation(np.random.default_rng(i), never, (16, 16), (1, 1))
+        for i in range(20))} == {(1.0, ())}
+
+
+def test_gamma_keeps_the_range_and_blur_respects_voxel_size():
+    image = np.linspace(-1, 3, 64, dtype=np.float32).reshape(1, 8, 8)
+    out = adjust_gamma(image, 2.0)
+    assert out.min() == image.min() and out.max() == image.max()
+    assert np.all(np.diff(out.ravel()) >= 0) and not np.allclose(out, image)
+    np.testing.assert_array_equal(adjust_gamma(np.ones((1, 4, 4)), 2.0), np.ones((1, 4, 4)))
+    config = AugmentConfig(blur_sigma=2.0, blur_probability=1.0)
+    params = sample_augmentation(np.random.default_rng(0), config, (4, 8, 8), (4.0, 1.0, 1.0))
+    z, y, x = params.blur_sigma
+    assert y == x and z == pytest.approx(y / 4)
+    np.testing.assert_array_equal(blur(image, ()), image)
+
+
+def test_elastic_alpha_sigma_mapping():
+    magnitude, spacing = elastic_from_alpha_sigma(34, 4)
+    assert spacing == 8
+    field = ndimage.gaussian_filter(np.random.default_rng(0).uniform(-1, 1, (512, 512)), 4,
+                                    mode="wrap") * 34
+    assert magnitude == pytest.approx(field.std(), rel=0.05)
+    with pytest.raises(InputError, match="--elastic"):
+        elastic_from_alpha_sigma(34, 0)
+
+
+def test_patches_with_gamma_and_blur_keep_their_targets(tmp_path):
+    from ome_images import write_image
+
+    from volumetric.train.dataset import PatchDataset, VolumePair
+
+    rng = np.random.default_rng(0)
+    target = (rng.random((32, 32)) > 0.5).astype(np.uint8)
+    raw = write_image(tmp_path / "raw.zarr", (target * 100 + rng.integers(0, 50, target.shape))
+                      .astype(np.uint16))
+    mask = write_image(tmp_path / "mask.zarr", target)
+    plain = AugmentConfig(flip=False, rotate90=False, spatial_probability=0.0,
+                          intensity_probability=0.0)
+    knobs = replace(plain, gamma=(0.5, 2.0), gamma_probability=1.0, blur_sigma=1.5,
+                    blur_probability=1.0)
+    sets = [PatchDataset([VolumePair(raw, mask)], (1, 16, 16), augment=config,
+                         samples_per_epoch=4, seed=5) for config in (plain, knobs)]
+    for i in range(4):
+        before, after = sets[0][i], sets[1][i]
+        assert torch.equal(before["target"], after["target"])
+        assert not torch.allclose(before["image"], after["image"])

@@ -181,7 +181,8 @@ def test_cli_discover(vol, tmp_path, raw):
 @pytest.mark.parametrize("args, message", [
     (["--seed", "3,5,400"], "seed 3,5,400 lies outside"),
     (["--seed", "1,1"], "seed 1,1 has 2 coordinates; RAW's volume (40, 48, 56) needs 3 (z,y,x)"),
-    (["--seed", "3,5,4", "--cube", "12,8,8"], "not a multiple of RAW's chunk shape 8,8,8"),
+    (["--seed", "3,5,4", "--cube", "12,8,8"], "not a multiple of RAW's chunk shape 8,8,8; "
+     "choose a multiple (e.g. --cube 16,8,8) or convert RAW with --chunks 12,8,8"),
     ([], "no seeds"),
     (["--seed", "3,5,4", "--channel", "1"], "has no c axis"),
     (["--seed", "3,5,4", "--seeds-swc", "missing.swc"], "missing.swc: no such file"),
@@ -216,3 +217,13 @@ def test_resume_reuses_saved_counts_without_reading(client, tmp_path, raw):
     assert not (tmp_path / "c.json.partial").exists()
     other = CountStore(out, open_source(path), (None, None, None), CUBE, 50.0)
     assert other.counts == {}  # another threshold never reuses them
+
+
+def test_cli_warns_when_raw_intensities_fill_every_cube(vol, tmp_path, raw):
+    args = ("--all", "--min-voxels", "8")
+    noisy = vol("discover", raw[1], tmp_path / "c.json", *args)
+    assert noisy.exit_code == 0, noisy.output
+    assert "every cube read (210) holds at least --min-voxels 8 voxels above 0: is RAW a " \
+           "mask? For raw intensities pass --threshold" in noisy.stderr
+    quiet = vol("discover", raw[1], tmp_path / "d.json", *args, "--threshold", "100")
+    assert quiet.exit_code == 0 and "is RAW a mask" not in quiet.stderr

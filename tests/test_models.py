@@ -12,8 +12,16 @@ from volumetric.errors import InputError
 from volumetric.models.checkpoint import model_from_checkpoint, read_checkpoint, save_checkpoint
 from volumetric.models.export import METADATA_FILE, WithActivation, save_torchscript, to_torchscript
 from volumetric.models.factory import build_network
-from volumetric.models.registry import architectures, build_model
-from volumetric.models.transfer import freeze, hold_frozen_norms, load_initial_weights, parse_freeze
+from volumetric.models.registry import architectures, build_model, canonical_name
+from volumetric.models.transfer import (
+    FreezeSpec,
+    describe,
+    freeze,
+    hold_frozen_norms,
+    layers,
+    load_initial_weights,
+    parse_freeze,
+)
 
 TINY = {"depth": 2, "features": 4}
 
@@ -134,32 +142,106 @@ def test_custom_factory(tmp_path):
         build_network("builtins:dict", {})
 
 
-@pytest.mark.parametrize(("spec", "parsed"), [("encoder", ("encoder", 0)),
-                                               ("all-but-last-3", ("all-but-last", 3)),
-                                               ("none", ("none", 0))])
+@pytest.mark.parametrize(("spec", "parsed"), [
+    ("encoder", FreezeSpec("encoder")),
+    ("Decoder", FreezeSpec("decoder")),
+    ("all-but-last-3", FreezeSpec("last", 3)),
+    ("last-3", FreezeSpec("last", 3)),
+    ("none", FreezeSpec("none")),
+    ("encoder.0, decoder.1.up", FreezeSpec("names", names=("encoder.0", "decoder.1.up"))),
+])
 def test_parse_freeze(spec, parsed):
     assert parse_freeze(spec) == parsed
 
 
-@pytest.mark.parametrize("spec", ["decoder", "all-but-last-0", "all-but-last-x", "last-2"])
+@pytest.mark.parametrize("spec", ["all-but-last-0", "last-0", "all-but-last-x", "a,,b", ""])
 def test_parse_freeze_refuses(spec):
     with pytest.raises(InputError, match="--freeze"):
         parse_freeze(spec)
 
 
-def test_freeze_encoder_and_last_layers():
+def _trained(model):
+    return {n for n, p in model.named_parameters() if p.requires_grad}
+
+
+def test_freeze_encoder_decoder_and_names():
     model = build_model("unet3d", **TINY)
     freeze(model, "encoder")
     frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
     assert frozen and all(n.startswith(("encoder.", "bottleneck.")) for n in frozen)
     assert all(p.requires_grad for n, p in model.named_parameters() if n.startswith("decoder."))
 
+    model = build_model("unet2d", **TINY)
+    freeze(model, "decoder")
+    assert _trained(model) == {n for n, _ in model.named_parameters()
+                               if n.startswith(("encoder.", "bottleneck."))}
+
+    model = build_model("unet2d", **TINY)
+    freeze(model, "encoder.0,decoder.1.up")
+    assert {n for n, p in model.named_parameters() if not p.requires_grad} == {
+        n for n, _ in model.named_parameters() if n.startswith(("encoder.0.", "decoder.1.up."))}
+    with pytest.raises(InputError, match="--freeze decoder.9: UNet has no module"):
+        freeze(build_model("unet2d", **TINY), "decoder.9")
+
+
+@pytest.mark.parametrize(("name", "shape"), [("unet2d", (1, 1, 16, 16)),
+                                              ("unet3d", (1, 1, 8, 8, 8)),
+                                              ("attention-resunet2d", (1, 1, 16, 16))])
+@pytest.mark.parametrize("count", [1, 3, 4])
+def test_freeze_last_counts_layers_with_weights_in_forward_order(name, shape, count):
+    model = build_model(name, **TINY)
+    states = freeze(model, f"last-{count}", torch.zeros(shape))
+    modules = dict(model.named_modules())
+    # The report is exactly requires_grad, module by module.
+    for state in states:
+        params = list(modules[state.name].parameters(recurse=False))
+        assert state.parameters == sum(p.numel() for p in params)
+        assert all(p.requires_grad == state.trained for p in params), state
+    norms = (torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)
+    layers = [s for s in states if not isinstance(modules[s.name], norms)]
+    assert [s.trained for s in layers] == [False] * (len(layers) - count) + [True] * count
+    trained = [s.name for s in layers if s.trained]
+    assert trained[-1] == "head"
+    ups = [s.name for s in layers if s.name.endswith(".up")]
+    # The last transposed convolution trains exactly when it is among the last `count` layers.
+    assert (ups[-1] in trained) == (ups[-1] in [s.name for s in layers[-count:]])
+    if name == "unet2d":
+        assert (ups[-1] in trained) == (count >= 4)
+    assert sum(s.parameters for s in states if s.trained) == sum(
+        p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def test_freeze_last_beyond_the_layer_count():
     model = build_model("unet3d", **TINY)
-    freeze(model, "all-but-last-1")
-    trained = {n for n, p in model.named_parameters() if p.requires_grad}
-    assert trained == {"head.weight", "head.bias"}
-    with pytest.raises(InputError, match="only"):
-        freeze(build_model("unet3d", **TINY), "all-but-last-1000")
+    count = len(layers(model))
+    assert all(s.trained for s in freeze(model, f"last-{count}"))
+    with pytest.raises(InputError, match=f"only {count} layers"):
+        freeze(build_model("unet3d", **TINY), f"last-{count + 1}")
+
+
+def test_forward_order_beats_definition_order():
+    class Backwards(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.late = torch.nn.Linear(3, 1)
+            self.early = torch.nn.Linear(2, 3)
+
+        def forward(self, x):
+            return self.late(self.early(x))
+
+    model = Backwards()
+    freeze(model, "last-1", torch.zeros(1, 2))
+    assert _trained(model) == {"late.weight", "late.bias"}
+    model = Backwards()
+    freeze(model, "last-1")
+    assert _trained(model) == {"early.weight", "early.bias"}
+
+
+def test_describe_names_trained_modules_and_frozen_subtrees():
+    model = build_model("unet2d", **TINY)
+    line = describe(model, freeze(model, "last-1"))
+    assert line.startswith("training 5 of ") and "head (5)" in line
+    assert line.endswith("frozen: encoder, bottleneck, decoder")
 
 
 def test_frozen_batch_norm_keeps_its_statistics():
@@ -185,3 +267,21 @@ def test_initial_weights_from_checkpoint():
     with pytest.raises(InputError, match="weights do not fit"):
         load_initial_weights(build_model("unet3d", depth=2, features=8), payload, "unet3d",
                              source="a.pt")
+
+
+@pytest.mark.parametrize(("spelling", "name"), [("attention-resunet-2d", "attention-resunet2d"),
+                                                ("attention-resunet3d", "attention-resunet3d"),
+                                                ("unet-2d", "unet2d"),
+                                                ("attention-resunet", "attention-resunet"),
+                                                ("pkg.mod:net-2d", "pkg.mod:net-2d")])
+def test_architecture_names_with_or_without_a_dash(spelling, name):
+    assert canonical_name(spelling) == name
+
+
+def test_train_takes_the_dashed_spelling():
+    from volumetric.ops.train import ModelChoice, _architecture
+
+    assert _architecture(ModelChoice("attention-resunet-2d"), 2, None) == "attention-resunet2d"
+    assert isinstance(build_model("attention-resunet-2d", **TINY), torch.nn.Module)
+    with pytest.raises(InputError, match="--model attention-resunet2d needs 2D patches"):
+        _architecture(ModelChoice("attention-resunet-2d"), 3, None)

@@ -69,6 +69,6 @@ def test_augmentation_options_and_their_documented_defaults(command, tmp_path):
     raw = write_image(tmp_path / "raw.zarr", np.zeros((8, 20, 20), np.uint8))
     out = tmp_path / ("g.png" if command == "patches" else "run")
     args = (out,) if command == "patches" else ("--out", out)
-    result = _run(command, raw, raw, *args, "--patch", "4,8,8", "--no-aug", "flip,blur")
+    result = _run(command, raw, raw, *args, "--patch", "4,8,8", "--no-aug", "flip,sharpen")
     assert result.exit_code == 2 and result.output.count("\n") == 1
-    assert "unknown augmentation 'blur'" in result.output and not out.exists()
+    assert "unknown augmentation 'sharpen'" in result.output and not out.exists()

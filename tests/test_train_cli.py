@@ -80,9 +80,13 @@ def test_train_writes_the_run_dir_and_resume_rules(volumes, tmp_path):
     assert out.shape == (1, 1, 8, 20, 20) and 0 <= float(out.min()) and float(out.max()) <= 1
 
     assert "--resume" in _error(_vol(*args))
-    line = _error(_vol(*args, "--resume", "--lr", "0.1", "--patch", "8,8,16"))
-    assert f"options differ from the run in {run}: data.patch [8, 16, 16] -> [8, 8, 16]; " \
-           "lr 0.001 -> 0.1; rerun" in line
+    assert config["betas"] == [0.9, 0.999] and config["eps"] == 1e-8
+    line = _error(_vol(*args, "--resume", "--lr", "0.1", "--patch", "8,8,16", "--betas",
+                       "0.5,0.999", "--eps", "1e-4"))
+    assert f"options differ from the run in {run}: betas [0.9, 0.999] -> [0.5, 0.999]; " \
+           "data.patch [8, 16, 16] -> [8, 8, 16]; eps 1e-08 -> 0.0001; lr 0.001 -> 0.1; " \
+           "rerun" in line
+    assert "--betas must be two numbers" in _error(_vol(*args, "--betas", "0.5,1.5"))
     again = _vol(*args, "--resume")
     assert again.exit_code == 0 and "4 steps" in again.stdout
 
@@ -178,12 +182,21 @@ def test_two_dimensional_patches_and_transfer(volumes, tmp_path):
     tuned = tmp_path / "tuned"
     result = _vol("train", volumes["raw"], volumes["normalized"], "--out", tuned, "--patch",
                   "1,16,16", "--steps", "2", "--init", first / "model.pt", "--freeze",
-                  "all-but-last-1", *TINY[4:])
+                  "last-4", *TINY[4:])
     assert result.exit_code == 0, result.output
     before = torch.load(first / "model.pt", weights_only=True)["state_dict"]
     after = torch.load(tuned / "model.pt", weights_only=True)["state_dict"]
-    assert torch.equal(before["encoder.0.conv1.weight"], after["encoder.0.conv1.weight"])
-    assert not torch.equal(before["head.weight"], after["head.weight"])
+    layers = json.loads((tuned / "config.json").read_text())["layers"]
+    trained = [layer["name"] for layer in layers if layer["trained"]]
+    # depth 1: encoder.0 (2 convs), bottleneck (2), decoder.0.up, decoder.0.block (2), head
+    assert trained == ["decoder.0.up", "decoder.0.block.conv1", "decoder.0.block.norm1",
+                       "decoder.0.block.conv2", "decoder.0.block.norm2", "head"]
+    assert "--freeze last-4: training " in result.stderr
+    assert "decoder.0.up (" in result.stderr and "frozen: encoder, bottleneck" in result.stderr
+    for name, weights in before.items():
+        if name.rsplit(".", 1)[0] not in trained:
+            assert torch.equal(weights, after[name]), name
+    assert not torch.equal(before["decoder.0.up.weight"], after["decoder.0.up.weight"])
 
 
 def test_init_from_torchscript_is_one_line_without_warnings(volumes, tmp_path):
@@ -215,7 +228,7 @@ def _unet2d_checkpoint(path):
         ("other architecture", "holds a network of architecture unet2d, not unet3d"),
         ("2D model on 3D patches", "--model unet2d needs 2D patches"),
         ("steps and epochs", "not both"),
-        ("freeze", "--freeze"),
+        ("freeze", "--freeze last-1000: the model has only 8 layers with weights"),
         ("loss name", "unknown loss"),
     ],
 )
@@ -242,7 +255,7 @@ def test_bad_input_is_one_line_exit_2(volumes, tmp_path, case, message):
     elif case == "steps and epochs":
         extra = ("--epochs", "2")
     elif case == "freeze":
-        extra = ("--freeze", "decoder")
+        extra = ("--freeze", "last-1000")
     elif case == "loss name":
         extra = ("--loss", "focal")
     run = tmp_path / "run"
@@ -258,3 +271,32 @@ def test_init_never_builds_what_a_checkpoint_names(volumes, tmp_path):
                        "--patch", "8,16,16", "--steps", "2", *TINY, "--init", evil))
     assert "'os:system', which is not built in" in line and "--model module:factory --init" in line
     assert not (tmp_path / "ran").exists()
+
+
+def test_augmentation_knobs_reach_the_run_config(volumes, tmp_path):
+    run = tmp_path / "run"
+    result = _vol("train", volumes["raw"], volumes["mask"], "--out", run, "--patch", "8,16,16",
+                  "--steps", "2", *TINY[:-1], "--rotate", "45", "--elastic", "34,4", "--scale",
+                  "0.8,1.25", "--gamma", "0.7,1.5", "--blur", "1", "--no-aug", "blur")
+    assert result.exit_code == 0, result.output
+    data = json.loads((run / "config.json").read_text())["data"]
+    assert data["augment_off"] == ["blur"]
+    augmentation = data["augmentation"]
+    assert augmentation["rotate_degrees"] == 45 and augmentation["zoom"] == [0.8, 1.25]
+    assert augmentation["gamma"] == [0.7, 1.5] and augmentation["blur_sigma"] == 1
+    assert (augmentation["elastic_magnitude"], augmentation["elastic_spacing"]) == (1.3844, 8)
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("--rotate", "-20", "--rotate"),
+    ("--scale", "1.2,0.8", "MIN <= MAX"),
+    ("--gamma", "2,1", "MIN <= MAX"),
+    ("--gamma", "0,1", "must be positive"),
+    ("--blur", "-1", "--blur"),
+    ("--elastic", "34", "ALPHA,SIGMA"),
+    ("--no-aug", "gamma,sharpen", "unknown augmentation 'sharpen'"),
+])
+def test_bad_augmentation_knobs_are_one_line(volumes, tmp_path, option, value, message):
+    line = _error(_vol("train", volumes["raw"], volumes["mask"], "--out", tmp_path / "run",
+                       "--patch", "8,16,16", "--steps", "2", *TINY[:-1], option, value))
+    assert message in line

@@ -17,7 +17,7 @@ from volumetric.models.device import resolve_device
 from volumetric.models.export import METADATA_FILE
 from volumetric.models.registry import build_model
 from volumetric.models.transfer import freeze
-from volumetric.train.loop import TrainSettings, _validate, fit
+from volumetric.train.loop import TrainSettings, _optimizer, _validate, fit
 from volumetric.train.losses import get_loss
 from volumetric.train.rundir import NetworkSpec, curves_figure
 
@@ -242,6 +242,10 @@ def test_settings_and_device_errors():
         TrainSettings(optimizer="sgd")
     with pytest.raises(InputError, match="unknown loss"):
         TrainSettings(loss="focal")
+    with pytest.raises(InputError, match=r"--betas must be two numbers in \[0, 1\)"):
+        TrainSettings(betas=(0.5, 1.0))
+    with pytest.raises(InputError, match="--eps must be positive"):
+        TrainSettings(eps=0.0)
     if not torch.cuda.is_available():
         with pytest.raises(InputError, match="CUDA is not available"):
             resolve_device("cuda")
@@ -287,3 +291,11 @@ def test_loss_mask_is_used(volume, tmp_path):
     again = _validate(model, plain, get_loss("bce"), settings, torch.device("cpu"), 1.0)
     assert again["val_loss"] == pytest.approx(row["val_loss"])
     assert again["val_dice"] == pytest.approx(row["val_dice"])
+
+
+@pytest.mark.parametrize("kind", ["adam", "adamw"])
+def test_optimiser_takes_betas_and_eps(kind):
+    settings = TrainSettings(optimizer=kind, betas=(0.5, 0.99), eps=1e-4)
+    group = _optimizer(settings, build_model("unet3d", **TINY)).param_groups[0]
+    assert group["betas"] == (0.5, 0.99) and group["eps"] == 1e-4
+    assert settings.to_json()["betas"] == (0.5, 0.99) and settings.to_json()["eps"] == 1e-4

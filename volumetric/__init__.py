@@ -37,6 +37,7 @@ _LAZY = {
     "DataSettings": "volumetric.ops.train:DataSettings",
     "ModelChoice": "volumetric.ops.train:ModelChoice",
     "TrainSettings": "volumetric.train.loop:TrainSettings",
+    "AugmentConfig": "volumetric.kernels.augment:AugmentConfig",
     "evaluate": "volumetric.ops.evaluate:evaluate",
     "export": "volumetric.ops.export:export",
     "overlay": "volumetric.ops.overlay:overlay",
@@ -48,6 +49,7 @@ __all__ = ["BlockGrid", "Box", "__version__", *sorted(_LAZY)]
 if TYPE_CHECKING:
     from volumetric.engine.cluster import SharedCluster as cluster
     from volumetric.engine.operation import RunOptions
+    from volumetric.kernels.augment import AugmentConfig
     from volumetric.ops.convert import convert
     from volumetric.ops.discover import discover
     from volumetric.ops.distance import distance

@@ -1,5 +1,5 @@
-"""Patch augmentation for training: flips, quarter turns, small rotations and
-shears, elastic deformation, noise and intensity changes.
+"""Patch augmentation for training: flips, quarter turns, small rotations,
+shears and zooms, elastic deformation, noise, intensity and gamma changes, blur.
 
 Spatial changes other than flips and quarter turns are expressed as *source
 coordinates*: output voxel ``p`` of a patch whose first corner lies at
@@ -7,7 +7,7 @@ coordinates*: output voxel ``p`` of a patch whose first corner lies at
 
     origin + c + M (p - c) + d(p)        c = (patch_shape - 1) / 2
 
-where ``M`` is a rotation and shear (drawn in physical space, so anisotropic
+where ``M`` is a rotation, shear and zoom (drawn in physical space, so anisotropic
 voxels are respected) and ``d`` an elastic displacement interpolated with
 cubic B-splines from a coarse grid of random control displacements.
 Coordinates outside the volume are mirrored back into it (scipy's
@@ -19,11 +19,12 @@ Because coordinates are global and interpolation is local (no spline
 prefilter), warping the block given by :func:`source_box` equals warping the
 whole volume with the same coordinates and cropping the patch. Flips and
 quarter turns (in the last two axes) are applied to the warped patch, and
-intensity changes to the image only.
+intensity changes, gamma and blur to the image only.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 
@@ -35,7 +36,7 @@ from volumetric.geometry import Box
 
 
 # The augmentations that can be switched off by name, and the settings that does.
-SWITCHES: dict[str, dict[str, bool | float]] = {
+SWITCHES: dict[str, dict[str, bool | float | tuple[float, float]]] = {
     "flip": {"flip": False},
     "rotate90": {"rotate90": False},
     "rotate": {"rotate_degrees": 0.0},
@@ -43,12 +44,18 @@ SWITCHES: dict[str, dict[str, bool | float]] = {
     "elastic": {"elastic_magnitude": 0.0},
     "intensity": {"intensity_scale": 0.0, "intensity_shift": 0.0},
     "noise": {"noise_std": 0.0},
+    "scale": {"zoom": (1.0, 1.0)},
+    "gamma": {"gamma": (1.0, 1.0)},
+    "blur": {"blur_sigma": 0.0},
 }
+# Ranges (low, high) of positive factors; (1, 1) is off.
+_RANGES = ("zoom", "gamma")
 
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    """Which augmentations to draw, and how strong. Set a value to 0/False to switch it off.
+    """Which augmentations to draw, and how strong. Set a value to 0/False (a range to
+    (1, 1)) to switch it off.
 
     Parameters
     ----------
@@ -58,7 +65,7 @@ class AugmentConfig:
         Turn by 0, 90, 180 or 270 degrees in the y-x plane (only 0 or 180
         when the patch is not square there).
     spatial_probability : float
-        Probability that a patch is warped by the rotation, shear and
+        Probability that a patch is warped by the rotation, shear, zoom and
         elastic deformation below (drawn together).
     rotate_degrees : float
         Small rotations, uniform in +-``rotate_degrees`` in each plane
@@ -69,7 +76,9 @@ class AugmentConfig:
         Standard deviation of the control-point displacements, in voxels
         of the finest axis (coarser axes move proportionally less).
     elastic_spacing : int
-        Distance between control points, in voxels.
+        Distance between control points, in voxels (see :func:`elastic_from_alpha_sigma`).
+    zoom : (float, float)
+        Zoom factor range (log-uniform; above 1 magnifies), the same factor on every axis.
     intensity_probability : float
         Probability that the image gets the scale, shift and noise below.
     intensity_scale : float
@@ -78,6 +87,16 @@ class AugmentConfig:
         Offset uniform in +-``intensity_shift`` added to the image.
     noise_std : float
         Standard deviation of additive Gaussian noise (normalised units).
+    gamma : (float, float)
+        Gamma range (log-uniform): each channel of the image, rescaled to [0, 1]
+        over the patch, is raised to the power gamma and scaled back.
+    gamma_probability : float
+        Probability that the image gets the gamma change.
+    blur_sigma : float
+        Largest Gaussian blur: sd uniform in [0, ``blur_sigma``] voxels of the
+        finest axis (coarser axes proportionally less).
+    blur_probability : float
+        Probability that the image is blurred.
     """
 
     flip: bool = True
@@ -91,11 +110,23 @@ class AugmentConfig:
     intensity_scale: float = 0.1
     intensity_shift: float = 0.1
     noise_std: float = 0.05
+    zoom: tuple[float, float] = (1.0, 1.0)
+    gamma: tuple[float, float] = (1.0, 1.0)
+    gamma_probability: float = 0.5
+    blur_sigma: float = 0.0
+    blur_probability: float = 0.5
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, bool):
+                continue
+            if f.name in _RANGES:
+                low, high = value
+                if not (np.isfinite(low) and np.isfinite(high) and 0 < low <= high):
+                    raise InputError(f"augmentation {f.name}={tuple(value)} must be two numbers "
+                                     "0 < low <= high")
+                object.__setattr__(self, f.name, (float(low), float(high)))
                 continue
             if not np.isfinite(value) or value < 0:
                 raise InputError(f"augmentation {f.name}={value} must be a number >= 0")
@@ -132,6 +163,8 @@ class AugmentParams:
     shift: float
     noise_std: float
     noise_seed: int
+    gamma: float = 1.0
+    blur_sigma: tuple[float, ...] = ()
 
     @property
     def warps(self) -> bool:
@@ -191,11 +224,15 @@ def sample_augmentation(
     scale = rng.uniform(-1, 1) * config.intensity_scale
     shift = rng.uniform(-1, 1) * config.intensity_shift
     noise_seed = int(rng.integers(2**63))
+    zoom = np.exp(rng.uniform(*np.log(config.zoom)))
+    gamma = np.exp(rng.uniform(*np.log(config.gamma))) if rng.random() < config.gamma_probability \
+        else 1.0
+    blur = rng.uniform(0, config.blur_sigma) if rng.random() < config.blur_probability else 0.0
 
     matrix = None
-    if warp and (config.rotate_degrees > 0 or config.shear > 0):
+    if warp and (config.rotate_degrees > 0 or config.shear > 0 or config.zoom != (1.0, 1.0)):
         np.fill_diagonal(shear, 0.0)
-        physical = _rotation(angles, ndim) @ (np.eye(ndim) + shear)
+        physical = _rotation(angles, ndim) @ (np.eye(ndim) + shear) / zoom
         matrix = physical * spacing_arr[None, :] / spacing_arr[:, None]
     if not config.rotate90:
         turns = 0
@@ -211,7 +248,27 @@ def sample_augmentation(
         shift=shift if intensity else 0.0,
         noise_std=config.noise_std if intensity else 0.0,
         noise_seed=noise_seed,
+        gamma=float(gamma),
+        blur_sigma=tuple(float(blur * spacing_arr.min() / s) for s in spacing_arr) if blur else (),
     )
+
+
+def elastic_from_alpha_sigma(alpha: float, sigma: float) -> tuple[float, int]:
+    """``elastic_magnitude`` and ``elastic_spacing`` for Simard et al.'s ``alpha`` and ``sigma``.
+
+    Simard's field is uniform noise in [-1, 1] per voxel, smoothed by a
+    Gaussian of sd ``sigma`` voxels and multiplied by ``alpha``; in 2D its
+    displacements have sd ``alpha / (2 sqrt(3 pi) sigma)``. Control points
+    every ``2 sigma`` voxels give a field of about the same smoothness.
+
+    Examples
+    --------
+    >>> elastic_from_alpha_sigma(34, 4)
+    (1.3844, 8)
+    """
+    if not (alpha >= 0 and sigma > 0):
+        raise InputError(f"--elastic {alpha},{sigma}: ALPHA must be >= 0 and SIGMA > 0")
+    return round(alpha / (2 * math.sqrt(3 * math.pi) * sigma), 4), max(1, round(2 * sigma))
 
 
 def _spline_weights(length: int, points: int, spacing: int) -> np.ndarray:
@@ -338,9 +395,32 @@ def flip_rotate(array: np.ndarray, params: AugmentParams) -> np.ndarray:
     return out
 
 
+def adjust_gamma(image: np.ndarray, gamma: float) -> np.ndarray:
+    """Each channel of ``image`` (C, ...) rescaled to [0, 1], raised to ``gamma``, scaled back."""
+    out = np.asarray(image, dtype=np.float32)
+    if gamma == 1.0:
+        return out
+    channels = []
+    for channel in out:
+        low, high = channel.min(), channel.max()
+        span = high - low
+        channels.append(low + span * ((channel - low) / span) ** np.float32(gamma) if span > 0
+                        else channel)
+    return np.stack(channels).astype(np.float32, copy=False)
+
+
+def blur(image: np.ndarray, sigma: Sequence[float]) -> np.ndarray:
+    """Gaussian blur of every channel of ``image`` (C, ...) with sd ``sigma`` per spatial axis."""
+    out = np.asarray(image, dtype=np.float32)
+    if not any(sigma):
+        return out
+    return np.stack([ndimage.gaussian_filter(channel, sigma, mode="mirror") for channel in out])
+
+
 def adjust_intensity(image: np.ndarray, params: AugmentParams) -> np.ndarray:
-    """Scale, shift and add noise to a normalised image (float32)."""
-    out = np.asarray(image, dtype=np.float32) * np.float32(params.scale) + np.float32(params.shift)
+    """Gamma, blur, scale, shift and noise of a normalised image (float32)."""
+    out = blur(adjust_gamma(image, params.gamma), params.blur_sigma)
+    out = out * np.float32(params.scale) + np.float32(params.shift)
     if params.noise_std > 0:
         noise = np.random.default_rng(params.noise_seed).standard_normal(out.shape, np.float32)
         out += noise * np.float32(params.noise_std)

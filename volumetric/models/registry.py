@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -26,15 +27,35 @@ def architectures() -> list[str]:
     return sorted(_ARCHITECTURES)
 
 
+def canonical_name(name: str) -> str:
+    """The registered spelling of an architecture written with or without a dash before 2d/3d.
+
+    Examples
+    --------
+    >>> canonical_name("attention-resunet-2d"), canonical_name("unet-3d")
+    ('attention-resunet2d', 'unet3d')
+    >>> canonical_name("mypkg.nets:net-2d")
+    'mypkg.nets:net-2d'
+    """
+    _load_builtins()
+    match = re.fullmatch(r"(.+?)-?([23]d)", name)
+    if name in _ARCHITECTURES or match is None:
+        return name
+    for candidate in (match[1] + match[2], f"{match[1]}-{match[2]}"):
+        if candidate in _ARCHITECTURES:
+            return candidate
+    return name
+
+
 def build_model(name: str, **config: Any) -> Any:
-    """Instantiate the architecture ``name`` with ``config``.
+    """Instantiate the architecture ``name`` (either spelling, see :func:`canonical_name`).
 
     Raises
     ------
     InputError
         Unknown architecture, or a config it does not accept.
     """
-    _load_builtins()
+    name = canonical_name(name)
     check_choice(name, sorted(_ARCHITECTURES), "model")
     try:
         return _ARCHITECTURES[name](**config)

@@ -89,9 +89,12 @@ def _cube_shape(source: Source, shape: Coord, cube: Sequence[int] | None) -> Coo
     if any(c <= 0 for c in cube):
         raise InputError(f"--cube must be positive, got {cube}")
     if chunks and any(c % k and c < s for c, k, s in zip(cube, chunks, shape)):
+        multiple = [-(-c // k) * k for c, k in zip(cube, chunks)]
         raise InputError(
             f"--cube {','.join(map(str, cube))} is not a multiple of RAW's chunk shape "
-            f"{','.join(map(str, chunks))}; choose a multiple so each chunk is read once"
+            f"{','.join(map(str, chunks))}; choose a multiple (e.g. --cube "
+            f"{','.join(map(str, multiple))}) or convert RAW with --chunks "
+            f"{','.join(map(str, cube))}, so each chunk is read once"
         )
     return tuple(min(c, s) for c, s in zip(cube, shape))
 
@@ -247,6 +250,9 @@ def discover(
         read = set(grid.indices())
         if not points:
             kept = sorted(c for c, n in store.counts.items() if n >= min_voxels)
+    if threshold == 0 and len(read) > 1 and all(store.counts[c] >= min_voxels for c in read):
+        log.warning("every cube read (%d) holds at least --min-voxels %d voxels above 0: is RAW "
+                    "a mask? For raw intensities pass --threshold", len(read), min_voxels)
     empty_seeds = [c for c in seed_cubes if store.counts[c] < min_voxels]
     if empty_seeds:
         log.warning("%d of %d seed cubes hold fewer than %d foreground voxels and were not kept",

@@ -54,6 +54,7 @@ def patch_gallery(
     foreground: str = ">0",
     augment: bool = True,
     augment_off: Sequence[str] = (),
+    augmentation: AugmentConfig = AugmentConfig(),
     seed: int = 0,
     cubes: str | None = None,
     t: int = 0,
@@ -81,9 +82,11 @@ def patch_gallery(
     sampler, foreground_probability, foreground, seed, cubes
         As for :class:`volumetric.train.dataset.PatchDataset`.
     augment : bool
-        Apply the default :class:`AugmentConfig`.
+        Apply ``augmentation``.
     augment_off : sequence of str
         Augmentations switched off (see :meth:`AugmentConfig.without`).
+    augmentation : AugmentConfig
+        Which augmentations, how strong.
     t, channel : int
         Time point and raw channel.
     overwrite : bool
@@ -107,7 +110,7 @@ def patch_gallery(
     dataset = PatchDataset(
         [VolumePair(raw, target, mask, t=t, channel=channel)], patch, sampler=sampler,
         foreground_probability=foreground_probability, foreground=foreground,
-        augment=AugmentConfig().without(augment_off) if augment else None, seed=seed,
+        augment=augmentation.without(augment_off) if augment else None, seed=seed,
         samples_per_epoch=None if sampler == "grid" else n, cubes=cubes,
     )
     n = min(n, len(dataset))  # the grid shows each tile at most once

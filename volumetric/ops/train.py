@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -26,11 +27,13 @@ from volumetric.errors import DestinationError, InputError
 from volumetric.io.destination import check_apart, check_writable
 from volumetric.io.intensity import intensity_stats
 from volumetric.io.ome import open_image
+from volumetric.kernels.augment import AugmentConfig
 from volumetric.models.checkpoint import read_checkpoint, registered_architecture
 from volumetric.models.device import resolve_device
 from volumetric.models.factory import build_network, is_custom
+from volumetric.models.registry import canonical_name
+from volumetric.models.transfer import ModuleState, describe, load_initial_weights, parse_freeze
 from volumetric.models.transfer import freeze as freeze_layers
-from volumetric.models.transfer import load_initial_weights, parse_freeze
 from volumetric.ops.paths import absolute, comparable_path
 from volumetric.train import FitResult, NetworkSpec, TrainSettings, fit, rundir
 from volumetric.train.losses import get_loss
@@ -39,6 +42,8 @@ log = logging.getLogger("volumetric")
 
 # Settings that may differ when a run is resumed: they do not change its result on CPU.
 RESUMABLE_CHANGES = ("device", "workers", "version")
+# config.json keys reporting what the options imply, not compared on resume.
+DERIVED = ("layers",)
 # DataSettings fields naming files (besides pairs).
 PATHS = ("raw", "target", "mask", "cubes")
 DIMS_OF = {"unet2d": 2, "unet3d": 3, "attention-resunet2d": 2, "attention-resunet3d": 3}
@@ -67,7 +72,7 @@ class DataSettings:
     foreground : str
         Which target voxels are foreground, e.g. ``">0"`` or ``"<5"``.
     augment : bool
-        The default augmentation (:class:`volumetric.kernels.augment.AugmentConfig`).
+        Augment the training patches as ``augmentation`` says.
     augment_off : sequence of str
         Augmentations switched off (names in :data:`volumetric.kernels.augment.SWITCHES`).
     normalize : {"percentile", "zscore", "none"}
@@ -94,6 +99,8 @@ class DataSettings:
         Validation patches (the same ones every epoch, not augmented).
     steps_per_epoch : int
         Optimiser steps per epoch (``steps_per_epoch * batch`` patches).
+    augmentation : AugmentConfig
+        Which augmentations, how strong (:class:`volumetric.kernels.augment.AugmentConfig`).
     """
 
     raw: str
@@ -114,6 +121,7 @@ class DataSettings:
     val_fraction: float = 0.2
     val_patches: int = 32
     steps_per_epoch: int = 100
+    augmentation: AugmentConfig = AugmentConfig()
 
 
 @dataclass(frozen=True)
@@ -131,7 +139,8 @@ class ModelChoice:
     init : str, optional
         Checkpoint whose weights start the training.
     freeze : str
-        ``none``, ``encoder`` or ``all-but-last-N`` (see :mod:`volumetric.models.transfer`).
+        ``none``, ``last-N`` (``all-but-last-N``), ``encoder``, ``decoder`` or module
+        names (see :mod:`volumetric.models.transfer`).
     """
 
     name: str | None = None
@@ -148,6 +157,7 @@ class TrainReport:
     architecture: str
     result: FitResult
     seconds: float
+    layers: list[ModuleState]
 
 
 def _target_range(path: str) -> tuple[float, float, str]:
@@ -247,7 +257,8 @@ def _check_same_run(out: Path, stored: dict[str, Any], config: dict[str, Any]) -
     old, new = _flat(stored), _flat(config)
     same_old = _flat(_map_paths(stored, comparable_path))
     same_new = _flat(_map_paths(config, comparable_path))
-    keys = [k for k in sorted(set(old) | set(new)) if k not in RESUMABLE_CHANGES]
+    keys = [k for k in sorted(set(old) | set(new))
+            if k not in RESUMABLE_CHANGES and k.split(".")[0] not in DERIVED]
     differ = [f"{k} {show(old, k)} -> {show(new, k)}" for k in keys
               if (k in old) != (k in new) or same_old.get(k) != same_new.get(k)]
     if differ:
@@ -257,7 +268,7 @@ def _check_same_run(out: Path, stored: dict[str, Any], config: dict[str, Any]) -
 
 def _architecture(choice: ModelChoice, dims: int, checkpoint: dict[str, Any] | None) -> str:
     if choice.name:
-        name = choice.name
+        name = canonical_name(choice.name)
     elif checkpoint is not None:
         name = registered_architecture(checkpoint, choice.init, option="--init")
     else:
@@ -327,7 +338,6 @@ def train(
     """
     import torch
 
-    from volumetric.kernels.augment import AugmentConfig
     from volumetric.ops.common import default_patch
     from volumetric.ops.train_data import patch_datasets, volume_pairs
 
@@ -338,7 +348,7 @@ def train(
     stored = _stored_run(out, resume, inputs)
     resolve_device(settings.device)
     parse_freeze(model.freeze)
-    augmentation = AugmentConfig().without(data.augment_off) if data.augment else None
+    augmentation = data.augmentation.without(data.augment_off) if data.augment else None
     pairs = volume_pairs(data)
     settings, data_range = _choose_loss([p.target for p in pairs], settings)
     settings = settings.with_epochs(data.steps_per_epoch)
@@ -368,14 +378,17 @@ def train(
     net = build_network(name, config)
     if checkpoint is not None and stored is None:
         load_initial_weights(net, checkpoint, name, source=str(model.init))
-    frozen = freeze_layers(net, model.freeze)
-    if frozen:
-        log.info("froze %d parameter tensors (%s)", frozen, model.freeze)
+    layers = freeze_layers(net, model.freeze, sample["image"][None])
+    if not all(layer.trained for layer in layers):
+        line = f"--freeze {model.freeze}: {describe(net, layers)}"
+        log.info(line)
+        if progress and not silenced():
+            print(line, file=sys.stderr)
     _check_output(net, sample, name)
 
     lease = acquire_lease(out / JOURNAL_DIR, what=str(out))
     try:
-        rundir.write_config(out, run_config)
+        rundir.write_config(out, {**run_config, "layers": [asdict(s) for s in layers]})
         spec = NetworkSpec(name, config, dims, in_channels, out_channels,
                          get_loss(settings.loss).output_activation,
                          {"normalize": data.normalize}, tuple(patch))
@@ -383,7 +396,7 @@ def train(
                      data_range=data_range, progress=progress and not silenced())
     finally:
         lease.release()
-    return TrainReport(out, name, result, time.perf_counter() - started)
+    return TrainReport(out, name, result, time.perf_counter() - started, layers)
 
 
 def _check_output(net: Any, sample: dict[str, Any], name: str) -> None:

@@ -66,6 +66,11 @@ class TrainSettings:
         Initial learning rate.
     weight_decay : float
         Decoupled weight decay for AdamW, L2 penalty for Adam.
+    betas : (float, float)
+        Adam's decay rates of the gradient's running mean and of its square,
+        each in [0, 1).
+    eps : float
+        Adam's term added to the denominator, > 0.
     batch : int
         Patches per optimiser step.
     epochs : int, optional
@@ -101,6 +106,8 @@ class TrainSettings:
     optimizer: str = "adamw"
     lr: float = 1e-3
     weight_decay: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
     batch: int = 4
     epochs: int | None = None
     steps: int | None = None
@@ -124,6 +131,10 @@ class TrainSettings:
             raise InputError("--batch, --epochs and --steps must be positive")
         if self.lr <= 0:
             raise InputError(f"--lr must be positive, got {self.lr}")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise InputError(f"--betas must be two numbers in [0, 1), got {self.betas}")
+        if not self.eps > 0:
+            raise InputError(f"--eps must be positive, got {self.eps}")
 
     def with_epochs(self, steps_per_epoch: int) -> TrainSettings:
         """These settings with the number of epochs decided.
@@ -184,7 +195,8 @@ def _optimizer(settings: TrainSettings, model: nn.Module) -> torch.optim.Optimiz
     if not params:
         raise InputError("every parameter is frozen; nothing to train (check --freeze)")
     kind = torch.optim.AdamW if settings.optimizer == "adamw" else torch.optim.Adam
-    return kind(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    return kind(params, lr=settings.lr, weight_decay=settings.weight_decay,
+                betas=tuple(settings.betas), eps=settings.eps)
 
 
 class _Validation:
