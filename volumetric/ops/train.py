@@ -335,8 +335,6 @@ def train(
     pairs = [VolumePair(data.raw, data.target, data.mask), *(VolumePair(*p) for p in data.pairs)]
     settings, target, data_range, target_line = _choose_target([p.target for p in pairs], data,
                                                                settings)
-    if progress and not silenced():
-        print(target_line, file=sys.stderr, flush=True)
     settings = settings.with_epochs(data.steps_per_epoch)
     checkpoint = read_checkpoint(model.init) if model.init else None
 
@@ -382,6 +380,8 @@ def train(
         log.info("froze %d parameter tensors (%s)", frozen, model.freeze)
     _check_output(net, sample, name)
 
+    if progress and not silenced():
+        print(target_line, file=sys.stderr, flush=True)
     lease = acquire_lease(out / JOURNAL_DIR, what=str(out))
     try:
         rundir.write_config(out, run_config)
