@@ -58,8 +58,12 @@ def _channels(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
               help="auto, cpu, cuda or cuda:N; auto is cuda where the workers have it.")
 @click.option("--amp", type=click.Choice(["bf16", "fp16"]), default=None,
               help="Mixed precision for the model (sums stay fp32).")
-@click.option("--dtype", type=click.Choice(["float32", "float16", "uint8"]), default=None,
-              help="Stored type (default float32; uint8 scales 0..1 to 0..255).")
+@click.option("--dtype", type=click.Choice(["float32", "float16", "uint8", "uint16"]),
+              default=None,
+              help="Stored type (default float32). A model trained on an image target "
+                   "(`vol train --target image`) writes the target's units with the scaling "
+                   "stored in it, integer types rounded and clipped to their range; otherwise "
+                   "uint8 scales probabilities 0..1 to 0..255 and uint16 rounds and clips.")
 @click.option("--threshold", type=float, default=None,
               help="Binary uint8 output: value > T (T finite).")
 @click.option("--clip", type=float, default=None,
@@ -82,12 +86,15 @@ def predict(raw: str, out: str, model, weights, window, overlap, blend, normaliz
     Windows lie on one global grid placed as MONAI's sliding_window_inference
     places them, each is evaluated once, and the blended result equals a
     single pass over the whole volume. An interrupted run resumes when the
-    same command is run again.
+    same command is run again. A model trained on a normalised image target
+    stores the target's statistics: its predictions are written back in the
+    target's units (e.g. --dtype uint16 for a uint16 fluorescence target).
 
     \b
     Example:
       vol predict brain.zarr pred.zarr --model unet.pt --window 64,64,64 --overlap 0.5
       vol predict brain.zarr pred.zarr --model ckpt.pt --cubes cubes.json --device cuda --amp bf16
+      vol predict brightfield.zarr fluo.zarr --model run/model.ts --dtype uint16
     """
     from volumetric import PredictOptions
     from volumetric import predict as run_predict

@@ -68,10 +68,20 @@ def _pairs(ctx: click.Context, param: click.Parameter,
 @click.option("--epochs", type=click.IntRange(min=1), help="Epochs  [default: 10]")
 @click.option("--steps-per-epoch", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--loss", default="auto", show_default=True,
-              help="mse, bce, dice, log-dice, bce-dice, cldice. auto: bce-dice for binary masks "
-                   "(integer or boolean targets of 0 and 1), else mse (distance maps, images and "
-                   "any float target, also within [0, 1]). Mask losses need targets in [0, 1]: "
-                   "binarise a 0/255 mask first.")
+              help="mse, bce, dice, log-dice, bce-dice, cldice. auto: bce-dice for mask and label "
+                   "targets (binarised), else mse (distance maps, images and any float target, "
+                   "also within [0, 1]). A label image is refused for mse.")
+@click.option("--target", "target_kind", default="auto", show_default=True,
+              type=click.Choice(["auto", "mask", "labels", "distance", "image"]),
+              help="What TARGET is. auto (printed): integer targets with more than two values, "
+                   "0 among them, are labels (one id per object); with at most two values "
+                   "(0/1, 0/255) masks; a map from `vol distance` is distance; anything else "
+                   "(float, integer without 0) an image. Masks and labels are binarised with "
+                   "--foreground.")
+@click.option("--target-normalize", type=click.Choice(["percentile", "zscore", "none"]),
+              help="Normalisation of image and distance targets (default: percentile for "
+                   "images, none for distance maps and with a mask loss); its statistics are "
+                   "stored in the model, so `vol predict` writes the target's units.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
 @click.option("--optimizer", type=click.Choice(["adam", "adamw"]), default="adamw",
               show_default=True)
@@ -123,7 +133,8 @@ def _pairs(ctx: click.Context, param: click.Parameter,
 @click.option("--eps", type=click.FloatRange(min=0, min_open=True), default=1e-8,
               show_default=True, help="Adam/AdamW denominator term.")
 def train(raw: str, target: str, run_dir: str, pairs, model_name, depth, features, norm,
-          model_config, patch, batch, steps, epochs, steps_per_epoch, loss, lr, optimizer,
+          model_config, patch, batch, steps, epochs, steps_per_epoch, loss, target_kind,
+          target_normalize, lr, optimizer,
           weight_decay, scheduler, decay_after, decay_gamma, patience, clip_grad, amp, mask, cubes,
           sampler, foreground_probability, foreground, augment, augment_off, augmentation,
           normalize, t, val_fraction, val_split, val, val_patches, workers, seed, resume, init,
@@ -153,7 +164,8 @@ def train(raw: str, target: str, run_dir: str, pairs, model_name, depth, feature
     config = {**{k: v for k, v in builtin.items() if v is not None}, **model_config}
     data = DataSettings(
         raw, target, mask=mask, pairs=pairs, patch=patch, sampler=sampler,
-        foreground_probability=foreground_probability, foreground=foreground, augment=augment,
+        foreground_probability=foreground_probability, foreground=foreground,
+        target_kind=target_kind, target_normalize=target_normalize, augment=augment,
         augment_off=augment_off, normalize=normalize, cubes=cubes, t=t, val_split=val_split,
         val=val, val_fraction=val_fraction, val_patches=val_patches,
         steps_per_epoch=steps_per_epoch, augmentation=augmentation,

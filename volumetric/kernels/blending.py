@@ -140,30 +140,45 @@ def postprocess(
     dtype: str = "float32",
     clip: float | None = None,
     threshold: float | None = None,
+    unscale: Sequence[tuple[float, float]] | None = None,
 ) -> np.ndarray:
     """Turn a blended prediction into stored values.
 
     Parameters
     ----------
     prediction : ndarray
-        float32 prediction.
-    dtype : {"float32", "float16", "uint8"}
-        Stored type; ``uint8`` maps probabilities 0..1 to 0..255 (rounded, clipped).
+        float32 prediction ``(C, ...)``.
+    dtype : {"float32", "float16", "uint8", "uint16"}
+        Stored type. Integer types round and clip to their range, except
+        ``uint8`` without ``unscale``, which maps probabilities 0..1 to 0..255.
     clip : float, optional
         Clip to ``[0, clip]`` (distance-map models).
     threshold : float, optional
         Binary output: 1 where the prediction exceeds ``threshold`` (uint8).
+    unscale : sequence of (offset, scale), optional
+        Per channel, ``prediction * scale + offset`` first: a model trained on
+        a normalised target (see :func:`volumetric.kernels.normalize.affine`)
+        writes the target's units.
 
     Examples
     --------
     >>> postprocess(np.array([0.0, 0.5, 1.2], np.float32), dtype="uint8")
     array([  0, 128, 255], dtype=uint8)
+    >>> postprocess(np.array([[-0.1, 0.5, 2.0]], np.float32), dtype="uint16",
+    ...             unscale=[(100.0, 1000.0)])
+    array([[   0,  600, 2100]], dtype=uint16)
     """
     out = prediction
+    if unscale is not None:
+        out = np.stack([channel * np.float32(scale) + np.float32(offset)
+                        for channel, (offset, scale) in zip(out, unscale)])
     if clip is not None:
         out = np.clip(out, 0.0, clip)
     if threshold is not None:
         return (out > threshold).astype(np.uint8)
-    if dtype == "uint8":
+    if dtype == "uint8" and unscale is None:
         return np.rint(np.clip(out, 0.0, 1.0) * 255).astype(np.uint8)
+    if np.dtype(dtype).kind == "u":
+        info = np.iinfo(dtype)
+        return np.rint(np.clip(out, info.min, info.max)).astype(dtype)
     return out.astype(dtype)

@@ -34,12 +34,26 @@ def normalize(block: np.ndarray, stats: Mapping[str, float], method: str) -> np.
     >>> normalize(np.array([10, 20, 30]), {"low": 10, "high": 30}, "percentile")
     array([0. , 0.5, 1. ], dtype=float32)
     """
+    offset, scale = affine(stats, method)
+    return (np.asarray(block, dtype=np.float32) - np.float32(offset)) / np.float32(scale)
+
+
+def affine(stats: Mapping[str, float], method: str) -> tuple[float, float]:
+    """``(offset, scale)`` with ``normalize(x) == (x - offset) / scale``.
+
+    Its inverse, ``y * scale + offset``, writes a prediction made on the
+    normalised scale back in the original units.
+
+    Examples
+    --------
+    >>> affine({"low": 10, "high": 30}, "percentile")
+    (10.0, 20.0)
+    """
     check_choice(method, METHODS, "normalisation")
-    data = np.asarray(block, dtype=np.float32)
     if method == "none":
-        return data
+        return 0.0, 1.0
     if method == "percentile":
         span = float(stats["high"]) - float(stats["low"])
-        return (data - np.float32(stats["low"])) / np.float32(span if span > 0 else 1.0)
+        return float(stats["low"]), span if span > 0 else 1.0
     std = float(stats["std"])
-    return (data - np.float32(stats["mean"])) / np.float32(std if std > 0 else 1.0)
+    return float(stats["mean"]), std if std > 0 else 1.0

@@ -13,6 +13,8 @@ pickled object, so loading it cannot run code::
       "in_channels": 1,
       "out_channels": 1,
       "preprocess": {"normalize": "percentile", ...},   # what the input expects
+      "target": {"kind": "image", "normalize": "percentile", "stats": [...], ...},
+                                           # what the output means (vol train)
       "training": {...}                    # optional: optimizer state, epoch, metrics...
     }
 
@@ -48,6 +50,7 @@ def save_checkpoint(
     in_channels: int,
     out_channels: int,
     preprocess: dict[str, Any] | None = None,
+    target: dict[str, Any] | None = None,
     training: dict[str, Any] | None = None,
 ) -> None:
     """Write ``model`` and what is needed to rebuild it, atomically."""
@@ -63,6 +66,7 @@ def save_checkpoint(
         "in_channels": int(in_channels),
         "out_channels": int(out_channels),
         "preprocess": dict(preprocess or {}),
+        "target": dict(target or {}),
         "training": dict(training or {}),
     }
     path = Path(path)

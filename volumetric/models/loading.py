@@ -78,9 +78,10 @@ class LoadedModel:
 
     ``in_channels``, ``out_channels``, ``spatial_dims``, ``preprocess`` (the
     input normalisation it was trained with), ``window`` (its training
-    patch) and ``output_activation`` (``sigmoid`` or ``softmax`` for a
-    probability model) come from checkpoints and ``vol train``'s TorchScript files, and
-    are None (empty) for other models.
+    patch), ``output_activation`` (``sigmoid`` or ``softmax`` for a
+    probability model) and ``target`` (the target's kind, normalisation and
+    statistics, see :mod:`volumetric.train.targets`) come from checkpoints
+    and ``vol train``'s TorchScript files, and are None (empty) for other models.
     """
 
     module: Any
@@ -91,6 +92,7 @@ class LoadedModel:
     preprocess: dict[str, Any] = field(default_factory=dict)
     window: tuple[int, ...] | None = None
     output_activation: str | None = None
+    target: dict[str, Any] = field(default_factory=dict)
 
     def describe(self, info: dict[str, Any]) -> None:
         """Take what a checkpoint or TorchScript metadata says about the model."""
@@ -98,6 +100,7 @@ class LoadedModel:
         self.out_channels = int(info["out_channels"])
         self.spatial_dims = int(info["spatial_dims"])
         self.preprocess = dict(info.get("preprocess") or {})
+        self.target = dict(info.get("target") or {})
         patch = info.get("patch") or (info.get("training") or {}).get("patch")
         self.window = tuple(int(p) for p in patch) if patch else None
         self.output_activation = (info.get("training") or {}).get("output_activation")

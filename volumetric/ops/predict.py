@@ -122,7 +122,7 @@ def predict(
                         label="predict windows", resources=gpu, prepare=evaluate.read_first_rows)
         written = windows.output_blocks(evaluated)
         blend = BlendBlock(windows, partials, f"{plan.out}/0", plan.out_channels, plan.dtype,
-                           options.clip, options.threshold, plan.fill)
+                           options.clip, options.threshold, plan.fill, plan.unscale)
         op.run(blend, [plan.blocks.box(i) for i in written], job="blend", label="predict blend")
         run_pyramid(op, plan.pyramid(), "predict")
     return PredictReport(open_image(plan.out), device, windows.selected_count(),

@@ -27,7 +27,7 @@ from volumetric.io.ome import ImageMeta, LevelSpec, create_image, with_axes
 from volumetric.io.sources import Source, open_source
 from volumetric.kernels.blending import BLEND_MODES, postprocess
 from volumetric.kernels.inference import AMP_DTYPES
-from volumetric.kernels.normalize import METHODS
+from volumetric.kernels.normalize import METHODS, affine
 from volumetric.models.device import resolve_device
 from volumetric.models.loading import ModelSource, cached_model
 from volumetric.ops.common import NormalizedInput, normalized_input, resolve_chunks
@@ -45,7 +45,7 @@ from volumetric.windows import WindowGrid
 
 log = logging.getLogger("volumetric")
 
-DTYPES = ("float32", "float16", "uint8")
+DTYPES = ("float32", "float16", "uint8", "uint16")
 DEFAULT_WINDOW = 64
 DEFAULT_CHUNK = {2: 512, 3: 64}  # chunk edge by spatial dimensions: 1 MB of float32
 DEFAULT_PERCENTILES = (1.0, 99.8)
@@ -90,16 +90,21 @@ class PredictOptions:
         ``auto``, ``cpu``, ``cuda`` or ``cuda:N``. ``auto`` is ``cuda`` where the
         model runs: on this machine for the embedded cluster, else when some
         worker has CUDA and offers the ``GPU`` resource.
-    dtype : {"float32", "float16", "uint8"}, optional
-        Stored type (default float32; uint8 scales probabilities 0..1 to 0..255).
+    dtype : {"float32", "float16", "uint8", "uint16"}, optional
+        Stored type (default float32). A model trained on a normalised image
+        target (``vol train --target-normalize``) stores its target statistics:
+        predictions are written back in the target's units, and integer types
+        round and clip to their range. Otherwise uint8 scales probabilities
+        0..1 to 0..255 and uint16 rounds and clips the model's values.
     threshold : float, optional
         Binary uint8 output: prediction > threshold (finite).
     clip : float, optional
         Clip predictions to ``[0, clip]`` (distance-map models); positive and finite.
     fill : float, optional
         Prediction assumed where no window ran (outside the listed cubes or
-        the mask); stored as the array's fill value, so those chunks are never
-        written. Default: ``clip`` when given (far from any structure), else 0.
+        the mask), on the model's scale; stored as the array's fill value, so
+        those chunks are never written. Default: ``clip`` when given (far
+        from any structure), else 0.
     amp : {"bf16", "fp16"}, optional
         Mixed precision for the model (accumulation stays fp32).
     pad : bool
@@ -189,6 +194,7 @@ class PredictPlan:
     mask: Source | None
     levels: tuple[LevelSpec, ...]
     kind: str | None = None  # what the output holds, recorded for vol overlay
+    unscale: tuple[tuple[float, float], ...] | None = None  # per channel (offset, scale)
 
     @property
     def out_shape(self) -> Coord:
@@ -232,6 +238,7 @@ class PredictPlan:
             "block": list(self.blocks.block),
             "chunks": list(self.chunks),
             "dtype": self.dtype,
+            "unscale": [list(u) for u in self.unscale] if self.unscale else None,
             "threshold": o.threshold,
             "clip": o.clip,
             "fill": self.fill,
@@ -241,8 +248,9 @@ class PredictPlan:
     def output(self) -> ImageOutput:
         """The output image, created empty with the fill value as its chunks' default."""
         o = self.options
-        stored_fill = postprocess(np.full(1, self.fill, np.float32), dtype=self.dtype,
-                                  clip=o.clip, threshold=o.threshold)[0]
+        stored_fill = postprocess(np.full((self.out_channels, 1), self.fill, np.float32),
+                                  dtype=self.dtype, clip=o.clip, threshold=o.threshold,
+                                  unscale=self.unscale)[0, 0]
 
         attrs = {"kind": self.kind} if self.kind else {}
         if self.downsampling != "mean":
@@ -324,7 +332,8 @@ def plan_predict(raw: str, out: str, options: PredictOptions, *, local: bool,
     return PredictPlan(raw, out, options, source, reader, model, device, windows,
                        BlockGrid(shape, tuple(block)), out_channels, meta, chunk_shape, dtype,
                        float(fill), cube_shape, occupied, mask, levels,
-                       _output_kind(options, loaded.output_activation))
+                       _output_kind(options, loaded.output_activation),
+                       _unscale(loaded.target, out_channels, options.model))
 
 
 def _output_kind(options: PredictOptions, activation: str | None) -> str | None:
@@ -334,6 +343,19 @@ def _output_kind(options: PredictOptions, activation: str | None) -> str | None:
     if options.threshold is not None or activation in ("sigmoid", "softmax"):
         return "probability"
     return None
+
+
+def _unscale(target: dict[str, Any], channels: int,
+             model: str) -> tuple[tuple[float, float], ...] | None:
+    """Per output channel ``(offset, scale)`` writing the trained target's units, or None."""
+    method = target.get("normalize") or "none"
+    if method == "none":
+        return None
+    stats = target.get("stats") or []
+    if len(stats) != channels:
+        raise InputError(f"{model} stores target statistics for {len(stats)} channels but "
+                         f"outputs {channels}")
+    return tuple(affine(s, method) for s in stats)
 
 
 def _spatial(source: Source, raw: str) -> tuple[str, Coord]:

@@ -152,6 +152,7 @@ class BlendBlock:
     clip: float | None
     threshold: float | None
     fill: float = 0.0
+    unscale: tuple[tuple[float, float], ...] | None = None
 
     def __call__(self, box: Box) -> int:
         index = self.plan.blocks.index_of(box.start)
@@ -165,7 +166,8 @@ class BlendBlock:
         pred, covered = normalize_sums(sums, fill=self.fill)
         count = int(covered.sum())
         if count:
-            out = postprocess(pred, dtype=self.dtype, clip=self.clip, threshold=self.threshold)
+            out = postprocess(pred, dtype=self.dtype, clip=self.clip, threshold=self.threshold,
+                              unscale=self.unscale)
             write_box(self.array, (slice(None), *box.slices), out)
         return count
 

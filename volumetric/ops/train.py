@@ -19,14 +19,10 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from volumetric._version import __version__
 from volumetric.engine import JOURNAL_DIR, acquire_lease, silenced
 from volumetric.errors import DestinationError, InputError
 from volumetric.io.destination import check_apart, check_writable
-from volumetric.io.intensity import intensity_stats
-from volumetric.io.ome import open_image
 from volumetric.kernels.augment import AugmentConfig
 from volumetric.models.checkpoint import read_checkpoint, registered_architecture
 from volumetric.models.device import resolve_device
@@ -37,6 +33,13 @@ from volumetric.models.transfer import freeze as freeze_layers
 from volumetric.ops.paths import absolute, comparable_path
 from volumetric.train import FitResult, NetworkSpec, TrainSettings, fit, rundir
 from volumetric.train.losses import get_loss
+from volumetric.train.targets import (
+    BINARY_KINDS,
+    TargetTransform,
+    plan_target,
+    sample_target,
+    target_kind,
+)
 
 log = logging.getLogger("volumetric")
 
@@ -70,7 +73,16 @@ class DataSettings:
     foreground_probability : float
         Share of foreground-centred patches (foreground sampler).
     foreground : str
-        Which target voxels are foreground, e.g. ``">0"`` or ``"<5"``.
+        Which target voxels are foreground, e.g. ``">0"`` or ``"<5"``; also
+        the rule binarising mask and label targets.
+    target_kind : {"auto", "mask", "labels", "distance", "image"}
+        What the targets are (see :mod:`volumetric.train.targets`); ``auto``
+        detects it from the dtype and a sample of values.
+    target_normalize : {"percentile", "zscore", "none"}, optional
+        Normalisation of image and distance targets, stored with the model so
+        that ``vol predict`` writes predictions in the target's units; default
+        ``percentile`` for images (``none`` with a mask loss), ``none`` for
+        distance maps.
     augment : bool
         Augment the training patches as ``augmentation`` says.
     augment_off : sequence of str
@@ -111,6 +123,8 @@ class DataSettings:
     sampler: str = "random"
     foreground_probability: float = 0.5
     foreground: str = ">0"
+    target_kind: str = "auto"
+    target_normalize: str | None = None
     augment: bool = True
     augment_off: tuple[str, ...] = ()
     normalize: str = "percentile"
@@ -160,39 +174,34 @@ class TrainReport:
     layers: list[ModuleState]
 
 
-def _target_range(path: str) -> tuple[float, float, str]:
-    """Smallest and largest target value over a sample of chunks, and the dtype.
+def _choose_target(targets: list[str], data: DataSettings,
+                   settings: TrainSettings) -> tuple[TrainSettings, TargetTransform, float, str]:
+    """The settings with loss ``auto`` resolved, the target transform, the span of the
+    learned values (for PSNR and SSIM) and a line saying what the target is.
 
-    The training loop checks every batch as well (a sample can miss values).
+    Loss ``auto`` is ``bce-dice`` for masks and labels, else ``mse``. With a
+    mask loss, image and distance targets are used as they are unless
+    ``target_normalize`` says otherwise (probabilities stay in [0, 1]).
     """
-    array = open_image(path).array(0)
-    stats = intensity_stats(array, percentiles=(0.0, 100.0))
-    return stats["low"], stats["high"], str(array.dtype)
-
-
-def _binary(low: float, high: float, dtype: str) -> bool:
-    """Whether a target is a binary mask: integer or boolean values 0 and 1.
-
-    A float target is a regression target even within [0, 1] (a normalised
-    distance map, an image).
-    """
-    return np.dtype(dtype).kind in "biu" and 0 <= low and high <= 1
-
-
-def _choose_loss(targets: list[str], settings: TrainSettings) -> tuple[TrainSettings, float]:
-    """Settings with loss ``auto`` resolved (``bce-dice`` when every target is a binary mask,
-    else ``mse``), after checking each target against the loss; and the targets' value span
-    (for PSNR and SSIM)."""
-    ranges = {path: _target_range(path) for path in targets}
+    samples = [sample_target(path) for path in targets]
+    kind = target_kind(samples, data.target_kind)
     if settings.loss == "auto":
-        binary = all(_binary(*r) for r in ranges.values())
-        settings = replace(settings, loss="bce-dice" if binary else "mse")
+        settings = replace(settings, loss="bce-dice" if kind in BINARY_KINDS else "mse")
     loss = get_loss(settings.loss)
-    for path, (low, high, dtype) in ranges.items():
-        loss.check_target(low, high, f"target {path} ({dtype})")
-    low = min(r[0] for r in ranges.values())
-    high = max(r[1] for r in ranges.values())
-    return settings, max(high - low, 1e-12)
+    if kind == "labels" and not loss.for_masks:
+        raise InputError(f"--loss {loss.name} regresses values, but the target is a label image "
+                         "(one id per object); use a mask loss such as bce-dice, which learns "
+                         "its foreground (--foreground)")
+    normalize = data.target_normalize or ("none" if loss.for_masks else None)
+    transform = plan_target(samples, kind, normalize, data.foreground)
+    spans = []
+    for sample in samples:
+        low, high = transform.learned_span(sample)
+        loss.check_target(low, high, f"target {sample.path} ({sample.dtype})")
+        spans += [low, high]
+    seen = "; ".join(sample.describe(kind) for sample in samples)
+    line = f"target: {kind} ({seen}) → {transform.describe()}"
+    return settings, transform, max(max(spans) - min(spans), 1e-12), line
 
 
 def _stored_run(out: Path, resume: bool, inputs: list[str | None]) -> dict[str, Any] | None:
@@ -314,9 +323,8 @@ def train(
         Architecture, its configuration, initial weights and freezing.
     settings : TrainSettings
         Loss, optimiser, schedule, steps, device, workers, seed. Loss ``auto``
-        is ``bce-dice`` when every target is a binary mask (integer or
-        boolean values 0 and 1) and ``mse`` otherwise, also for float targets
-        within [0, 1].
+        is ``bce-dice`` for mask and label targets (binarised) and ``mse`` for
+        image and distance targets, also for float targets within [0, 1].
     resume : bool
         Continue the run in ``out`` (same options); without a run there, start one.
     progress : bool
@@ -331,8 +339,8 @@ def train(
     ------
     InputError
         Mismatched volumes, a patch that does not fit, an empty cube list, a
-        target that does not suit the loss, a checkpoint of another
-        architecture, or options that differ from the resumed run.
+        target that does not suit the loss (a label image for a regression
+        loss), a checkpoint of another architecture, or options that differ from the resumed run.
     DestinationError
         ``out`` holds another run (without ``--resume``) or other files.
     """
@@ -350,13 +358,15 @@ def train(
     parse_freeze(model.freeze)
     augmentation = data.augmentation.without(data.augment_off) if data.augment else None
     pairs = volume_pairs(data)
-    settings, data_range = _choose_loss([p.target for p in pairs], settings)
+    settings, target, data_range, target_line = _choose_target([p.target for p in pairs], data,
+                                                               settings)
     settings = settings.with_epochs(data.steps_per_epoch)
     checkpoint = read_checkpoint(model.init) if model.init else None
 
     patch = data.patch or default_patch(data.raw)
     train_set, val_set = patch_datasets(data, pairs, patch, seed=settings.seed,
-                                        batch=settings.batch, augment=augmentation)
+                                        batch=settings.batch, augment=augmentation,
+                                        target=target)
     sample = train_set[0]
     dims = sample["image"].dim() - 1
     in_channels, out_channels = sample["image"].shape[0], sample["target"].shape[0]
@@ -368,6 +378,7 @@ def train(
         "data": {**asdict(data), "patch": list(patch)},
         "model": {"architecture": name, "config": config, "init": model.init,
                   "freeze": model.freeze},
+        "target": target.metadata(),
         **settings.to_json(),
     }
     run_config = _map_paths(json.loads(json.dumps(run_config)), absolute)
@@ -386,12 +397,14 @@ def train(
             print(line, file=sys.stderr)
     _check_output(net, sample, name)
 
+    if progress and not silenced():
+        print(target_line, file=sys.stderr, flush=True)
     lease = acquire_lease(out / JOURNAL_DIR, what=str(out))
     try:
         rundir.write_config(out, {**run_config, "layers": [asdict(s) for s in layers]})
         spec = NetworkSpec(name, config, dims, in_channels, out_channels,
                          get_loss(settings.loss).output_activation,
-                         {"normalize": data.normalize}, tuple(patch))
+                         {"normalize": data.normalize}, tuple(patch), target.metadata())
         result = fit(net, train_set, val_set, spec, settings, out, resume=stored is not None,
                      data_range=data_range, progress=progress and not silenced())
     finally:

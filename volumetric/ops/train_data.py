@@ -21,9 +21,12 @@ def volume_pairs(data: DataSettings) -> list[VolumePair]:
 
 
 def patch_datasets(data: DataSettings, pairs: list[VolumePair], patch: Sequence[int], *,
-                   seed: int, batch: int,
-                   augment: Any) -> tuple[PatchDataset, PatchDataset | None]:
+                   seed: int, batch: int, augment: Any,
+                   target: Any = None) -> tuple[PatchDataset, PatchDataset | None]:
     """The training dataset and the validation one (None with ``val_fraction`` 0 and no ``val``).
+
+    ``target`` is the :class:`~volumetric.train.targets.TargetTransform` (binarising
+    masks and labels, normalising images) that both datasets apply.
 
     Raises
     ------
@@ -36,7 +39,7 @@ def patch_datasets(data: DataSettings, pairs: list[VolumePair], patch: Sequence[
     common = {"sampler": data.sampler, "foreground_probability": data.foreground_probability,
               "foreground": data.foreground, "seed": seed, "cubes": cubes,
               "normalize": data.normalize, "val_fraction": data.val_fraction,
-              "val_split": data.val_split}
+              "val_split": data.val_split, "target": target}
     split = data.val_fraction > 0 and data.val is None
     train_set = PatchDataset(pairs, patch, augment=augment, split="train" if split else None,
                              samples_per_epoch=data.steps_per_epoch * batch, **common)

@@ -38,7 +38,7 @@ Usage::
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -136,6 +136,9 @@ class PatchDataset(torch.utils.data.Dataset):
         pairs or one per pair.
     normalize : {"percentile", "zscore", "none"}
         Raw normalisation with volume-wide statistics measured once here.
+    target : callable, optional
+        Applied to every target patch ``(C, *spatial)`` as read, before
+        augmentation (see :class:`volumetric.train.targets.TargetTransform`).
 
     Raises
     ------
@@ -160,6 +163,7 @@ class PatchDataset(torch.utils.data.Dataset):
         val_fraction: float = 0.2,
         cubes: str | Path | CubeList | Sequence[str | Path | CubeList | None] | None = None,
         normalize: str = "percentile",
+        target: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> None:
         check_choice(sampler, SAMPLERS, "sampler")
         check_choice(normalize, METHODS, "normalisation")
@@ -169,6 +173,7 @@ class PatchDataset(torch.utils.data.Dataset):
         self.seed = int(seed)
         self.epoch = 0
         self.method = normalize
+        self.target = target
         self._arrays: dict[tuple[int, str], Any] = {}
         self._pid: int | None = None
         pairs = [p if isinstance(p, VolumePair) else VolumePair(*p) for p in pairs]
@@ -357,6 +362,8 @@ class PatchDataset(torch.utils.data.Dataset):
             data = self._read(pair, role, box).reshape(-1, *box.shape[lead:])
             if role == "raw":
                 data = self._normalize(pair, data)
+            elif role == "target" and self.target is not None:
+                data = self.target(data)
             if local is not None:
                 integer = np.issubdtype(data.dtype, np.integer) or data.dtype == bool
                 data = warp(data, local, order=0 if role == "mask" or integer else 1)

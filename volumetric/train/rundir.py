@@ -39,7 +39,9 @@ class NetworkSpec:
     ``config`` is the factory configuration of the trained network (raw
     outputs); ``output_activation`` is what inference adds (see
     :mod:`volumetric.train.losses`); ``patch`` the training patch shape
-    (a natural inference window).
+    (a natural inference window); ``target`` what the network learned from
+    its target (:meth:`volumetric.train.targets.TargetTransform.metadata`),
+    so that inference can write predictions in the target's units.
     """
 
     architecture: str
@@ -50,6 +52,7 @@ class NetworkSpec:
     output_activation: str = "none"
     preprocess: dict[str, Any] = field(default_factory=dict)
     patch: tuple[int, ...] | None = None
+    target: dict[str, Any] = field(default_factory=dict)
 
     def metadata(self) -> dict[str, Any]:
         """The JSON stored inside ``model.ts``."""
@@ -62,6 +65,7 @@ class NetworkSpec:
             "output_activation": self.output_activation,
             "preprocess": self.preprocess,
             "patch": list(self.patch) if self.patch else None,
+            "target": self.target,
         }
 
 
@@ -91,7 +95,7 @@ def save_state(path: Path, model: Any, spec: NetworkSpec, *, inference: bool,
     save_checkpoint(
         path, model, architecture=spec.architecture, model_config=config,
         spatial_dims=spec.spatial_dims, in_channels=spec.in_channels,
-        out_channels=spec.out_channels, preprocess=spec.preprocess,
+        out_channels=spec.out_channels, preprocess=spec.preprocess, target=spec.target,
         training={"output_activation": spec.output_activation,
                   "patch": list(spec.patch) if spec.patch else None, **training},
     )

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from volumetric.errors import InputError, check_choice
+from volumetric.errors import InputError
 from volumetric.geometry import BlockGrid, Box, Coord
 
 SAMPLERS = ("random", "grid", "foreground")
