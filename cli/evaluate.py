@@ -60,13 +60,15 @@ def _table(scores: dict[str, Any]) -> str:
               help="Cube list from `vol discover`: score only inside its cubes.")
 @click.option("--per-object", type=click.Path(), default=None,
               help="Write one CSV row per truth object (id, size, centroid, best IoU, matched).")
+@click.option("--t", "t", type=click.IntRange(min=0), default=None,
+              help="Time point scored when PRED or TRUTH holds several.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @run_options(overwrite=True,
              block_mb="Target block size in MiB (default 16); --overwrite applies to "
                       "--per-object.")
 def evaluate(pred: str, truth: str, threshold, below, channel, iou, connectivity, min_size,
-             data_range, win_size, cubes, per_object, as_json, run) -> None:
-    """Score PRED against TRUTH block by block (same spatial shape).
+             data_range, win_size, cubes, per_object, t, as_json, run) -> None:
+    """Score PRED against TRUTH block by block (same spatial shape; axes of length 1 aside).
 
     With --threshold: voxel Dice, IoU, precision and recall of the binarised
     prediction against TRUTH's nonzero voxels, and objects: connected
@@ -87,5 +89,5 @@ def evaluate(pred: str, truth: str, threshold, below, channel, iou, connectivity
     scores = run_evaluate(pred, truth, threshold=threshold, below=below, channel=channel,
                           iou=iou, connectivity=connectivity, min_size=min_size,
                           data_range=data_range, win_size=win_size, cubes=cubes,
-                          per_object=per_object, run=run)
+                          per_object=per_object, t=t, run=run)
     click.echo(json.dumps(scores) if as_json else _table(scores))

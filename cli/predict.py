@@ -81,7 +81,9 @@ def _channels(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
 def predict(raw: str, out: str, model, weights, window, overlap, blend, normalize, channels,
             cubes, mask, batch, device, amp, dtype, threshold, clip, fill, pad, chunks, block,
             levels, run) -> None:
-    """Predict RAW with a model into the OME-Zarr image OUT (OUT/0: c, z, y, x).
+    """Predict RAW with a model into the OME-Zarr image OUT (OUT/0: [t,] c, z, y, x).
+
+    A time series is predicted time point by time point.
 
     Windows lie on one global grid placed as MONAI's sliding_window_inference
     places them, each is evaluated once, and the blended result equals a

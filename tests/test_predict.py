@@ -168,6 +168,27 @@ def test_flat_windows_feed_a_2d_model(client, tmp_path, raw, data):
     assert np.abs(zarr.open_array(f"{tmp_path}/p.zarr/0")[:] - expected).max() < 1e-4
 
 
+def test_every_time_point_of_a_series_is_predicted(client, tmp_path):
+    rng = np.random.default_rng(5)
+    series = (rng.gamma(2.0, 50.0, size=(3, 2, 12, 20, 24))).astype(np.float32)
+    raw = write_image(tmp_path / "series.zarr", series, axes="tczyx", chunks=(1, 1, 8, 8, 8))
+    model = tiny(in_channels=2, out_channels=1)
+    path = save_torchscript(model, tmp_path / "m.pt")
+    window = (8, 16, 16)
+    report = run(client, raw, tmp_path / "p.zarr", path, window=window, normalize="zscore",
+                 chunks=(8, 8, 8), block=(8, 8, 8))
+    got = zarr.open_array(f"{tmp_path}/p.zarr/0")[:]
+    assert got.shape == (3, 1, 12, 20, 24)
+    assert open_image(tmp_path / "p.zarr").meta.axes == "tczyx"
+    stats = intensity_stats(zarr.open_array(f"{raw}/0"), channel_axis=1)  # over all time points
+    for t in range(3):
+        x = np.stack([normalize(series[t, c], {k: stats[k][c] for k in ("mean", "std")}, "zscore")
+                      for c in range(2)])
+        assert np.abs(got[t] - monai(x, model, window, 0.5)).max() < 1e-4, t
+    assert report.evaluations == report.windows == 3 * monai_window_count((12, 20, 24), window,
+                                                                           (0.5,))
+
+
 def test_selected_input_channels_and_several_output_channels(client, tmp_path):
     rng = np.random.default_rng(2)
     stack = (rng.gamma(2.0, 50.0, size=(3, 20, 24, 28))).astype(np.float32)

@@ -131,20 +131,26 @@ class NormalizedInput:
         Normalisation (see :func:`volumetric.kernels.normalize.normalize`).
     stats : tuple of dict
         Volume-wide statistics, one per model input channel.
+    t : int, optional
+        The time point read from a source with a ``t`` axis.
     """
 
     source: Source
     channels: tuple[int, ...] | None
     method: str
     stats: tuple[Mapping[str, float], ...]
+    t: int | None = None
 
     def read(self, box: Box) -> np.ndarray:
+        lead = () if self.t is None else (self.t,)
         if self.channels is None:
-            data = self.source.read(box)[None]
+            data = self.source.read(Box((*lead, *box.start), (*(t + 1 for t in lead), *box.stop)))
+            data = data.reshape(1, *box.shape)
         else:
             lo, hi = min(self.channels), max(self.channels) + 1
-            data = self.source.read(Box((lo, *box.start), (hi, *box.stop)))
-            data = data[[c - lo for c in self.channels]]
+            data = self.source.read(Box((*lead, lo, *box.start),
+                                        (*(t + 1 for t in lead), hi, *box.stop)))
+            data = data.reshape(hi - lo, *box.shape)[[c - lo for c in self.channels]]
         return np.stack([normalize(d, s, self.method) for d, s in zip(data, self.stats)])
 
 

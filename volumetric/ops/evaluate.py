@@ -39,8 +39,8 @@ from volumetric.io.sources import Source
 from volumetric.kernels.components import merge_labels
 from volumetric.kernels.metrics import mask_scores
 from volumetric.kernels.objects import match_objects
-from volumetric.ops.common import open_input, spatial_positions
-from volumetric.ops.evaluate_blocks import CompareBlock, ImageBlock, SurveyBlock
+from volumetric.ops.common import open_input
+from volumetric.ops.evaluate_blocks import CompareBlock, ImageBlock, SurveyBlock, scored_axes
 from volumetric.ops.paths import absolute
 
 BLOCK_BYTES = 16 * 2**20
@@ -66,8 +66,22 @@ def _check_options(threshold: float | None, below: bool, iou: float, connectivit
         raise InputError("--per-object needs --threshold (objects come from the thresholded PRED)")
 
 
-def _survey(op: Operation, truth: Source, boxes: Sequence[Box]) -> dict[str, Any]:
-    parts = list(op.run(SurveyBlock(truth), boxes, job="evaluate-survey", journaled=False).values())
+def _time_point(t: int | None, **sources: Source) -> int:
+    """The time point scored: ``t``, or 0 when no input is a series of several."""
+    for what, source in sources.items():
+        if "t" not in source.axes:
+            continue
+        count = source.shape[source.axes.index("t")]
+        if t is None and count > 1:
+            raise InputError(f"{what} has {count} time points: score one at a time with --t")
+        if t is not None and not 0 <= t < count:
+            raise InputError(f"--t {t} is outside {what}'s time points 0..{count - 1}")
+    return t or 0
+
+
+def _survey(op: Operation, truth: Source, boxes: Sequence[Box], t: int) -> dict[str, Any]:
+    parts = list(op.run(SurveyBlock(truth, t), boxes, job="evaluate-survey",
+                        journaled=False).values())
     values = set().union(*(p["values"] for p in parts))
     odd = [v for p in parts for v in p["non_integer"]]
     return {"min": min(p["min"] for p in parts), "max": max(p["max"] for p in parts),
@@ -140,14 +154,14 @@ def _mask_and_objects(op: Operation, task: CompareBlock, boxes: Sequence[Box],
 
 
 def _image(op: Operation, pred: Source, ref: Source, channel: int, boxes: Sequence[Box],
-           shape: tuple[int, ...], data_range: float, given: bool, win_size: int,
+           shape: tuple[int, ...], data_range: float, given: bool, win_size: int, t: int,
            ) -> dict[str, Any]:
     """MSE, PSNR and SSIM (None when an axis longer than one voxel is shorter than the window)."""
     half = win_size // 2
     halo = tuple(half if s > 1 else 0 for s in shape)
     fits = any(h for h in halo) and all(s >= win_size for s, h in zip(shape, halo) if h)
     valid = Box(halo, tuple(s - h for s, h in zip(shape, halo))) if fits else None
-    task = ImageBlock(pred, ref, channel, shape, valid, halo, win_size, data_range)
+    task = ImageBlock(pred, ref, channel, shape, valid, halo, win_size, data_range, t)
     parts = list(op.run(task, boxes, job="evaluate").values())
     n = int(sum(p["n"] for p in parts))
     mse = sum(p["sse"] for p in parts) / n
@@ -173,6 +187,7 @@ def evaluate(
     win_size: int = 7,
     cubes: str | None = None,
     per_object: str | None = None,
+    t: int | None = None,
     run: RunOptions = RunOptions(),
 ) -> dict[str, Any]:
     """Compare ``prediction`` with ``truth`` over the whole volume or the listed cubes.
@@ -182,7 +197,8 @@ def evaluate(
     prediction : str
         Image to score (e.g. ``vol predict``'s output, ``c, z, y, x``).
     truth : str
-        Ground truth of the same spatial shape: a mask, an instance label image, or an image.
+        Ground truth of the same spatial shape (axes of length 1 left out, so a
+        projection lines up with a 2D image): a mask, an instance label image, or an image.
     threshold : float, optional
         Binarise the prediction (a finite value) and report mask and object
         scores; otherwise image scores.
@@ -204,6 +220,8 @@ def evaluate(
         Cube list (``vol discover``): score only inside these cubes.
     per_object : str, optional
         CSV file to write, one row per truth object: id, size, centroid, best IoU, matched.
+    t : int, optional
+        Time point scored in inputs with a ``t`` axis (needed when one holds several).
     run : RunOptions
         Where and how to run (``overwrite`` applies to ``per_object``).
 
@@ -220,8 +238,9 @@ def evaluate(
                    per_object)
     pred = open_input(absolute(prediction), what="PRED")
     ref = open_input(absolute(truth), what="TRUTH")
-    shape = tuple(pred.shape[i] for i in spatial_positions(pred.axes))
-    ref_shape = tuple(ref.shape[i] for i in spatial_positions(ref.axes))
+    t = _time_point(t, PRED=pred, TRUTH=ref)
+    shape = tuple(pred.shape[i] for i in scored_axes(pred))
+    ref_shape = tuple(ref.shape[i] for i in scored_axes(ref))
     if shape != ref_shape:
         raise InputError(f"PRED has spatial shape {shape} but TRUTH has {ref_shape}")
     n_channels = pred.shape[pred.axes.index("c")] if "c" in pred.axes else 1
@@ -237,25 +256,26 @@ def evaluate(
             raise InputError(f"cube list {cubes} is empty: nothing to evaluate")
         boxes = listed.boxes()
     else:
-        chunks = tuple(ref.chunks[i] for i in spatial_positions(ref.axes)) if ref.chunks else shape
+        chunks = tuple(ref.chunks[i] for i in scored_axes(ref)) if ref.chunks else shape
         block = block_shape_for(shape, [min(c, s) for c, s in zip(chunks, shape)], 8,
                                 run.block_bytes or BLOCK_BYTES, cubic=True)
         boxes = list(BlockGrid(shape, block).boxes())
     with block_operation(None, run) as op:
-        survey = _survey(op, ref, boxes) if threshold is not None or data_range is None else None
+        survey = (_survey(op, ref, boxes, t) if threshold is not None or data_range is None
+                  else None)
         if threshold is None:
             span = survey["max"] - survey["min"] if survey else 0.0
             if data_range is None and span == 0:
                 raise InputError(f"TRUTH is constant ({survey['min']}): give --data-range")
             return _image(op, pred, ref, channel, boxes, shape, data_range or span,
-                          data_range is not None, win_size)
+                          data_range is not None, win_size, t)
         if survey["non_integer"] is not None:
             raise InputError(f"TRUTH holds non-integer values (e.g. {survey['non_integer']:g}): "
                              "objects need a mask or integer instance labels")
         task = CompareBlock(pred, ref, channel, threshold, below, connectivity,
-                            survey["instances"])
+                            survey["instances"], t)
         scores, table = _mask_and_objects(op, task, boxes, shape, iou, min_size)
     if per_object is not None:
-        axes = "".join(a for a in ref.axes if a in "zyx")
+        axes = "".join(ref.axes[i] for i in scored_axes(ref))
         _write_per_object(per_object, axes, **table, overwrite=run.overwrite)
     return scores

@@ -1,7 +1,7 @@
 """The block tasks of ``evaluate``: a survey of the truth, mask and object tables, image errors.
 
-Each task reads its box of PRED (one channel) and TRUTH and returns small
-tables; nothing is written. Their sums and merges are in ``ops.evaluate``.
+Each task reads its box of PRED (one channel) and TRUTH at one time point
+and returns small tables; nothing is written. Their sums and merges are in ``ops.evaluate``.
 """
 
 from __future__ import annotations
@@ -17,13 +17,22 @@ from volumetric.kernels.components import block_tables, faces, instance_block, l
 from volumetric.kernels.ssim import ssim_sum
 
 
-def spatial_read(source: Source, box: Box, channel: int) -> np.ndarray:
-    """Read the spatial ``box`` of ``source`` at one channel (and time point 0)."""
-    spatial = iter(zip(box.start, box.stop))
-    bounds = [
-        next(spatial) if a in "zyx" else ((channel, channel + 1) if a == "c" else (0, 1))
-        for a in source.axes
-    ]
+def scored_axes(source: Source) -> list[int]:
+    """Positions of the spatial axes scored: those longer than one voxel (all, if none is).
+
+    A projection's length-1 z thus lines up with a 2D image.
+    """
+    spatial = [i for i, a in enumerate(source.axes) if a in "zyx"]
+    return [i for i in spatial if source.shape[i] > 1] or spatial
+
+
+def spatial_read(source: Source, box: Box, channel: int, t: int = 0) -> np.ndarray:
+    """Read ``box`` of the scored axes (:func:`scored_axes`) at one channel and time point."""
+    scored = iter(zip(box.start, box.stop))
+    kept = scored_axes(source)
+    fixed = {"c": (channel, channel + 1), "t": (t, t + 1)}
+    bounds = [next(scored) if i in kept else fixed.get(a, (0, 1))
+              for i, a in enumerate(source.axes)]
     full = Box(tuple(a for a, _ in bounds), tuple(b for _, b in bounds))
     return source.read(full).reshape(box.shape)
 
@@ -33,9 +42,10 @@ class SurveyBlock:
     """Block task: the truth's range, up to three of its values, whether all are integers."""
 
     truth: Source
+    t: int = 0
 
     def __call__(self, box: Box) -> dict[str, Any]:
-        truth = spatial_read(self.truth, box, 0)
+        truth = spatial_read(self.truth, box, 0, self.t)
         values = np.unique(truth)
         fraction = values[values != np.round(values)] if values.dtype.kind == "f" else values[:0]
         return {"min": float(values[0]), "max": float(values[-1]), "values": values[:3].tolist(),
@@ -57,10 +67,11 @@ class CompareBlock:
     below: bool
     connectivity: int
     instances: bool
+    t: int = 0
 
     def __call__(self, box: Box) -> dict[str, Any]:
-        pred = spatial_read(self.prediction, box, self.channel)
-        truth = spatial_read(self.truth, box, 0)
+        pred = spatial_read(self.prediction, box, self.channel, self.t)
+        truth = spatial_read(self.truth, box, 0, self.t)
         mask = pred < self.threshold if self.below else pred > self.threshold
         fg = truth != 0
         counts = {"tp": int(np.count_nonzero(mask & fg)), "fp": int(np.count_nonzero(mask & ~fg)),
@@ -93,11 +104,12 @@ class ImageBlock:
     halo: tuple[int, ...]
     win_size: int
     data_range: float
+    t: int = 0
 
     def __call__(self, box: Box) -> dict[str, float]:
         read = box.grow(self.halo).clip(self.shape)
-        pred = spatial_read(self.prediction, read, self.channel)
-        truth = spatial_read(self.truth, read, 0)
+        pred = spatial_read(self.prediction, read, self.channel, self.t)
+        truth = spatial_read(self.truth, read, 0, self.t)
         inner = box.relative_to(read)
         diff = pred[inner].astype(np.float64) - truth[inner].astype(np.float64)
         out = {"sse": float(np.square(diff).sum()), "n": box.size, "ssim_sum": 0.0, "ssim_n": 0}

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -83,9 +83,10 @@ def predict(
     ----------
     raw : str
         Input volume (OME-Zarr or any source :func:`~volumetric.io.sources.open_source` reads),
-        axes ``[c]zyx`` or ``[c]yx``.
+        axes ``[t][c]zyx`` or ``[t][c]yx``; every time point is predicted, one after the
+        other, with the normalisation statistics of the whole series.
     out : str
-        Output OME-Zarr image; ``out/0`` has axes ``c`` + the spatial axes.
+        Output OME-Zarr image; ``out/0`` has axes ``[t]c`` + the spatial axes.
     options : PredictOptions
         The model, its windows and the output (see :class:`PredictOptions`).
     run : RunOptions
@@ -113,20 +114,28 @@ def predict(
         gpu = {GPU: 1} if device.startswith("cuda") else None
         check_resources(op.client, gpu)
         windows = _window_plan(plan, op)
-        partials = str(op.scratch("partials"))
         # the blocks with the most windows first, so that workers finish together
         evaluated = sorted(windows.evaluation_blocks(), key=lambda i: -len(windows.windows_of(i)))
-        evaluate = EvaluateWindows(windows, plan.reader, plan.model, device, options.blend,
-                                   options.batch, options.amp, plan.out_channels, partials)
-        counts = op.run(evaluate, [plan.blocks.box(i) for i in evaluated], job="windows",
-                        label="predict windows", resources=gpu, prepare=evaluate.read_first_rows)
         written = windows.output_blocks(evaluated)
-        blend = BlendBlock(windows, partials, f"{plan.out}/0", plan.out_channels, plan.dtype,
-                           options.clip, options.threshold, plan.fill, plan.unscale)
-        op.run(blend, [plan.blocks.box(i) for i in written], job="blend", label="predict blend")
+        evaluations = 0
+        for t in range(plan.time_points[0]) if plan.time_points else [None]:
+            at = "" if t is None else f"-t{t}"
+            partials = str(op.scratch(f"partials{at}"))
+            reader = plan.reader if t is None else replace(plan.reader, t=t)
+            evaluate = EvaluateWindows(windows, reader, plan.model, device, options.blend,
+                                       options.batch, options.amp, plan.out_channels, partials)
+            counts = op.run(evaluate, [plan.blocks.box(i) for i in evaluated],
+                            job=f"windows{at}", label=f"predict windows{at}", resources=gpu,
+                            prepare=evaluate.read_first_rows)
+            evaluations += sum(counts.values())
+            blend = BlendBlock(windows, partials, f"{plan.out}/0", plan.out_channels, plan.dtype,
+                               options.clip, options.threshold, plan.fill, plan.unscale, t)
+            op.run(blend, [plan.blocks.box(i) for i in written], job=f"blend{at}",
+                   label=f"predict blend{at}")
         run_pyramid(op, plan.pyramid(), "predict")
-    return PredictReport(open_image(plan.out), device, windows.selected_count(),
-                         sum(counts.values()), len(evaluated), len(written),
+    times = plan.time_points[0] if plan.time_points else 1
+    return PredictReport(open_image(plan.out), device, windows.selected_count() * times,
+                         evaluations, len(evaluated) * times, len(written) * times,
                          time.monotonic() - t0, op.resumed)
 
 

@@ -198,8 +198,14 @@ class PredictPlan:
 
     @property
     def out_shape(self) -> Coord:
-        """Shape of ``out/0``: the model's channels, then the input's spatial shape."""
-        return (self.out_channels, *self.windows.shape)
+        """Shape of ``out/0``: the input's time points, the model's channels, the spatial shape."""
+        return (*self.time_points, self.out_channels, *self.windows.shape)
+
+    @property
+    def time_points(self) -> tuple[int, ...]:
+        """``(T,)`` for a time series, predicted one time point after another; else ``()``."""
+        axes = self.source.axes
+        return (self.source.shape[axes.index("t")],) if "t" in axes else ()
 
     @property
     def inputs(self) -> tuple[str, ...]:
@@ -297,7 +303,8 @@ def plan_predict(raw: str, out: str, options: PredictOptions, *, local: bool,
     check_output(out, inputs=tuple(p for p in (raw, mask_path, options.cubes) if p),
                  overwrite=overwrite)
     source = open_source(raw)
-    spatial_axes, shape = _spatial(source, raw)
+    spatial_axes, shape = _spatial(source)
+    times = (source.shape[0],) if source.axes.startswith("t") else ()
     chosen = _channels(source, options.channels)
     model = ModelSource(absolute(options.model) if os.path.exists(options.model)
                         else options.model,  # or module:factory
@@ -313,10 +320,11 @@ def plan_predict(raw: str, out: str, options: PredictOptions, *, local: bool,
     reader = normalized_input(source, chosen, method, percentiles)
 
     dtype = "uint8" if options.threshold is not None else (options.dtype or "float32")
-    out_axes = "c" + spatial_axes
+    out_axes = "t" * len(times) + "c" + spatial_axes
+    out_shape = (*times, out_channels, *shape)
     chunks = options.chunks or (DEFAULT_CHUNK.get(len(shape), 64),) * len(shape)
-    chunk_shape = resolve_chunks(chunks, (out_channels, *shape), out_axes, dtype, what="--chunks")
-    spatial_chunks = chunk_shape[1:]
+    chunk_shape = resolve_chunks(chunks, out_shape, out_axes, dtype, what="--chunks")
+    spatial_chunks = chunk_shape[-len(shape):]
     block = options.block or _default_block(shape, spatial_chunks, windows.window, out_channels)
     if len(block) != len(shape) or any(b % c for b, c in zip(block, spatial_chunks)):
         raise InputError(f"--block {tuple(block)} must be a multiple of the chunks "
@@ -328,7 +336,7 @@ def plan_predict(raw: str, out: str, options: PredictOptions, *, local: bool,
     if mask is not None:
         cube_shape = tuple(mask.chunks or (64,) * len(shape))
     fill = options.fill if options.fill is not None else (options.clip or 0.0)
-    levels = tuple(plan_pyramid((out_channels, *shape), meta, options.levels))
+    levels = tuple(plan_pyramid(out_shape, meta, options.levels))
     return PredictPlan(raw, out, options, source, reader, model, device, windows,
                        BlockGrid(shape, tuple(block)), out_channels, meta, chunk_shape, dtype,
                        float(fill), cube_shape, occupied, mask, levels,
@@ -358,11 +366,9 @@ def _unscale(target: dict[str, Any], channels: int,
     return tuple(affine(s, method) for s in stats)
 
 
-def _spatial(source: Source, raw: str) -> tuple[str, Coord]:
-    if "t" in source.axes:
-        raise InputError(f"{raw} has a time axis; predict one time point at a time")
-    spatial = "".join(a for a in source.axes if a != "c")
-    return spatial, tuple(s for a, s in zip(source.axes, source.shape) if a != "c")
+def _spatial(source: Source) -> tuple[str, Coord]:
+    spatial = "".join(a for a in source.axes if a not in "tc")
+    return spatial, tuple(s for a, s in zip(source.axes, source.shape) if a not in "tc")
 
 
 def _channels(source: Source, channels: Sequence[int] | None) -> tuple[int, ...] | None:

@@ -153,6 +153,7 @@ class BlendBlock:
     threshold: float | None
     fill: float = 0.0
     unscale: tuple[tuple[float, float], ...] | None = None
+    t: int | None = None  # the time point written, in an output with a t axis
 
     def __call__(self, box: Box) -> int:
         index = self.plan.blocks.index_of(box.start)
@@ -168,7 +169,8 @@ class BlendBlock:
         if count:
             out = postprocess(pred, dtype=self.dtype, clip=self.clip, threshold=self.threshold,
                               unscale=self.unscale)
-            write_box(self.array, (slice(None), *box.slices), out)
+            lead = () if self.t is None else (self.t,)
+            write_box(self.array, (*lead, slice(None), *box.slices), out)
         return count
 
 
