@@ -100,6 +100,10 @@ def _pairs(ctx: click.Context, param: click.Parameter,
 @click.option("--mask", help="Loss mask image (OME-Zarr; nonzero voxels count).")
 @click.option("--cubes", metavar="FILE",
               help="Cube list of RAW from `vol discover`: sample RAW only there.")
+@click.option("--pair-cubes", "pair_cubes", multiple=True, metavar="FILE",
+              callback=lambda ctx, param, value: tuple(None if v == "-" else v for v in value),
+              help="Cube list of a --pair volume, in the order of the --pair options "
+                   "('-' for none); repeatable.")
 @sampler_options
 @augment_options
 @click.option("--normalize", type=click.Choice(["percentile", "zscore", "none"]),
@@ -135,7 +139,7 @@ def _pairs(ctx: click.Context, param: click.Parameter,
 def train(raw: str, target: str, run_dir: str, pairs, model_name, depth, features, norm,
           model_config, patch, batch, steps, epochs, steps_per_epoch, loss, target_kind,
           target_normalize, lr, optimizer,
-          weight_decay, scheduler, decay_after, decay_gamma, patience, clip_grad, amp, mask, cubes,
+          weight_decay, scheduler, decay_after, decay_gamma, patience, clip_grad, amp, mask, cubes, pair_cubes,
           sampler, foreground_probability, foreground, augment, augment_off, augmentation,
           normalize, t, val_fraction, val_split, val, val_patches, workers, seed, resume, init,
           freeze, device, betas, eps) -> None:
@@ -166,8 +170,8 @@ def train(raw: str, target: str, run_dir: str, pairs, model_name, depth, feature
         raw, target, mask=mask, pairs=pairs, patch=patch, sampler=sampler,
         foreground_probability=foreground_probability, foreground=foreground,
         target_kind=target_kind, target_normalize=target_normalize, augment=augment,
-        augment_off=augment_off, normalize=normalize, cubes=cubes, t=t, val_split=val_split,
-        val=val, val_fraction=val_fraction, val_patches=val_patches,
+        augment_off=augment_off, normalize=normalize, cubes=cubes, pair_cubes=pair_cubes, t=t,
+        val_split=val_split, val=val, val_fraction=val_fraction, val_patches=val_patches,
         steps_per_epoch=steps_per_epoch, augmentation=augmentation,
     )
     settings = TrainSettings(

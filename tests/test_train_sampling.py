@@ -125,3 +125,34 @@ def test_a_split_that_cannot_hold_the_patch_names_the_one_that_would(images, tmp
     line = _error(_vol("train", images["projection"], images["plane"], "--out", tmp_path / "r",
                        "--val-split", "planes", *TINY))
     assert "needs a stack of planes" in line and "--val-fraction" in line
+
+
+def test_pair_volumes_take_their_own_cube_lists(tmp_path):
+    from volumetric.io.cubes import CubeList, write_cubes
+    from volumetric.ops.train import DataSettings
+    from volumetric.ops.train_data import patch_datasets, volume_pairs
+
+    image = np.arange(16 * 32 * 32, dtype=np.float32).reshape(16, 32, 32)
+    paths = [write_image(tmp_path / f"{n}.zarr", image) for n in ("a", "b")]
+    listed = CubeList((16, 32, 32), (8, 16, 16), ((1, 1, 1),))
+    write_cubes(tmp_path / "b.json", listed)
+    data = DataSettings(paths[0], paths[0], pairs=((paths[1], paths[1], None),),
+                        pair_cubes=(str(tmp_path / "b.json"),), patch=(4, 8, 8),
+                        val_fraction=0, steps_per_epoch=50)
+    train, _ = patch_datasets(data, volume_pairs(data), (4, 8, 8), seed=0, batch=2,
+                              augment=None)
+    starts = {p: [] for p in (0, 1)}
+    for i in range(len(train)):
+        plan = train.plan(i)
+        starts[plan.pair].append(plan.start)
+    cube = listed.boxes()[0]
+    def inside(start) -> bool:  # the patch centre lies in the listed cube
+        return all(lo <= s + h < hi for s, h, lo, hi in zip(start, (2, 4, 4), cube.start,
+                                                             cube.stop))
+
+    assert starts[1] and all(inside(start) for start in starts[1])
+    assert not all(inside(start) for start in starts[0])  # the first volume: everywhere
+    with pytest.raises(InputError, match="--pair-cubes"):
+        patch_datasets(DataSettings(paths[0], paths[0], pair_cubes=(str(tmp_path / "b.json"),),
+                                    patch=(4, 8, 8)), volume_pairs(data), (4, 8, 8), seed=0,
+                       batch=2, augment=None)

@@ -90,8 +90,10 @@ class DataSettings:
     normalize : {"percentile", "zscore", "none"}
         Raw intensity normalisation; stored with the model for inference.
     cubes : str, optional
-        Cube list from ``vol discover`` restricting sampling in ``raw`` (the
-        volumes of ``pairs`` are sampled everywhere).
+        Cube list from ``vol discover`` restricting sampling in ``raw``.
+    pair_cubes : sequence of str or None
+        Cube lists of the volumes of ``pairs``, in order (None, or a shorter
+        sequence: the others are sampled everywhere).
     t : str or sequence of int, optional
         Time points sampled in images with a ``t`` axis, e.g. ``"0:10"`` (0
         to 9) or ``"0,4,7"``; every one by default. 2D patches come from
@@ -119,6 +121,7 @@ class DataSettings:
     target: str
     mask: str | None = None
     pairs: tuple[tuple[str, str, str | None], ...] = ()
+    pair_cubes: tuple[str | None, ...] = ()
     patch: tuple[int, ...] | None = None
     sampler: str = "random"
     foreground_probability: float = 0.5
@@ -239,6 +242,7 @@ def _map_paths(config: dict[str, Any], rule: Callable[[str], str]) -> dict[str, 
         data = {key: each(value) if key in PATHS else value
                 for key, value in config["data"].items()}
         data["pairs"] = [[each(path) for path in pair] for pair in data.get("pairs", [])]
+        data["pair_cubes"] = [each(path) for path in data.get("pair_cubes", [])]
         data["val"] = data.get("val") and [each(path) for path in data["val"]]
         mapped["data"] = data
     if "model" in config:
@@ -352,7 +356,7 @@ def train(
     started = time.perf_counter()
     out = Path(out)
     inputs = [data.raw, data.target, data.mask, data.cubes, model.init, *(data.val or ()),
-              *(path for pair in data.pairs for path in pair)]
+              *(path for pair in data.pairs for path in pair), *data.pair_cubes]
     stored = _stored_run(out, resume, inputs)
     resolve_device(settings.device)
     parse_freeze(model.freeze)

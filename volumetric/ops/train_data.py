@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from volumetric.errors import InputError
 from volumetric.train.dataset import PatchDataset, VolumePair
 from volumetric.train.splits import parse_time_points
 from volumetric.train.volumes import check_consistent
@@ -35,7 +36,11 @@ def patch_datasets(data: DataSettings, pairs: list[VolumePair], patch: Sequence[
         split that cannot hold one, or a validation pair whose channels or
         mask differ from the training volumes'.
     """
-    cubes = None if data.cubes is None else [data.cubes] + [None] * len(data.pairs)
+    if len(data.pair_cubes) > len(data.pairs):
+        raise InputError(f"{len(data.pair_cubes)} --pair-cubes for {len(data.pairs)} --pair "
+                         "volumes; give at most one cube list per --pair, in order")
+    listed = [data.cubes, *data.pair_cubes]
+    cubes = None if not any(listed) else listed + [None] * (1 + len(data.pairs) - len(listed))
     common = {"sampler": data.sampler, "foreground_probability": data.foreground_probability,
               "foreground": data.foreground, "seed": seed, "cubes": cubes,
               "normalize": data.normalize, "val_fraction": data.val_fraction,
