@@ -301,3 +301,17 @@ def test_the_embedded_cluster_listens_on_this_machine_only(monkeypatch):
     assert {port for _, port in listening} >= {dashboard, scheduler}
     assert {ip for ip, port in listening if port in (dashboard, scheduler)} == {"127.0.0.1"}
     assert client.dashboard_link.startswith("http://127.0.0.1:")
+
+
+def test_a_result_the_frozen_scheduler_never_hands_over_ends_the_job(client, monkeypatch):
+    """A task finished just before the freeze: fetching its result asks the scheduler too."""
+    from volumetric.engine.run import _Running
+
+    class Unfetchable:
+        def result(self, timeout=None):
+            assert timeout == 1.0  # never an unbounded wait
+            raise TimeoutError
+
+    monkeypatch.setenv(SCHEDULER_TIMEOUT_ENV, "1")
+    with pytest.raises(ClusterError, match="stopped answering"):
+        _Running(client).result(Unfetchable())

@@ -61,11 +61,11 @@ def _execute(box: Box, *prepared: Any, task: Callable[..., Any], journal: Journa
     return result
 
 
-def _outcome(future: Any, item: object) -> Any:
+def _outcome(future: Any, item: object, running: _Running) -> Any:
     """The result of a finished task; its error, raised, names ``item`` when it is bad input."""
     if future.status == "error":
         future.result()  # a bug or a lost worker: re-raised with the worker's traceback
-    result = future.result()
+    result = running.result(future)
     if isinstance(result, _InputFailure):
         raise BlockError(f"block {item}: {result.error}") from result.error
     return result
@@ -118,14 +118,28 @@ class _Running:
                                        "rerun the same command to resume") from None
         return future
 
+    def result(self, future: Future) -> Any:
+        """``future``'s result, fetched within the scheduler timeout (finding it asks the scheduler).
+
+        Raises
+        ------
+        ClusterError
+            The scheduler stopped answering while the result was fetched.
+        """
+        try:
+            return future.result(timeout=self.timeout)
+        except (TimeoutError, asyncio.TimeoutError):
+            raise self._stopped() from None
+
+    def _stopped(self) -> ClusterError:
+        return ClusterError(f"the dask scheduler at {self._address()} stopped answering "
+                            f"(nothing for {self.timeout:g} s); rerun the same command to resume")
+
     def _ping(self) -> None:
         try:
             self.client.sync(self.client.scheduler.identity, callback_timeout=self.timeout)
         except (TimeoutError, asyncio.TimeoutError):
-            raise ClusterError(
-                f"the dask scheduler at {self._address()} stopped answering (nothing for "
-                f"{self.timeout:g} s); rerun the same command to resume"
-            ) from None
+            raise self._stopped() from None
         except OSError:
             raise ClusterError(f"lost the dask scheduler at {self._address()}; "
                                "rerun the same command to resume") from None
@@ -284,7 +298,7 @@ def run_blocks(
         submit(free_slots())
         for future in running:
             box = box_of.pop(future.key)
-            results[box] = _outcome(future, box)
+            results[box] = _outcome(future, box, running)
             future.release()
             bar.update()
             submit(free_slots())
@@ -356,7 +370,7 @@ def run_expanding(
         submit(first)
         for future in running:
             item = item_of.pop(future.key)
-            result = _outcome(future, item)
+            result = _outcome(future, item, running)
             future.release()
             bar.update()
             submit(follow(item, result))
