@@ -136,3 +136,13 @@ def test_prediction_of_the_target_through_an_identity_model_returns_its_units(
     expected = open_image(target).array(0)[...]
     assert written.dtype == np.uint16 and written.shape == (1, *expected.shape)
     assert np.abs(written[0].astype(np.int64) - expected).max() <= 1
+
+
+def test_a_shaped_distance_map_is_a_distance_target(volumes, tmp_path):
+    """`vol distance --clip --normalize` gives 0..1 floats: still a distance map, not an image."""
+    out = tmp_path / "d.zarr"
+    assert _vol("distance", volumes["mask255"], out, "--clip", "3", "--normalize",
+                "--power", "0.5").exit_code == 0
+    sample = sample_target(str(out))
+    assert target_kind([sample]) == "distance"
+    assert plan_target([sample], "distance").normalize == "none"  # trained on its own scale

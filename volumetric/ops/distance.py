@@ -326,9 +326,9 @@ def distance(
     }
 
     def create() -> None:
-        plain = power is None and not scale_to_clip  # physical distances, for vol overlay
+        # for vol overlay and vol train: a distance map, shaped or not, is not an image
         create_image(dst, meta, specs, dtype=np.float32, chunks=chunks, fill_value=fill,
-                     extra_attrs={"kind": "distance"} if plain else None)
+                     extra_attrs={"kind": "distance"})
         if clip is None:
             import zarr
 
