@@ -50,7 +50,7 @@ def test_rigid_alignment_writes_image_and_tables(vol, client, worm, tmp_path):
     assert np.array(records[2]["matrix"]) == pytest.approx(np.eye(3))
     assert _errors(movie, records, 2).max() < 0.5
     rows = list(csv.DictReader(open(out / "transforms.csv")))
-    assert len(rows) == 4 and {"t", "rotation_deg", "shift_row", "score"} <= set(rows[0])
+    assert len(rows) == 4 and {"t", "rotation_deg", "offset_row", "score"} <= set(rows[0])
     assert all(float(r["score"]) >= float(r["score_before"]) - 1e-9 for r in rows)
     source = zarr.open_array(str(d / "worm.zarr" / "0"), mode="r")[:]
     aligned = zarr.open_array(str(out / "0"), mode="r")

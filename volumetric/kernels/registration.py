@@ -84,7 +84,8 @@ def _pack(model: str, linear: np.ndarray, shift: np.ndarray, radius: float) -> n
     return np.array([*((linear - np.eye(2)) * radius).ravel(), *shift])
 
 
-def _coarse_start(fixed: np.ndarray, moving: np.ndarray, model: str) -> tuple[np.ndarray, np.ndarray]:
+def _coarse_start(fixed: np.ndarray, moving: np.ndarray,
+                  model: str) -> tuple[np.ndarray, np.ndarray]:
     """``(linear, shift)`` at full resolution from phase correlation on a downscaled copy."""
     from skimage.registration import phase_cross_correlation
     from skimage.transform import downscale_local_mean
@@ -107,7 +108,8 @@ def _coarse_start(fixed: np.ndarray, moving: np.ndarray, model: str) -> tuple[np
     return best[1], best[2]
 
 
-def register(fixed: np.ndarray, moving: np.ndarray, model: str = "rigid") -> tuple[np.ndarray, float]:
+def register(fixed: np.ndarray, moving: np.ndarray,
+             model: str = "rigid") -> tuple[np.ndarray, float]:
     """Register the 2D image ``moving`` to ``fixed``.
 
     Parameters
@@ -151,10 +153,10 @@ def register(fixed: np.ndarray, moving: np.ndarray, model: str = "rigid") -> tup
 
 
 def describe(matrix: np.ndarray) -> dict[str, float]:
-    """Readable parameters of a 3x3 matrix: shift of the centre-free part, rotation, linear part."""
+    """Readable parameters of a 3x3 matrix: its offset column, rotation angle and linear part."""
     a = matrix[:2, :2]
     return {
-        "shift_row": float(matrix[0, 2]), "shift_col": float(matrix[1, 2]),
+        "offset_row": float(matrix[0, 2]), "offset_col": float(matrix[1, 2]),
         "rotation_deg": float(np.degrees(np.arctan2(a[1, 0] - a[0, 1], a[0, 0] + a[1, 1]))),
         "a_rr": float(a[0, 0]), "a_rc": float(a[0, 1]),
         "a_cr": float(a[1, 0]), "a_cc": float(a[1, 1]),
