@@ -61,8 +61,7 @@ def projections(source: Source, t: int, channel: int | None = None) -> np.ndarra
     axes = source.axes
     if "z" in axes:
         data = data.max(axis=axes.index("z"), keepdims=True)
-    data = data.reshape(-1, *data.shape[-2:])
-    return data
+    return data.reshape(-1, *data.shape[-2:])
 
 
 @dataclass(frozen=True)
