@@ -10,8 +10,9 @@ homogeneous matrix in the frame's voxel coordinates::
 
 i.e. a rotation about the ``z`` axis through the brain's reference centre,
 then a translation; with ``affine > 0`` the rotation is preceded by a
-smooth per-frame scale and shear in the ``x, y`` plane. The reference positions of the nuclei are stored too.
-Noise is Poisson, drawn per frame (a frame is the unit of computation).
+smooth per-frame scale and shear in the ``x, y`` plane. The reference
+positions of the nuclei are stored too. Noise is Poisson, drawn per frame
+(a frame is the unit of computation).
 
 File layout written by :func:`write_frames`:
 
