@@ -23,6 +23,7 @@ from volumetric.geometry import BlockGrid, Box
 _LAZY = {
     "cluster": "volumetric.engine.cluster:SharedCluster",
     "RunOptions": "volumetric.engine.operation:RunOptions",
+    "align": "volumetric.ops.align:align",
     "convert": "volumetric.ops.convert:convert",
     "info": "volumetric.ops.info:image_info",
     "image_info": "volumetric.ops.info:image_info",
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
     from volumetric.engine.cluster import SharedCluster as cluster
     from volumetric.engine.operation import RunOptions
     from volumetric.kernels.augment import AugmentConfig
+    from volumetric.ops.align import align
     from volumetric.ops.convert import convert
     from volumetric.ops.discover import discover
     from volumetric.ops.distance import distance

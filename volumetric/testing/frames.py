@@ -1,4 +1,4 @@
-"""A moving C. elegans-like brain: many HDF5 frames with known rigid motion.
+"""A moving C. elegans-like brain: many HDF5 frames with known rigid (or affine) motion.
 
 The brain is a cloud of gaussian nuclei in an ellipsoid elongated along
 ``x``. Channel 0 is a static nuclear marker; further channels are activity
@@ -9,8 +9,10 @@ homogeneous matrix in the frame's voxel coordinates::
     (x, y, z, 1) in frame k  =  transforms[k] @ (x, y, z, 1) in the reference
 
 i.e. a rotation about the ``z`` axis through the brain's reference centre,
-then a translation. The reference positions of the nuclei are stored too.
-Noise is Poisson, drawn per frame (a frame is the unit of computation).
+then a translation; with ``affine > 0`` the rotation is preceded by a
+smooth per-frame scale and shear in the ``x, y`` plane. The reference
+positions of the nuclei are stored too. Noise is Poisson, drawn per frame
+(a frame is the unit of computation).
 
 File layout written by :func:`write_frames`:
 
@@ -109,9 +111,14 @@ class Frames:
 
 
 def frames(
-    shape: Sequence[int] = (2, 96, 96, 16), count: int = 20, *, nuclei: int = 120, seed: int = 0
+    shape: Sequence[int] = (2, 96, 96, 16), count: int = 20, *, nuclei: int = 120, seed: int = 0,
+    rotation: float = 25.0, affine: float = 0.0,
 ) -> Frames:
     """A moving brain of ``nuclei`` gaussian nuclei over ``count`` frames of ``shape`` (C, X, Y, Z).
+
+    ``rotation`` is the amplitude of the rotation about ``z`` in degrees
+    (0: pure translation); ``affine`` the amplitude of the scale and shear
+    of the ``x, y`` plane (e.g. 0.08 for up to about 8 %).
 
     Examples
     --------
@@ -132,12 +139,17 @@ def frames(
     sigma = np.maximum(size * [1 / 70, 1 / 70, 1 / 12], 0.8) * rng.uniform(0.8, 1.2, (n, 1))
     brightness = rng.uniform(300, 700, (n, shape[0]))
     activity = np.stack([rng.uniform(1, 4, n), rng.uniform(0, 2 * np.pi, n)], axis=1)
-    angle = np.deg2rad(_motion(rng, count, 25.0))
+    angle = np.deg2rad(_motion(rng, count, rotation))
     shift = np.stack([_motion(rng, count, a) for a in size * [0.12, 0.1, 0.04]], axis=1)
     transforms = np.tile(np.eye(4), (count, 1, 1))
     cos, sin = np.cos(angle), np.sin(angle)
     transforms[:, 0, 0], transforms[:, 0, 1] = cos, -sin
     transforms[:, 1, 0], transforms[:, 1, 1] = sin, cos
+    if affine > 0:
+        warp_rng = rng_for(seed, 2)
+        strain = np.stack([_motion(warp_rng, count, affine) for _ in range(4)], axis=1)
+        strain = np.eye(2) + strain.reshape(count, 2, 2)
+        transforms[:, :2, :2] = transforms[:, :2, :2] @ strain
     transforms[:, :3, 3] = centre + shift - np.einsum("kij,j->ki", transforms[:, :3, :3], centre)
     return Frames(shape=shape, count=count, nuclei=points, sigma=sigma, brightness=brightness,
                   activity=activity, transforms=transforms, seed=int(seed))

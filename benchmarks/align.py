@@ -1,0 +1,80 @@
+"""Frame alignment: landmark error of none / translation / rigid / affine, and frames/s.
+
+A synthetic recording (``volumetric.testing.frames``) moves by known rotation,
+translation and a small affine strain; each ``vol align`` run (a fresh
+subprocess, the embedded cluster) registers every frame to the middle one,
+and its ``transforms.json`` is scored against the true nuclei positions:
+mean and 90th-percentile landmark error in pixels and PCK@0.05 (share of
+landmarks within 5 % of the image size). "none" is the error before alignment.
+Frames/s is per whole command, cluster start included (a lower bound).
+
+    python -m benchmarks.align [--side 256] [--frames 24] [--affine 0.06] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+
+from benchmarks.measure import add_scratch_options, report, run_measured, scratch_dir
+
+MODELS = ("translation", "rigid", "affine")
+
+
+def landmark_errors(movie, matrices: list[np.ndarray], reference: int) -> np.ndarray:
+    """Per frame and nucleus, the distance (pixels, y/x) between mapped and true positions."""
+    at_ref = movie.positions(reference)[:, [1, 0]]
+    return np.stack([np.linalg.norm(at_ref @ m[:2, :2].T + m[:2, 2]
+                                    - movie.positions(t)[:, [1, 0]], axis=1)
+                     for t, m in enumerate(matrices)])
+
+
+def main(argv: list[str] | None = None) -> None:
+    from volumetric.testing.frames import frames, write_frames
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--side", type=int, default=256, help="frame width and height")
+    parser.add_argument("--depth", type=int, default=20, help="z planes per frame")
+    parser.add_argument("--frames", type=int, default=24, help="number of frames")
+    parser.add_argument("--affine", type=float, default=0.06, help="affine strain amplitude")
+    add_scratch_options(parser)
+    args = parser.parse_args(argv)
+    movie = frames((2, args.side, args.side, args.depth), args.frames,
+                   nuclei=max(120, args.side), seed=7, affine=args.affine)
+    reference = args.frames // 2
+    pck = 0.05 * args.side
+    with scratch_dir("align", args) as scratch:
+        h5 = write_frames(scratch / "worm.h5", movie, progress=False)
+        vol = [sys.executable, "-m", "volumetric_cli.main", "-q"]
+        run_measured([*vol, "convert", str(h5), str(scratch / "worm.zarr"), "--axes", "cxyz"])
+        errors = {"none": landmark_errors(movie, [np.eye(3)] * args.frames, reference)}
+        runs = {}
+        for model in MODELS:
+            out = scratch / f"{model}.zarr"
+            runs[model] = run_measured([*vol, "align", str(scratch / "worm.zarr"), str(out),
+                                        "--transform", model, "--overwrite"])
+            records = json.loads((out / "transforms.json").read_text())
+            errors[model] = landmark_errors(movie, [np.array(r["matrix"]) for r in records],
+                                            reference)
+        table = {
+            name: {"mean_px": float(e.mean()), "p90_px": float(np.percentile(e, 90)),
+                   "pck_0.05": float((e <= pck).mean()),
+                   "frames_per_s": args.frames / runs[name].seconds if name in runs else None,
+                   "peak_rss_mib": runs[name].peak_rss_mib if name in runs else None}
+            for name, e in errors.items()
+        }
+        results = {"frame_shape_cxyz": [2, args.side, args.side, args.depth],
+                   "frames": args.frames, "affine": args.affine, "reference": reference,
+                   "cores": os.cpu_count(), "models": table}
+        rows = [(name, f"{r['mean_px']:.3f}", f"{r['p90_px']:.3f}", f"{r['pck_0.05']:.3f}",
+                 "-" if r["frames_per_s"] is None else f"{r['frames_per_s']:.2f}")
+                for name, r in table.items()]
+        report("align", results, rows, ("model", "mean px", "p90 px", "PCK@0.05", "frames/s"))
+
+
+if __name__ == "__main__":
+    main()
