@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +52,11 @@ def test_every_block_written_once_with_ragged_edges(client, tmp_path):
     np.testing.assert_array_equal(zarr.open_array(path)[:], _expected(grid))
 
 
+def _executing(dask_worker) -> int:
+    """Tasks a worker is running, cancelled ones that still run included."""
+    return len(dask_worker.state.executing)
+
+
 def test_failure_names_the_block_and_resume_skips_finished(client, tmp_path):
     path = _array(tmp_path)
     grid = BlockGrid((20, 30), (8, 8))
@@ -60,6 +66,10 @@ def test_failure_names_the_block_and_resume_skips_finished(client, tmp_path):
     with pytest.raises(BlockError, match=r"block \[8:16, 16:24\]: corrupt input"):
         run_blocks(FillWithBlockId(path, fail_at=bad.start), list(grid.boxes()), client=client,
                    journal=journal, job="fill", progress=False, retries=0)
+    # tasks already running when the error came cannot be stopped: they end and mark
+    deadline = time.monotonic() + 30
+    while any(client.run(_executing).values()) and time.monotonic() < deadline:
+        time.sleep(0.05)
     done = journal.done("fill")
     assert bad.key() not in done
     assert journal.start() is True  # same layout: resume
