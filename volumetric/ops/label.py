@@ -2,8 +2,9 @@
 
 ``label(mask, image, name)`` writes ``IMAGE/labels/NAME``: an OME-Zarr
 label image (``image-label`` metadata pointing back at ``../../``) with one
-level per level of IMAGE, each the nearest-neighbour sample of the mask at
-that level's factors, and lists NAME in the ``labels`` group. It is the one
+level per level of IMAGE: the mask at full resolution, then the pyramid
+levels by nearest-neighbour sampling (:mod:`volumetric.ops.pyramid`), and
+lists NAME in the ``labels`` group. It is the one
 output that lies inside an input, and it is additive: IMAGE's own arrays and
 metadata are never written, only the ``labels`` group (created when missing,
 its listing updated once the label is complete) and ``labels/NAME``, which
@@ -32,6 +33,7 @@ from volumetric.io.writes import write_box
 from volumetric.ops.common import chunks_of, open_input
 from volumetric.ops.output import check_output, complete_output, open_output
 from volumetric.ops.paths import absolute
+from volumetric.ops.pyramid import pyramid_jobs, run_pyramid
 
 BLOCK_TARGET_BYTES = 16 * 2**20
 # NGFF labels are integers; a boolean mask is stored as uint8.
@@ -41,7 +43,7 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 @dataclass(frozen=True)
 class LabelBlock:
-    """Block task: one box of a label level, sampled from the mask at the level's factors.
+    """Block task: one box of the label's full-resolution level, copied from the mask.
 
     ``positions`` gives, for each mask axis, its label axis (None for a
     ``t`` or ``c`` axis of length 1, which the label holds with length 1 too).
@@ -50,17 +52,13 @@ class LabelBlock:
     source: Source
     array: str
     positions: tuple[int | None, ...]
-    factors: tuple[int, ...]
     dtype: str
 
     def __call__(self, box: Box) -> int:
-        start, stop, steps = [], [], []
-        for n, k in zip(self.source.shape, self.positions):
-            f = 1 if k is None else self.factors[k]
-            start.append(0 if k is None else box.start[k] * f)
-            stop.append(n if k is None else min(box.stop[k] * f, n))
-            steps.append(slice(None, None, f))
-        data = self.source.read(Box(tuple(start), tuple(stop)))[tuple(steps)]
+        start = tuple(0 if k is None else box.start[k] for k in self.positions)
+        stop = tuple(n if k is None else box.stop[k]
+                     for n, k in zip(self.source.shape, self.positions))
+        data = self.source.read(Box(start, stop))
         data = np.ascontiguousarray(data, dtype=self.dtype).reshape(box.shape)
         write_box(self.array, box.slices, data)
         return int(np.count_nonzero(data))
@@ -183,7 +181,7 @@ def label(mask: str, image: str, name: str | None = None, *,
     Returns
     -------
     LabelReport
-        The label image, blocks written, non-zero voxels of all levels.
+        The label image, blocks written (all levels), non-zero voxels at full resolution.
     """
     mask, image = absolute(mask), absolute(image)
     source = open_input(mask, what="MASK")
@@ -202,16 +200,17 @@ def label(mask: str, image: str, name: str | None = None, *,
     spatial_chunks = iter(c for a, c in zip(source.axes, chunks_of(source, dtype))
                           if a in SPATIAL_AXES)
     chunks = tuple(next(spatial_chunks) if i in space else 1 for i in range(len(meta.axes)))
-    budget = run.block_bytes or BLOCK_TARGET_BYTES
-    grids = [BlockGrid(lvl.shape, block_shape_for(
-        lvl.shape, tuple(min(c, n) for c, n in zip(chunks, lvl.shape)), np.dtype(dtype).itemsize,
-        max(1, budget // int(np.prod(lvl.factors))), cubic=True)) for lvl in levels]
+    itemsize = np.dtype(dtype).itemsize
+    grid = BlockGrid(levels[0].shape, block_shape_for(
+        levels[0].shape, tuple(min(c, n) for c, n in zip(chunks, levels[0].shape)), itemsize,
+        run.block_bytes or BLOCK_TARGET_BYTES, cubic=True))
     dst = str(Path(image) / "labels" / name)
+    pyramid = pyramid_jobs(dst, levels, chunks, itemsize, run.block_bytes, "nearest")
     layout = {
         "operation": "label",
         "mask": source.identity(),
         "levels": [[lvl.path, list(lvl.shape), list(lvl.factors)] for lvl in levels],
-        "blocks": [list(grid.block) for grid in grids],
+        "blocks": [list(grid.block), *(list(job.grid.block) for job in pyramid)],
         "dtype": dtype,
     }
 
@@ -225,9 +224,8 @@ def label(mask: str, image: str, name: str | None = None, *,
     _ensure_labels_group(target)
     t0 = time.monotonic()
     with block_operation(LabelOutput(dst, layout, create, (mask,)), run) as op:
-        voxels = 0
-        for lvl, grid in zip(levels, grids):
-            task = LabelBlock(source, str(Path(dst) / lvl.path), positions, lvl.factors, dtype)
-            voxels += sum(op.run(task, list(grid.boxes()), job=f"level-{lvl.path}").values())
-    return LabelReport(open_image(dst), sum(g.num_blocks for g in grids), voxels,
-                       time.monotonic() - t0, op.resumed)
+        task = LabelBlock(source, str(Path(dst) / levels[0].path), positions, dtype)
+        voxels = sum(op.run(task, list(grid.boxes()), job=f"level-{levels[0].path}").values())
+        run_pyramid(op, pyramid, "label")
+    blocks = grid.num_blocks + sum(job.grid.num_blocks for job in pyramid)
+    return LabelReport(open_image(dst), blocks, voxels, time.monotonic() - t0, op.resumed)
