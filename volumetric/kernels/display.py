@@ -1,4 +1,4 @@
-"""Pure pieces of exports: intensity scaling, colour frames, even padding, scale bars."""
+"""Pure pieces of previews and exports: colour frames and their contrast, padding, scale bars."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+# Percentiles shown black and at full colour when contrast comes from the data.
+FRAME_PERCENTILES = (0.5, 99.8)
 # How a scale bar names the UDUNITS length units.
 UNIT_SYMBOLS = {"micrometer": "µm", "nanometer": "nm", "millimeter": "mm",
                 "centimeter": "cm", "meter": "m", "angstrom": "Å", "picometer": "pm"}
@@ -69,6 +71,53 @@ def colour_frame(planes: np.ndarray, colours: Sequence[str], lows: Sequence[floa
         colour = np.array([int(hexa[j:j + 2], 16) / 255.0 for j in (0, 2, 4)])
         rgb += scaled[..., None] * colour
     return (np.clip(rgb, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def composite_rgb(
+    planes: np.ndarray, colours: Sequence[str], *, percentiles: tuple[float, float] = (0.5, 99.5)
+) -> np.ndarray:
+    """Blend channels into one RGB image, each in its colour with percentile contrast.
+
+    Parameters
+    ----------
+    planes : ndarray, shape (C, H, W)
+        One 2D image per channel.
+    colours : sequence of str
+        Hex colours (``"00FF00"``), cycled when there are more channels.
+        A single channel is shown in grey.
+    percentiles : (float, float)
+        Low and high percentiles of each channel (of its finite values)
+        mapped to black and full colour; non-finite values are black.
+
+    Returns
+    -------
+    ndarray of uint8, shape (H, W, 3)
+    """
+    planes = np.asarray(planes, dtype=np.float64)
+    lows, highs = [], []
+    shown = np.empty_like(planes)
+    for i, plane in enumerate(planes):
+        finite = np.isfinite(plane)
+        lo, hi = np.percentile(plane[finite], percentiles) if finite.any() else (0.0, 1.0)
+        lows.append(lo)
+        highs.append(hi)
+        shown[i] = np.where(finite, plane, lo)
+    return colour_frame(shown, colours, lows, highs)
+
+
+def frame_contrast(frames: Sequence[np.ndarray]) -> tuple[list[float], list[float]]:
+    """Per channel black and white levels for a movie: percentiles of some ``(C, Y, X)`` frames.
+
+    The same levels then serve every frame, so brightness does not flicker.
+    """
+    stack = np.stack(frames, axis=1).reshape(len(frames[0]), -1).astype(np.float64)
+    lows, highs = np.percentile(stack, FRAME_PERCENTILES, axis=1)
+    return list(lows), list(highs)
+
+
+def spread(count: int, most: int = 5) -> list[int]:
+    """At most ``most`` indices spread evenly over ``range(count)``, first and last included."""
+    return sorted({int(i) for i in np.linspace(0, count - 1, min(count, most))})
 
 
 def pad_even(rgb: np.ndarray) -> np.ndarray:

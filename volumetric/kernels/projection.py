@@ -1,4 +1,4 @@
-"""Projections along one axis as a tree reduction, and colour previews (pure numpy).
+"""Projections along one axis as a tree reduction (pure numpy).
 
 A projection of a large volume is computed in two kinds of steps: each block
 is reduced along the axis to a partial (:func:`partial_projection`), then
@@ -9,7 +9,6 @@ sums and is divided by the axis length once at the end (:func:`finish`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 
 import numpy as np
 
@@ -71,35 +70,3 @@ def finish(partial: np.ndarray, mode: str, length: int, dtype: np.dtype) -> np.n
     if mode == "mean":
         return (partial / length).astype(np.float32)
     return partial.astype(output_dtype(dtype, mode), copy=False)
-
-
-def composite_rgb(
-    planes: np.ndarray, colours: Sequence[str], *, percentiles: tuple[float, float] = (0.5, 99.5)
-) -> np.ndarray:
-    """Blend channels into one RGB image, each in its colour with percentile contrast.
-
-    Parameters
-    ----------
-    planes : ndarray, shape (C, H, W)
-        One 2D image per channel.
-    colours : sequence of str
-        Hex colours (``"00FF00"``), cycled when there are more channels.
-        A single channel is shown in grey.
-    percentiles : (float, float)
-        Low and high percentiles of each channel mapped to black and full colour.
-
-    Returns
-    -------
-    ndarray of uint8, shape (H, W, 3)
-    """
-    planes = np.asarray(planes, dtype=np.float64)
-    rgb = np.zeros((*planes.shape[1:], 3))
-    for i, plane in enumerate(planes):
-        finite = plane[np.isfinite(plane)]
-        lo, hi = np.percentile(finite, percentiles) if finite.size else (0.0, 1.0)
-        scaled = np.clip((plane - lo) / (hi - lo if hi > lo else 1.0), 0.0, 1.0)
-        scaled[~np.isfinite(plane)] = 0.0
-        hexa = "FFFFFF" if len(planes) == 1 else colours[i % len(colours)]
-        colour = np.array([int(hexa[j:j + 2], 16) / 255.0 for j in (0, 2, 4)])
-        rgb += scaled[..., None] * colour
-    return (np.clip(rgb, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)

@@ -41,7 +41,6 @@ from volumetric.ops.paths import absolute
 
 METHODS = ("classical", "learned")
 MOVIE_SUFFIXES = (".mp4", ".gif")
-FRAME_PERCENTILES = (0.5, 99.8)
 
 
 def _frame_box(source: Source, t: int, channel: int | None = None) -> Box:
@@ -179,12 +178,10 @@ def _movie(before: Source, after: Source, path: str, overwrite: bool, fps: float
     """
     from volumetric.io.movie import write_movie
     from volumetric.io.ngff import CHANNEL_COLOURS
-    from volumetric.kernels.display import colour_frame, pad_even
+    from volumetric.kernels.display import colour_frame, frame_contrast, pad_even, spread
 
     count = before.shape[0]
-    picks = sorted({int(i) for i in np.linspace(0, count - 1, min(count, 5))})
-    sample = np.stack([projections(before, t) for t in picks], axis=1)
-    lows, highs = np.percentile(sample.reshape(sample.shape[0], -1), FRAME_PERCENTILES, axis=1)
+    lows, highs = frame_contrast([projections(before, t) for t in spread(count)])
 
     def frames():
         for t in range(count):

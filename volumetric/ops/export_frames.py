@@ -17,8 +17,8 @@ from volumetric.engine import Progress
 from volumetric.errors import InputError
 from volumetric.io.ngff import CHANNEL_COLOURS
 from volumetric.io.region import SLAB_BYTES, Selection
+from volumetric.kernels.display import frame_contrast, spread
 
-FRAME_PERCENTILES = (0.5, 99.8)
 
 
 def projection(sel: Selection, t: int, plane: int | None) -> np.ndarray:
@@ -65,14 +65,10 @@ def _contrast(sel: Selection, plane: int | None, limits) -> tuple[list[float], l
     if limits != "auto":
         return [limits[0]] * channels, [limits[1]] * channels
     count = sel.shape5[0] if sel.shape5[0] > 1 else sel.shape5[2]
-    picks = sorted({int(i) for i in np.linspace(0, count - 1, min(count, 5))})
     if sel.shape5[0] > 1:
-        sample = [projection(sel, t, plane) for t in picks]
-    else:
-        sample = [sel.read(slice(0, 1), slice(None), slice(z, z + 1))[0, :, 0] for z in picks]
-    stack = np.stack(sample, axis=1).reshape(channels, -1).astype(np.float64)
-    lows, highs = np.percentile(stack, FRAME_PERCENTILES, axis=1)
-    return list(lows), list(highs)
+        return frame_contrast([projection(sel, t, plane) for t in spread(count)])
+    return frame_contrast([sel.read(slice(0, 1), slice(None), slice(z, z + 1))[0, :, 0]
+                           for z in spread(count)])
 
 
 def export_movie(sel: Selection, tmp: str, plane: int | None, limits, fps: float,
@@ -102,8 +98,12 @@ def export_movie(sel: Selection, tmp: str, plane: int | None, limits, fps: float
 def export_png(sel: Selection, tmp: str, plane: int | None, limits) -> None:
     """Write the first time point's maximum projection (or ``plane``) with a scale bar."""
     from volumetric.io.movie import write_png
-    from volumetric.kernels.display import colour_frame, draw_scale_bar, scale_bar
-    from volumetric.kernels.projection import composite_rgb
+    from volumetric.kernels.display import (
+        colour_frame,
+        composite_rgb,
+        draw_scale_bar,
+        scale_bar,
+    )
 
     planes = projection(sel, 0, plane)
     if limits == "auto":

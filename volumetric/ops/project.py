@@ -32,10 +32,10 @@ from volumetric.io.ngff import CHANNEL_COLOURS
 from volumetric.io.ome import LevelSpec, OmeImage, create_image, open_image
 from volumetric.io.sources import Source
 from volumetric.io.writes import write_box
+from volumetric.kernels.display import composite_rgb
 from volumetric.kernels.projection import (
     MODES,
     combine_partials,
-    composite_rgb,
     finish,
     output_dtype,
     partial_dtype,
