@@ -16,7 +16,7 @@ from volumetric.engine.cluster import (
     worker_threads,
 )
 from volumetric.engine.journal import JOURNAL_DIR, Journal, layout_hash
-from volumetric.engine.lease import LEASE_NAME, acquire_lease, release_lease
+from volumetric.engine.lease import acquire_lease, release_lease
 from volumetric.engine.operation import Operation, Output, RunOptions, block_operation
 from volumetric.engine.progress import Progress, silence, silenced
 from volumetric.engine.run import ask_workers, check_resources, run_blocks, run_expanding
@@ -24,7 +24,6 @@ from volumetric.engine.scheduler import scheduler_address
 
 __all__ = [
     "JOURNAL_DIR",
-    "LEASE_NAME",
     "Client",
     "Journal",
     "Operation",

@@ -149,7 +149,7 @@ class Journal:
         return folder
 
     def finish(self) -> None:
-        """Remove the journal once the whole output is complete: markers, layout and scratch.
+        """Remove the journal's markers, layout and scratch: the output is complete, or emptied.
 
         Only the lease (:mod:`volumetric.engine.lease`) stays, for its holder to give up.
         """

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from volumetric.engine import JOURNAL_DIR, LEASE_NAME, Journal, acquire_lease, release_lease
+from volumetric.engine import JOURNAL_DIR, Journal, acquire_lease, release_lease
 from volumetric.errors import DestinationError
 from volumetric.io.destination import check_apart, check_writable
 from volumetric.io.ome import finalize_image
@@ -140,15 +140,12 @@ def _refuse_foreign(dst: Path, overwrite: bool) -> None:
         raise DestinationError(f"{dst} already exists; pass --overwrite to replace it")
 
 
-def _clear(dst: Path) -> None:
-    """Empty the store ``dst``, keeping only the lease this run holds."""
+def _clear(dst: Path, journal: Journal) -> None:
+    """Empty the store ``dst``, keeping only the lease this run holds in its journal."""
     for entry in dst.iterdir():
-        if entry.name == JOURNAL_DIR and entry.is_dir():
-            for inner in entry.iterdir():
-                if inner.name != LEASE_NAME:
-                    _remove(inner)
-        else:
+        if entry.name != JOURNAL_DIR:
             _remove(entry)
+    journal.finish()  # the journal's files go, its lease stays
 
 
 def _remove(path: Path) -> None:
@@ -165,7 +162,7 @@ def _resume_or_create(dst: Path, journal: Journal, create: Callable[[], None],
     if (not overwrite and is_zarr(str(dst)) and journal.stored_hash() is not None
             and journal.start(restart=False)):
         return True
-    _clear(dst)
+    _clear(dst, journal)
     create()
     journal.start(restart=True)
     return False
