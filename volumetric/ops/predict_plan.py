@@ -204,8 +204,7 @@ class PredictPlan:
     @property
     def time_points(self) -> tuple[int, ...]:
         """``(T,)`` for a time series, predicted one time point after another; else ``()``."""
-        axes = self.source.axes
-        return (self.source.shape[axes.index("t")],) if "t" in axes else ()
+        return _time_points(self.source)
 
     @property
     def inputs(self) -> tuple[str, ...]:
@@ -304,7 +303,7 @@ def plan_predict(raw: str, out: str, options: PredictOptions, *, local: bool,
                  overwrite=overwrite)
     source = open_source(raw)
     spatial_axes, shape = _spatial(source)
-    times = (source.shape[0],) if source.axes.startswith("t") else ()
+    times = _time_points(source)
     chosen = _channels(source, options.channels)
     model = ModelSource(absolute(options.model) if os.path.exists(options.model)
                         else options.model,  # or module:factory
@@ -364,6 +363,10 @@ def _unscale(target: dict[str, Any], channels: int,
         raise InputError(f"{model} stores target statistics for {len(stats)} channels but "
                          f"outputs {channels}")
     return tuple(affine(s, method) for s in stats)
+
+
+def _time_points(source: Source) -> tuple[int, ...]:
+    return (source.shape[source.axes.index("t")],) if "t" in source.axes else ()
 
 
 def _spatial(source: Source) -> tuple[str, Coord]:
