@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import click
-import numpy as np
 
 from volumetric_cli.options import run_options
 
@@ -35,6 +34,8 @@ def align(frames: str, out: str, reference, channel, transform, method, movie, r
       vol align worm.zarr aligned.zarr --channel 0 --transform rigid --movie check.mp4
       vol align worm.zarr aligned.zarr --reference previous --transform affine
     """
+    from statistics import fmean
+
     from volumetric.ops.align import align as run_align
 
     report = run_align(frames, out, reference=reference, channel=channel, transform=transform,
@@ -46,7 +47,7 @@ def align(frames: str, out: str, reference, channel, transform, method, movie, r
     click.echo(
         f"wrote {out}: {'x'.join(map(str, report.image.shape))} {report.image.array(0).dtype}, "
         f"{len(scores)} frames aligned {target} ({transform}), "
-        f"mean NCC {np.mean(before):.3f} -> {np.mean(scores):.3f} (min {min(scores):.3f}), "
+        f"mean NCC {fmean(before):.3f} -> {fmean(scores):.3f} (min {min(scores):.3f}), "
         f"{report.seconds:.1f} s; transforms.json, transforms.csv"
         + (f"; movie {movie}" if movie else "")
     )
