@@ -32,12 +32,11 @@ from ome_zarr_models.v05.multiscales import Dataset, Multiscale
 from pydantic import ValidationError
 
 from volumetric.errors import InputError
+from volumetric.io.ome import CHANNEL_COLOURS
 
 if TYPE_CHECKING:
     from volumetric.io.ome import ImageMeta, LevelSpec
 
-# Default display colours of channels (OME ``omero`` metadata and previews), cycled.
-CHANNEL_COLOURS = ("00FF00", "FF00FF", "00FFFF", "FFFF00", "FF0000", "0000FF", "FFFFFF")
 AXIS_TYPES = {"t": "time", "c": "channel", "z": "space", "y": "space", "x": "space"}
 
 

@@ -17,7 +17,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,9 +25,13 @@ from volumetric._version import __version__
 from volumetric.errors import InputError
 from volumetric.io.codecs import DEFAULT_COMPRESSOR, make_compressors
 from volumetric.io.intensity import display_windows
-from volumetric.io.ngff import NgffImage, ome_attributes, read_ngff
 from volumetric.io.units import normalize_unit
 
+if TYPE_CHECKING:
+    from volumetric.io.ngff import NgffImage
+
+# Default display colours of channels (OME ``omero`` metadata and previews), cycled.
+CHANNEL_COLOURS = ("00FF00", "FF00FF", "00FFFF", "FFFF00", "FF0000", "0000FF", "FFFFFF")
 NGFF_AXES = "tczyx"
 SPATIAL_AXES = "zyx"
 NGFF_VERSIONS = ("0.5", "0.4")
@@ -292,6 +296,8 @@ def finalize_image(path: str | Path) -> None:
     percentiles (see :func:`~volumetric.io.intensity.display_windows`), so
     viewers open the image with a useful contrast.
     """
+    from volumetric.io.ngff import ome_attributes  # pydantic models: only when written
+
     import zarr
 
     group = zarr.open_group(str(path), mode="r+")
@@ -368,6 +374,8 @@ def open_image(path: str | Path) -> OmeImage:
     InputError
         When ``path`` is not an OME-Zarr image.
     """
+    from volumetric.io.ngff import read_ngff  # pydantic models: only when read
+
     import zarr
 
     path = str(path)

@@ -177,7 +177,7 @@ def _movie(before: Source, after: Source, path: str, overwrite: bool, fps: float
     input frames (as ``vol export`` movies).
     """
     from volumetric.io.movie import write_movie
-    from volumetric.io.ngff import CHANNEL_COLOURS
+    from volumetric.io.ome import CHANNEL_COLOURS
     from volumetric.kernels.display import colour_frame, frame_contrast, pad_even, spread
 
     count = before.shape[0]

@@ -15,7 +15,7 @@ import numpy as np
 
 from volumetric.engine import Progress
 from volumetric.errors import InputError
-from volumetric.io.ngff import CHANNEL_COLOURS
+from volumetric.io.ome import CHANNEL_COLOURS
 from volumetric.io.region import SLAB_BYTES, Selection
 from volumetric.kernels.display import frame_contrast, spread
 

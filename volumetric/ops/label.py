@@ -26,7 +26,6 @@ import numpy as np
 from volumetric.engine import Journal, RunOptions, block_operation
 from volumetric.errors import DestinationError, InputError
 from volumetric.geometry import BlockGrid, Box, block_shape_for
-from volumetric.io.ngff import label_names, labels_attributes
 from volumetric.io.ome import SPATIAL_AXES, LevelSpec, OmeImage, create_image, open_image
 from volumetric.io.sources.base import Source
 from volumetric.io.writes import write_box
@@ -99,6 +98,8 @@ def _list_label(labels: Path, name: str, *, listed: bool) -> None:
     """Add ``name`` to (or drop it from) the listing of the ``labels`` group."""
     import zarr
 
+    from volumetric.io.ngff import label_names, labels_attributes
+
     group = zarr.open_group(str(labels), mode="r+")
     attrs = group.attrs.asdict()
     names = [n for n in label_names(attrs) if n != name] + ([name] if listed else [])
@@ -112,6 +113,8 @@ def _list_label(labels: Path, name: str, *, listed: bool) -> None:
 def _ensure_labels_group(image: OmeImage) -> None:
     """Create ``IMAGE/labels`` (listing nothing) when missing."""
     import zarr
+
+    from volumetric.io.ngff import labels_attributes
 
     labels = Path(image.path) / "labels"
     if not labels.exists():

@@ -28,8 +28,7 @@ import numpy as np
 from volumetric.engine import JOURNAL_DIR, RunOptions, block_operation
 from volumetric.errors import InputError, check_choice
 from volumetric.geometry import BlockGrid, Box, block_shape_for, ceil_div
-from volumetric.io.ngff import CHANNEL_COLOURS
-from volumetric.io.ome import LevelSpec, OmeImage, create_image, open_image
+from volumetric.io.ome import CHANNEL_COLOURS, LevelSpec, OmeImage, create_image, open_image
 from volumetric.io.sources import Source
 from volumetric.io.writes import write_box
 from volumetric.kernels.display import composite_rgb
