@@ -166,6 +166,9 @@ def test_frame_group_detection_ignores_small_metadata_only(tmp_path):
             f[f"frames/frame_{k}"] = np.zeros((4, 5, 6), np.uint8)
         f["transforms"] = np.zeros((3, 4, 4))
     assert isinstance(open_source(str(path)), Hdf5FrameStack)
+    with h5py.File(path, "a") as f:  # per frame smaller than a frame, though larger in all
+        f["landmarks"] = np.zeros((3, 30, 3))
+    assert isinstance(open_source(str(path)), Hdf5FrameStack)
     with h5py.File(path, "a") as f:
         f["big"] = np.zeros((8, 8, 8), np.uint8)
     with pytest.raises(InputError, match="--dataset"):
