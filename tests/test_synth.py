@@ -343,10 +343,33 @@ def test_cli_neurites_then_convert(tmp_path, vol):
     assert scale == [2.0, 1.0, 1.0]
 
 
+def test_cli_frames_with_motion_options(tmp_path, vol):
+    from volumetric.io.sources import open_source
+
+    out = tmp_path / "w.h5"  # many tiny frames: the landmarks hold more values than one frame
+    result = vol("synth", "frames", out, "--frames", "30", "--shape", "1,16,16,4",
+                 "--nuclei", "20", "--rotation", "10", "--affine", "0.03", "--bend", "0.05",
+                 "--seed", "4")
+    assert result.exit_code == 0, result.output
+    movie = frames((1, 16, 16, 4), 30, nuclei=20, seed=4, rotation=10, affine=0.03, bend=0.05)
+    with h5py.File(out, "r") as f:
+        assert f["landmarks"].shape == (30, 20, 3) and f["landmarks"].dtype == np.float64
+        assert f["landmarks"].size > 16 * 16 * 4
+        assert np.array_equal(f["landmarks"][:], np.stack([movie.positions(k) for k in range(30)]))
+        assert np.array_equal(f["transforms"][:], movie.transforms)
+        assert np.array_equal(f["frames/frame_29"][:], movie.frame(29))
+    assert open_source(str(out)).native_shape == (30, 1, 16, 16, 4)
+
+
 @pytest.mark.parametrize("args, message", [
     (("neurites", "x.h5", "--shape", "10,10"), "shape"),
     (("neurites", "x.h5", "--shape", "a,b,c"), "integers"),
     (("frames", "x.txt"), "HDF5"),
+    (("frames", "x.h5", "--bend", "-0.1"), "bend must be a non-negative finite number"),
+    (("frames", "x.h5", "--bend", "nan"), "bend must be a non-negative finite number"),
+    (("frames", "x.h5", "--affine", "inf"), "affine must be a non-negative finite number"),
+    (("frames", "x.h5", "--rotation", "-5"), "rotation must be a non-negative finite number"),
+    (("frames", "x.h5", "--bend", "some"), "--bend"),
     (("mito", "x.h5"), "TIFF"),
     (("zstack", "cells", "--shape", "0,4"), "positive"),
 ])
