@@ -48,8 +48,8 @@ class RunOptions:
     client : distributed.Client, optional
         Run on this client (e.g. from :func:`volumetric.cluster`) instead of connecting.
     cluster : str, optional
-        ``"local"``, a scheduler address or a scheduler file (see
-        :func:`~volumetric.engine.scheduler.scheduler_address`).
+        ``"local"``, ``"local:N"``, a scheduler address, a scheduler file or a
+        profile name (see :func:`~volumetric.engine.targets.resolve_target`).
     workers : int, optional
         Worker processes of the embedded cluster.
     progress : bool
