@@ -53,7 +53,7 @@ def cluster_options(func: Callable[..., Any]) -> Callable[..., Any]:
         "--cluster", metavar="local:N|ADDRESS|FILE|PROFILE", default=None,
         help="Where the block tasks run: local (default: an embedded LocalCluster sized to "
              "this machine), local:N (N worker processes), a dask scheduler address "
-             "(tcp://host:8786), a scheduler file, or a profile "
+             "(tcp://host:8786, e.g. from `vol cluster up`), a scheduler file, or a profile "
              "in dask's config (volumetric.profiles.NAME: SLURM, PBS, LSF, GPU). "
              "Default: $VOLUMETRIC_CLUSTER, else local.",
     )(func)

@@ -151,7 +151,7 @@ def local_cluster(
         "n_workers": capped_workers(workers) if workers else default_workers(),
         "threads_per_worker": threads_per_worker,
         "memory_limit": memory_limit, "host": LOCALHOST,
-        "dashboard_address": _on_this_machine(dashboard_address),
+        "dashboard_address": on_this_machine(dashboard_address),
         "silence_logs": logging.ERROR, "processes": True,
     }
     if gpus > 0:
@@ -173,7 +173,7 @@ def local_cluster(
         return cluster_class(**kwargs)
 
 
-def _on_this_machine(address: str | None) -> str | None:
+def on_this_machine(address: str | None) -> str | None:
     """``address``, on 127.0.0.1 when it names only a port (``":8787"`` would listen on all)."""
     return f"{LOCALHOST}{address}" if address and address.startswith(":") else address
 
