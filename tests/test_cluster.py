@@ -144,3 +144,17 @@ def test_closing_workers_drop_their_dask_logs(client):
     finally:
         for worker, before in levels.items():
             client.run(_restore_levels, before, workers=[worker])
+
+
+def test_version_mismatches_name_the_package_and_the_workers():
+    from volumetric.engine.census import version_mismatch
+
+    here = {"volumetric": "0.2", "numpy": "2.4.6", "torch": "2.13.0", "zarr": "3.1.6"}
+    same = dict(here)
+    assert version_mismatch(here, {"tcp://a:1": same, "tcp://b:1": same}) is None
+    assert version_mismatch(here, {}) is None
+    old = {**here, "numpy": "1.26.4", "torch": None}
+    assert version_mismatch(here, {"tcp://b:1": old, "tcp://a:1": old, "tcp://c:1": same}) == (
+        "torch 2.13.0 here, missing on tcp://a:1 and 1 more worker(s); "
+        "numpy 2.4.6 here, 1.26.4 on tcp://a:1 and 1 more worker(s)")
+    assert version_mismatch(here, {"tcp://a:1": {**here, "dask": "2020.1"}}) is None

@@ -199,3 +199,48 @@ def test_cluster_info_refuses_what_is_no_running_scheduler(state, tmp_path):
         assert result.returncode == 2
         assert result.stderr.startswith(f"vol: error: {message}")
         assert result.stderr.count("\n") == 1
+
+
+@pytest.fixture
+def other_zarr_worker(tmp_path):
+    """A scheduler and a worker that reports zarr 0.0.1 (a distribution record ahead of the
+    real one on its path, as a stale environment would have); yields the scheduler address."""
+    from distributed import Client
+
+    record = tmp_path / "stale" / "zarr-0.0.1.dist-info"
+    record.mkdir(parents=True)
+    (record / "METADATA").write_text("Metadata-Version: 2.1\nName: zarr\nVersion: 0.0.1\n")
+    options: dict = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "cwd": tmp_path}
+    processes: list[subprocess.Popen] = []
+    try:
+        processes.append(subprocess.Popen(
+            [*DASK, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+             "--scheduler-file", str(tmp_path / "scheduler.json")], **options))
+        address = _wait_for(tmp_path / "scheduler.json", processes[0])["address"]
+        processes.append(subprocess.Popen(
+            [*DASK, "worker", address, "--nthreads", "1", "--host", "127.0.0.1", "--no-dashboard"],
+            env={**os.environ, "PYTHONPATH": str(tmp_path / "stale")}, **options))
+        with Client(address, timeout="30s") as client:
+            client.wait_for_workers(1, timeout=60)
+            worker = next(iter(client.scheduler_info(n_workers=-1)["workers"]))
+        yield address, worker
+    finally:
+        for process in reversed(processes):
+            process.kill()
+            process.wait()
+
+
+def test_workers_with_other_package_versions_are_refused(other_zarr_worker, images, tmp_path):
+    from importlib.metadata import version
+
+    address, worker = other_zarr_worker
+    result = _vol("convert", images / "raw.npy", tmp_path / "raw.zarr", "--cluster", address)
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"vol: error: the workers of the dask scheduler at {address} run other package versions: "
+        f"zarr {version('zarr')} here, 0.0.1 on {worker}; install the same versions everywhere\n")
+    assert not (tmp_path / "raw.zarr").exists()
+    info = _vol("cluster", "info", address)
+    assert info.returncode == 0, info.stderr
+    zarr_row = next(line for line in info.stdout.splitlines() if line.startswith("zarr "))
+    assert zarr_row.split() == ["zarr", version("zarr"), version("zarr"), "0.0.1"]

@@ -1,14 +1,24 @@
-"""What a running cluster is: its workers, threads, memory, GPUs and package versions."""
+"""What a running cluster is: its workers, threads, memory, GPUs and package versions.
+
+Before a command runs on a scheduler it did not start, :func:`check_versions`
+compares the versions of the packages that shape the results and the stored
+data (:data:`MATCHED`) on every worker with this process's: block tasks
+computed by another volumetric, or written by another zarr, would make a
+store that no run could make alone.
+"""
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from typing import Any
 
-from volumetric.engine.scheduler import check_scheduler, connect_timeout, in_thread
+from volumetric.engine.scheduler import ask_scheduler, check_scheduler, connect_timeout, in_thread
 from volumetric.errors import ClusterError
 
 PACKAGES = ("volumetric", "dask", "distributed", "zarr", "numpy", "torch")
+MATCHED = ("volumetric", "zarr", "torch", "numpy")
+log = logging.getLogger("volumetric")
 
 
 def package_versions(packages: tuple[str, ...] = PACKAGES) -> dict[str, str | None]:
@@ -26,6 +36,65 @@ def package_versions(packages: tuple[str, ...] = PACKAGES) -> dict[str, str | No
         except PackageNotFoundError:
             found[package] = None
     return found
+
+
+def version_mismatch(here: dict[str, str | None],
+                     workers: dict[str, dict[str, str | None]]) -> str | None:
+    """What differs between the versions ``here`` and those of the ``workers``, or None.
+
+    Parameters
+    ----------
+    here : dict
+        ``{package: version}`` of this process (None: not installed).
+    workers : dict
+        ``{worker address: {package: version}}``.
+
+    Examples
+    --------
+    >>> version_mismatch({"numpy": "2.4.6"}, {"tcp://w:1": {"numpy": "2.4.6"}}) is None
+    True
+    >>> version_mismatch({"numpy": "2.4.6"}, {"tcp://w:1": {"numpy": "1.26.4"}})
+    'numpy 2.4.6 here, 1.26.4 on tcp://w:1'
+    """
+    problems = []
+    for package in MATCHED:
+        if package not in here:
+            continue
+        mine = here[package]
+        other = {a: v.get(package) for a, v in workers.items() if v.get(package) != mine}
+        if other:
+            address, version = sorted(other.items())[0]
+            more = f" and {len(other) - 1} more worker(s)" if len(other) > 1 else ""
+            problems.append(f"{package} {mine or 'missing'} here, {version or 'missing'} on "
+                            f"{address}{more}")
+    return "; ".join(problems) or None
+
+
+def check_versions(address: str, seconds: float) -> None:
+    """Refuse the scheduler at ``address`` when a worker has other versions of :data:`MATCHED`.
+
+    Workers that do not answer within ``seconds`` are not compared (a warning
+    says so); workers that join later are not either.
+
+    Raises
+    ------
+    ClusterError
+        One line naming each package whose version differs, here and on a worker.
+    """
+    message = {"op": "broadcast", "msg": {"op": "versions", "packages": list(MATCHED)},
+               "on_error": "ignore"}
+    try:
+        replies = ask_scheduler(address, message, seconds)
+    except (TimeoutError, OSError):
+        log.warning("the package versions of the workers at %s were not compared: no answer "
+                    "within %g s", address, seconds)
+        return
+    workers = {str(a): dict(r.get("packages", {})) for a, r in (replies or {}).items()
+               if isinstance(r, dict)}
+    problem = version_mismatch(package_versions(MATCHED), workers)
+    if problem:
+        raise ClusterError(f"the workers of the dask scheduler at {address} run other package "
+                           f"versions: {problem}; install the same versions everywhere")
 
 
 def cluster_info(address: str) -> dict[str, Any]:

@@ -112,7 +112,7 @@ def check_cluster(client: Client | None, cluster: str | None) -> None:
         return
     target = resolve_target(cluster)
     if target.address is not None:
-        check_scheduler(target.address, connect_timeout())
+        _check_scheduler(target.address, connect_timeout())
 
 
 def local_cluster(
@@ -178,11 +178,21 @@ def on_this_machine(address: str | None) -> str | None:
     return f"{LOCALHOST}{address}" if address and address.startswith(":") else address
 
 
-def _scheduler_client(address: str, seconds: float) -> Client:
-    """A client of the dask scheduler at ``address``, which must answer within ``seconds``."""
-    from distributed import Client
+def _check_scheduler(address: str, seconds: float, versions: bool = True) -> None:
+    """A dask scheduler answers at ``address``, and its workers run this process's packages."""
+    from volumetric.engine.census import check_versions
 
     check_scheduler(address, seconds)
+    if versions:
+        check_versions(address, seconds)
+
+
+def _scheduler_client(address: str, seconds: float, versions: bool = True) -> Client:
+    """A client of the dask scheduler at ``address``, which must answer within ``seconds``
+    (and whose workers run this process's packages, unless ``versions`` is false)."""
+    from distributed import Client
+
+    _check_scheduler(address, seconds, versions)
     try:
         return in_thread(lambda: Client(address, timeout=f"{seconds}s"), 3 * seconds)
     except TimeoutError:  # 3 steps of the client's start, each bounded by its timeout
@@ -200,6 +210,7 @@ def connect(
     stream: TextIO | None = None,
     quiet: bool = False,
     gpus: int = 0,
+    checked: bool = False,
 ) -> Iterator[Client]:
     """Yield a dask client for ``address``, starting a LocalCluster when needed.
 
@@ -225,6 +236,9 @@ def connect(
         Do not print the dashboard link.
     gpus : int
         GPUs for the embedded cluster (see :func:`local_cluster`).
+    checked : bool
+        :func:`check_cluster` has just compared the package versions of the
+        scheduler's workers: they are not asked again.
 
     Yields
     ------
@@ -262,7 +276,7 @@ def connect(
                 client.register_plugin(QuietShutdown())
         else:
             assert target.address is not None
-            client = _scheduler_client(target.address, connect_timeout())
+            client = _scheduler_client(target.address, connect_timeout(), not checked)
     except (OSError, TimeoutError) as exc:
         if cluster is not None:
             cluster.close()
@@ -350,11 +364,13 @@ def session(
     workers: int | None = None,
     quiet: bool = False,
     gpus: int = 0,
+    checked: bool = False,
 ) -> Iterator[Client]:
-    """Use ``client`` (or the shared cluster), otherwise connect to ``cluster`` for the duration."""
+    """Use ``client`` (or the shared cluster), otherwise connect to ``cluster`` for the duration
+    (``checked``: by :func:`check_cluster`, just before; see :func:`connect`)."""
     client = current_client(client, cluster)
     if client is not None:
         yield client
         return
-    with connect(cluster, workers=workers, quiet=quiet, gpus=gpus) as new_client:
+    with connect(cluster, workers=workers, quiet=quiet, gpus=gpus, checked=checked) as new_client:
         yield new_client

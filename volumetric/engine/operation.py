@@ -157,7 +157,7 @@ def block_operation(
         log.info("resuming the interrupted run that writes %s", output.path)
     try:
         with session(options.client, options.cluster, options.workers,
-                     quiet=not options.progress, gpus=gpus) as client:
+                     quiet=not options.progress, gpus=gpus, checked=True) as client:
             yield Operation(client, journal, resumed, options.progress)
         if output is not None and journal is not None:
             output.complete(journal)

@@ -122,7 +122,7 @@ def check_scheduler(address: str, seconds: float) -> None:
                 f"cannot reach the dask scheduler at {address}: {exc.strerror or exc}"
             ) from None
     try:
-        reply = in_thread(lambda: asyncio.run(_identity(address, seconds)), 2 * seconds)
+        reply = ask_scheduler(address, {"op": "identity"}, seconds)
     except (TimeoutError, asyncio.TimeoutError):
         raise ClusterError(f"the server at {address} did not answer within {seconds:g} s: "
                            "is it a dask scheduler?") from None
@@ -132,13 +132,24 @@ def check_scheduler(address: str, seconds: float) -> None:
         raise ClusterError(f"the server at {address} is not a dask scheduler")
 
 
-async def _identity(address: str, seconds: float) -> Any:
+def ask_scheduler(address: str, message: dict[str, Any], seconds: float) -> Any:
+    """The reply of the scheduler at ``address`` to ``message`` (e.g. ``{"op": "identity"}``).
+
+    Raises
+    ------
+    TimeoutError
+        No reply within ``seconds`` (connecting and answering).
+    """
+    return in_thread(lambda: asyncio.run(_ask(address, message, seconds)), 2 * seconds)
+
+
+async def _ask(address: str, message: dict[str, Any], seconds: float) -> Any:
     from distributed.comm import connect
 
     async def ask() -> Any:
         comm = await connect(address, timeout=seconds)
         try:
-            await comm.write({"op": "identity", "reply": True})
+            await comm.write({**message, "reply": True})
             return await comm.read()
         finally:
             comm.abort()
