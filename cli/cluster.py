@@ -35,8 +35,8 @@ def cluster() -> None:
 @cluster.command()
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Worker processes (default: one per core, at most what the machine holds).")
-@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Threads per worker process.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="Threads per worker process (default 1; with --gpus, the cores shared out).")
 @click.option("--memory-limit", default="auto", show_default=True, callback=_memory_limit,
               help="Memory of each worker, e.g. 4GiB ('auto': the machine's, shared out).")
 @click.option("--gpus", type=click.IntRange(min=0), default=0, show_default=True,

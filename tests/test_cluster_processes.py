@@ -244,3 +244,22 @@ def test_workers_with_other_package_versions_are_refused(other_zarr_worker, imag
     assert info.returncode == 0, info.stderr
     zarr_row = next(line for line in info.stdout.splitlines() if line.startswith("zarr "))
     assert zarr_row.split() == ["zarr", version("zarr"), version("zarr"), "0.0.1"]
+
+
+def test_cluster_up_gpus_gives_each_worker_its_own_gpu(state):
+    from distributed import Client
+
+    env = _env(**{STATE_ENV: str(state)})
+    up = _vol("cluster", "up", "--gpus", "2", "--dashboard-address", ":0", env=env)
+    assert up.returncode == 0, up.stderr
+    assert ": 2 workers of 1 thread, 2 GPUs (logs in" in up.stdout.splitlines()[0]
+    address = json.loads((state / "cluster.json").read_text())["address"]
+    try:
+        with Client(address, timeout="10s") as client:
+            pinned = client.run(lambda: os.environ.get("CUDA_VISIBLE_DEVICES"))
+            workers = client.scheduler_info(n_workers=-1)["workers"].values()
+        assert sorted(pinned.values()) == ["0", "1"]  # no GPU here: the machinery, not CUDA
+        assert [w["resources"] for w in workers] == [{"GPU": 1}, {"GPU": 1}]
+    finally:
+        down = _vol("cluster", "down", env=env)
+    assert down.returncode == 0, down.stderr

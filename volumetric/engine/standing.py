@@ -93,7 +93,7 @@ def described_address(given: str | None = None) -> str:
 def cluster_up(
     workers: int | None = None,
     *,
-    threads: int = 1,
+    threads: int | None = None,
     memory_limit: str = "auto",
     gpus: int = 0,
     dashboard_address: str = f"{LOCALHOST}:8787",
@@ -105,8 +105,8 @@ def cluster_up(
     ----------
     workers : int, optional
         Worker processes (default: one per core, at most what the machine holds).
-    threads : int
-        Threads per worker process.
+    threads : int, optional
+        Threads per worker process (default 1; with ``gpus``, the cores shared out).
     memory_limit : str
         Memory limit of each worker (``"auto"``: the machine's memory shared out).
     gpus : int
@@ -134,8 +134,8 @@ def cluster_up(
     with _locked(folder):
         _refuse_running()
         count = gpus if gpus > 0 else (capped_workers(workers) if workers else default_workers())
-        if gpus > 0 and threads == 1:
-            threads = max(1, (os.cpu_count() or 1) // gpus)
+        if threads is None:
+            threads = max(1, (os.cpu_count() or 1) // gpus) if gpus > 0 else 1
         scheduler_file = folder / SCHEDULER_FILE
         scheduler_file.unlink(missing_ok=True)
         started: list[dict[str, Any]] = []
