@@ -33,8 +33,13 @@ PROFILES = {
 
 
 @pytest.fixture
-def profiles(monkeypatch):
+def profiles(monkeypatch, tmp_path):
+    """PROFILES in dask's config, and submit commands on the PATH (that are never run)."""
     monkeypatch.delenv(CLUSTER_ENV, raising=False)
+    for command in ("sbatch", "qsub", "bsub"):
+        (tmp_path / command).write_text("#!/bin/sh\nexit 1\n")
+        (tmp_path / command).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
     with dask.config.set({"volumetric.profiles": PROFILES}):
         yield
 
@@ -207,3 +212,29 @@ def test_a_slurm_profile_runs_the_command_on_the_jobs_it_submits(fake_slurm, tmp
 
     assert np.array_equal(zarr.open(str(tmp_path / "d.zarr"))["0"][:],
                           zarr.open(str(tmp_path / "e.zarr"))["0"][:])
+
+
+def test_a_job_queue_profile_needs_its_submit_command(monkeypatch, tmp_path):
+    monkeypatch.delenv(CLUSTER_ENV, raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch here
+    with dask.config.set({"volumetric.profiles": PROFILES}), \
+            pytest.raises(ClusterError) as info:
+        resolve_target("cpu-slurm")
+    assert str(info.value) == ("profile cpu-slurm (kind slurm) submits jobs with sbatch, which is "
+                               "not on this machine's PATH: run the command where jobs are "
+                               "submitted")
+
+
+def test_a_refused_job_submission_is_one_line(fake_slurm, tmp_path):
+    env, queue = fake_slurm
+    sbatch = Path(env["PATH"].split(":")[0]) / "sbatch"
+    sbatch.write_text("#!/bin/bash\necho 'sbatch: error: Invalid account' >&2\nexit 1\n")
+    np.save(tmp_path / "a.npy", np.zeros((4, 8, 8), np.uint8))
+    result = subprocess.run([VOL, "convert", str(tmp_path / "a.npy"), str(tmp_path / "o.zarr"),
+                             "--cluster", "fake-slurm"], env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == ("vol: error: profile fake-slurm: submitting a job "
+                                              "failed: sbatch: error: Invalid account")
+    assert "Traceback" not in result.stderr
+    assert not list(queue.iterdir())

@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import importlib
 import re
+import shlex
+import shutil
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -66,10 +68,7 @@ class Profile:
         """Start the cluster: a LocalCluster (or LocalCUDACluster), or a job-queue cluster
         whose jobs are submitted now."""
         if self.kind in JOBQUEUE:
-            cls = getattr(_imported("dask_jobqueue", self), JOBQUEUE[self.kind])
-            cluster = cls(**self.cluster_keywords())
-            cluster.scale(jobs=self.jobs)
-            return cluster
+            return self._submitted()
         from volumetric.engine.cluster import local_cluster
 
         s = self.settings
@@ -79,6 +78,29 @@ class Profile:
         return local_cluster(s.get("workers"), threads_per_worker=int(s.get("threads", 1)),
                              memory_limit=s.get("memory-limit", "auto"), gpus=gpus,
                              dashboard_address=s.get("dashboard-address", DASHBOARD))
+
+    def _submitted(self) -> Cluster:
+        """A job-queue cluster whose jobs were submitted; one line when submitting failed."""
+        from volumetric.engine.shutdown import quiet_logs
+
+        cls = getattr(_imported("dask_jobqueue", self), JOBQUEUE[self.kind])
+        cluster = cls(**self.cluster_keywords())
+        for _ in range(self.jobs):  # what scale(jobs=) asks for, but submitted here, awaited
+            cluster.worker_spec.update(cluster.new_worker_spec())
+        try:
+            with quiet_logs():  # distributed logs a failed submission's traceback too
+                cluster.sync(cluster._correct_state)
+        except Exception as exc:
+            from distributed.core import Status
+
+            for job in cluster.workers.values():  # never submitted: nothing to cancel
+                if job.status == Status.created:
+                    job.status = Status.failed
+            with quiet_logs():
+                cluster.close()
+            raise ClusterError(f"profile {self.name}: submitting a job failed: "
+                               f"{_submit_failure(exc)}") from None
+        return cluster
 
     def cluster_keywords(self) -> dict[str, Any]:
         """Keywords of the dask-jobqueue cluster class (job-queue kinds)."""
@@ -154,6 +176,12 @@ def load_profile(name: str, named: str) -> Profile:
     _check_numbers(profile)
     if profile.kind in JOBQUEUE:
         profile.job_script()
+        submit = getattr(_imported("dask_jobqueue", profile), JOBQUEUE[profile.kind])
+        command = shlex.split(submit.job_cls.submit_command)[0]
+        if shutil.which(command) is None:
+            raise ClusterError(f"profile {name} (kind {profile.kind}) submits jobs with {command}, "
+                               "which is not on this machine's PATH: run the command where jobs "
+                               "are submitted")
     else:
         unknown = sorted(set(settings) - {"kind", *LOCAL_SETTINGS})
         if unknown:
@@ -198,6 +226,17 @@ def _refusal(exc: Exception) -> str:
     if "cores and memory" in text:
         return "give cores and memory per job (e.g. cores: 16, memory: 64GB)"
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _submit_failure(exc: Exception) -> str:
+    """Why submitting a job failed, in a line: the submit command's own error if it said one."""
+    text = str(exc)
+    if "stderr:" in text:
+        said = [line.strip() for line in text.split("stderr:", 1)[1].splitlines() if line.strip()]
+        if said:
+            return said[0]
+    lines = text.strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def _worker_environ_line() -> str:
