@@ -20,6 +20,7 @@ from volumetric.errors import VolumetricError
 # name -> "module:attribute"; modules are imported only when the command is used.
 COMMANDS = {
     "align": "volumetric_cli.align:align",
+    "cluster": "volumetric_cli.cluster:cluster",
     "convert": "volumetric_cli.convert:convert",
     "discover": "volumetric_cli.discover:discover",
     "distance": "volumetric_cli.distance:distance",

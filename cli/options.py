@@ -50,9 +50,12 @@ def cluster_options(func: Callable[..., Any]) -> Callable[..., Any]:
         help="Worker processes of the embedded LocalCluster (default: one per core).",
     )(func)
     return click.option(
-        "--cluster", metavar="ADDRESS", default=None,
-        help="Dask scheduler address or scheduler file; default: an embedded LocalCluster "
-             "(or $VOLUMETRIC_CLUSTER).",
+        "--cluster", metavar="local:N|ADDRESS|FILE|PROFILE", default=None,
+        help="Where the block tasks run: local (default: an embedded LocalCluster sized to "
+             "this machine), local:N (N worker processes), a dask scheduler address "
+             "(tcp://host:8786, e.g. from `vol cluster up`), a scheduler file, or a profile "
+             "in dask's config (volumetric.profiles.NAME: SLURM, PBS, LSF, GPU). "
+             "Default: $VOLUMETRIC_CLUSTER, else local.",
     )(func)
 
 

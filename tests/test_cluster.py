@@ -11,13 +11,9 @@ import pytest
 from click.testing import CliRunner
 
 from volumetric.engine.cluster import check_cluster
-from volumetric.engine.scheduler import (
-    CLUSTER_ENV,
-    CONNECT_TIMEOUT_ENV,
-    connect_timeout,
-    scheduler_address,
-)
+from volumetric.engine.scheduler import CLUSTER_ENV, CONNECT_TIMEOUT_ENV, connect_timeout
 from volumetric.engine.shutdown import CLUSTER_LOGGERS, QuietShutdown
+from volumetric.engine.targets import resolve_target
 from volumetric.errors import ClusterError
 
 
@@ -34,18 +30,27 @@ def no_cluster_env(monkeypatch):
     monkeypatch.delenv(CONNECT_TIMEOUT_ENV, raising=False)
 
 
-def test_scheduler_address_accepts_addresses_and_scheduler_files(no_cluster_env, tmp_path):
-    assert scheduler_address(None) == "local"
-    assert scheduler_address("host:8786") == "host:8786"
-    assert scheduler_address("tcp://10.0.0.1:8786") == "tcp://10.0.0.1:8786"
+def test_cluster_names_the_embedded_cluster_addresses_and_scheduler_files(no_cluster_env,
+                                                                          tmp_path):
+    assert resolve_target(None).embedded and resolve_target(None).workers is None
+    assert resolve_target("local").embedded
+    assert (resolve_target("local:3").embedded, resolve_target("local:3").workers) == (True, 3)
+    assert resolve_target("host:8786").address == "host:8786"
+    assert resolve_target("tcp://10.0.0.1:8786").address == "tcp://10.0.0.1:8786"
     sched = tmp_path / "sched.json"
     sched.write_text(json.dumps({"type": "Scheduler", "address": "tcp://10.0.0.2:8786"}))
-    assert scheduler_address(str(sched)) == "tcp://10.0.0.2:8786"
+    target = resolve_target(str(sched))
+    assert (target.kind, target.address) == ("scheduler", "tcp://10.0.0.2:8786")
+    plain = tmp_path / "sched"  # a scheduler file without .json, named like a profile
+    plain.write_text(sched.read_text())
+    assert resolve_target(str(plain)).address == "tcp://10.0.0.2:8786"
 
 
 @pytest.mark.parametrize("content, value, message", [
-    (None, "foo", "--cluster foo: not 'local', a scheduler address or an existing scheduler"),
-    (None, "http://host:8786", "--cluster http://host:8786: not 'local'"),
+    (None, "foo", "--cluster foo: no scheduler file or profile of that name (profiles: none;"),
+    (None, "http://host:8786", "--cluster http://host:8786: not 'local', 'local:N', a scheduler"),
+    (None, "local:0", "--cluster local:0: give local:N with N >= 1 worker processes"),
+    (None, "local:two", "--cluster local:two: give local:N"),
     (None, "missing.json", "scheduler file {tmp}/missing.json: no such file"),
     ("{}", "s.json", "scheduler file {tmp}/s.json names no scheduler address"),
     ("{", "s.json", "scheduler file {tmp}/s.json is not JSON"),
@@ -57,14 +62,17 @@ def test_bad_cluster_values_are_refused(no_cluster_env, tmp_path, content, value
     if content is not None:
         (tmp_path / "s.json").write_text(content)
     with pytest.raises(ClusterError) as info:
-        scheduler_address(value)
+        resolve_target(value)
     assert message.format(tmp=tmp_path) in str(info.value)
 
 
 def test_cluster_from_the_environment_is_named_so(monkeypatch):
     monkeypatch.setenv(CLUSTER_ENV, "foo")
     with pytest.raises(ClusterError, match=r"^\$VOLUMETRIC_CLUSTER=foo: "):
-        scheduler_address(None)
+        resolve_target(None)
+    monkeypatch.setenv(CLUSTER_ENV, "local:2")
+    assert resolve_target(None).workers == 2
+    assert resolve_target("local").workers is None  # --cluster wins over the environment
 
 
 def test_connect_timeout_is_short_and_can_be_set(no_cluster_env, monkeypatch):
@@ -136,3 +144,17 @@ def test_closing_workers_drop_their_dask_logs(client):
     finally:
         for worker, before in levels.items():
             client.run(_restore_levels, before, workers=[worker])
+
+
+def test_version_mismatches_name_the_package_and_the_workers():
+    from volumetric.engine.census import version_mismatch
+
+    here = {"volumetric": "0.2", "numpy": "2.4.6", "torch": "2.13.0", "zarr": "3.1.6"}
+    same = dict(here)
+    assert version_mismatch(here, {"tcp://a:1": same, "tcp://b:1": same}) is None
+    assert version_mismatch(here, {}) is None
+    old = {**here, "numpy": "1.26.4", "torch": None}
+    assert version_mismatch(here, {"tcp://b:1": old, "tcp://a:1": old, "tcp://c:1": same}) == (
+        "torch 2.13.0 here, missing on tcp://a:1 and 1 more worker(s); "
+        "numpy 2.4.6 here, 1.26.4 on tcp://a:1 and 1 more worker(s)")
+    assert version_mismatch(here, {"tcp://a:1": {**here, "dask": "2020.1"}}) is None

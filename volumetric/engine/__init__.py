@@ -20,7 +20,7 @@ from volumetric.engine.lease import acquire_lease, release_lease
 from volumetric.engine.operation import Operation, Output, RunOptions, block_operation
 from volumetric.engine.progress import Progress, silence, silenced
 from volumetric.engine.run import ask_workers, check_resources, run_blocks, run_expanding
-from volumetric.engine.scheduler import scheduler_address
+from volumetric.engine.targets import Target, resolve_target
 
 __all__ = [
     "JOURNAL_DIR",
@@ -30,6 +30,7 @@ __all__ = [
     "Output",
     "Progress",
     "RunOptions",
+    "Target",
     "acquire_lease",
     "ask_workers",
     "block_operation",
@@ -43,7 +44,7 @@ __all__ = [
     "release_lease",
     "run_blocks",
     "run_expanding",
-    "scheduler_address",
+    "resolve_target",
     "session",
     "SharedCluster",
     "silence",

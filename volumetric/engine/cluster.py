@@ -1,8 +1,10 @@
-"""Connecting to a dask cluster: an embedded LocalCluster, an existing scheduler, or a shared one.
+"""Connecting to a dask cluster: an embedded LocalCluster, an existing scheduler, a profile's
+cluster, or a shared one.
 
-What ``--cluster`` may name and how a scheduler is checked is
-:mod:`volumetric.engine.scheduler`; here the clients are made: :func:`connect`
-for one operation, :class:`SharedCluster` for every operation of a script.
+What ``--cluster`` may name is :mod:`volumetric.engine.targets`, how a
+scheduler is checked :mod:`volumetric.engine.scheduler`; here the clients are
+made: :func:`connect` for one operation, :class:`SharedCluster` for every
+operation of a script.
 """
 
 from __future__ import annotations
@@ -16,12 +18,8 @@ from contextlib import ExitStack, contextmanager, suppress
 from typing import TYPE_CHECKING, Any, TextIO
 
 from volumetric.engine.progress import silenced
-from volumetric.engine.scheduler import (
-    check_scheduler,
-    connect_timeout,
-    in_thread,
-    scheduler_address,
-)
+from volumetric.engine.scheduler import check_scheduler, connect_timeout, in_thread
+from volumetric.engine.targets import Target, resolve_target
 from volumetric.errors import ClusterError
 
 if TYPE_CHECKING:
@@ -99,20 +97,22 @@ def check_cluster(client: Client | None, cluster: str | None) -> None:
     client : distributed.Client, optional
         The client the operation was given, if any.
     cluster : str, optional
-        What ``--cluster`` names (see :func:`scheduler_address`).
+        What ``--cluster`` names (see :func:`~volumetric.engine.targets.resolve_target`).
 
     Raises
     ------
     ClusterError
-        The address is malformed, nothing listens there, or what listens does
+        The address is malformed, nothing listens there, what listens does
         not answer as a dask scheduler within the connect timeout (see
-        :func:`connect_timeout`).
+        :func:`connect_timeout`), or its workers run other versions of the
+        packages than this process; a profile that is unknown or cannot be
+        used here.
     """
     if current_client(client, cluster) is not None:
         return
-    address = scheduler_address(cluster)
-    if address != "local":
-        check_scheduler(address, connect_timeout())
+    target = resolve_target(cluster)
+    if target.address is not None:
+        _check_scheduler(target.address, connect_timeout())
 
 
 def local_cluster(
@@ -151,7 +151,7 @@ def local_cluster(
         "n_workers": capped_workers(workers) if workers else default_workers(),
         "threads_per_worker": threads_per_worker,
         "memory_limit": memory_limit, "host": LOCALHOST,
-        "dashboard_address": _on_this_machine(dashboard_address),
+        "dashboard_address": on_this_machine(dashboard_address),
         "silence_logs": logging.ERROR, "processes": True,
     }
     if gpus > 0:
@@ -173,16 +173,26 @@ def local_cluster(
         return cluster_class(**kwargs)
 
 
-def _on_this_machine(address: str | None) -> str | None:
+def on_this_machine(address: str | None) -> str | None:
     """``address``, on 127.0.0.1 when it names only a port (``":8787"`` would listen on all)."""
     return f"{LOCALHOST}{address}" if address and address.startswith(":") else address
 
 
-def _scheduler_client(address: str, seconds: float) -> Client:
-    """A client of the dask scheduler at ``address``, which must answer within ``seconds``."""
-    from distributed import Client
+def _check_scheduler(address: str, seconds: float, versions: bool = True) -> None:
+    """A dask scheduler answers at ``address``, and its workers run this process's packages."""
+    from volumetric.engine.census import check_versions
 
     check_scheduler(address, seconds)
+    if versions:
+        check_versions(address, seconds)
+
+
+def _scheduler_client(address: str, seconds: float, versions: bool = True) -> Client:
+    """A client of the dask scheduler at ``address``, which must answer within ``seconds``
+    (and whose workers run this process's packages, unless ``versions`` is false)."""
+    from distributed import Client
+
+    _check_scheduler(address, seconds, versions)
     try:
         return in_thread(lambda: Client(address, timeout=f"{seconds}s"), 3 * seconds)
     except TimeoutError:  # 3 steps of the client's start, each bounded by its timeout
@@ -200,6 +210,7 @@ def connect(
     stream: TextIO | None = None,
     quiet: bool = False,
     gpus: int = 0,
+    checked: bool = False,
 ) -> Iterator[Client]:
     """Yield a dask client for ``address``, starting a LocalCluster when needed.
 
@@ -209,11 +220,12 @@ def connect(
     Parameters
     ----------
     address : str, optional
-        ``"local"``, a scheduler address or a scheduler file. Default: the
-        ``VOLUMETRIC_CLUSTER`` environment variable, else ``"local"``.
+        ``"local"``, ``"local:N"``, a scheduler address, a scheduler file or a
+        profile name (see :func:`~volumetric.engine.targets.resolve_target`).
+        Default: the ``VOLUMETRIC_CLUSTER`` environment variable, else ``"local"``.
     workers : int, optional
-        Worker processes of the embedded cluster (default: one per core;
-        ignored, with a warning, for an existing scheduler).
+        Worker processes of the embedded cluster (default: one per core, or N
+        of ``local:N``; ignored, with a warning, for any other cluster).
     threads_per_worker : int
         Threads per worker process of the embedded cluster.
     memory_limit : str or int, optional
@@ -224,6 +236,9 @@ def connect(
         Do not print the dashboard link.
     gpus : int
         GPUs for the embedded cluster (see :func:`local_cluster`).
+    checked : bool
+        :func:`check_cluster` has just compared the package versions of the
+        scheduler's workers: they are not asked again.
 
     Yields
     ------
@@ -232,36 +247,43 @@ def connect(
     Raises
     ------
     ClusterError
-        A malformed address, a missing scheduler file, or a scheduler that
-        does not answer within :func:`connect_timeout`.
+        A malformed address, a missing scheduler file, a scheduler that does
+        not answer within :func:`connect_timeout`, workers with other package
+        versions, or a profile that cannot be used.
     """
     from distributed import Client
 
     from volumetric.engine.shutdown import QuietShutdown, quiet_logs, silence_cluster_logs
 
     stream = stream or sys.stderr
-    address = scheduler_address(address)
-    if address != "local" and workers is not None:
-        log.warning("--workers %d is ignored: the workers of the cluster at %s run the tasks",
-                    workers, address)
+    target = resolve_target(address)
+    ignored = target.workers is not None and workers is not None and workers != target.workers
+    if workers is not None and (not target.embedded or ignored):
+        log.warning("--workers %d is ignored: the workers of %s run the tasks", workers,
+                    target.named)
     cluster = None
     try:
-        if address == "local":
+        if target.embedded:
             cluster = local_cluster(
-                workers, threads_per_worker=threads_per_worker, memory_limit=memory_limit,
-                gpus=gpus,
+                target.workers or workers, threads_per_worker=threads_per_worker,
+                memory_limit=memory_limit, gpus=gpus,
             )
+        elif target.profile is not None:
+            cluster = target.profile.start()
+        if cluster is not None:
             client = Client(cluster)
-            client.register_plugin(QuietShutdown())
+            if target.profile is None or target.profile.kind in ("local", "cuda"):
+                client.register_plugin(QuietShutdown())
         else:
-            client = _scheduler_client(address, connect_timeout())
+            assert target.address is not None
+            client = _scheduler_client(target.address, connect_timeout(), not checked)
     except (OSError, TimeoutError) as exc:
         if cluster is not None:
             cluster.close()
-        raise ClusterError(f"cannot reach the dask scheduler at {address}: {exc}") from exc
+        raise ClusterError(f"cannot reach the dask scheduler of {target.named}: {exc}") from exc
     try:
-        if not (quiet or silenced()) and client.dashboard_link:
-            print(f"dask dashboard: {client.dashboard_link}", file=stream, flush=True)
+        if not (quiet or silenced()):
+            _announce(client, target, stream)
         yield client
     except ClusterError:
         # a client that lost its scheduler logs its failed reconnection, even after its close
@@ -273,6 +295,16 @@ def connect(
         if cluster is not None:
             with quiet_logs():
                 cluster.close()
+
+
+def _announce(client: Client, target: Target, stream: TextIO) -> None:
+    """Print the dashboard link, and the jobs a job-queue profile submitted."""
+    if client.dashboard_link:
+        print(f"dask dashboard: {client.dashboard_link}", file=stream, flush=True)
+    profile = target.profile
+    if profile is not None and profile.kind not in ("local", "cuda"):
+        print(f"submitted {profile.jobs} {profile.kind.upper()} job(s) of profile "
+              f"{profile.name}; tasks start as their workers join", file=stream, flush=True)
 
 
 class SharedCluster:
@@ -332,11 +364,13 @@ def session(
     workers: int | None = None,
     quiet: bool = False,
     gpus: int = 0,
+    checked: bool = False,
 ) -> Iterator[Client]:
-    """Use ``client`` (or the shared cluster), otherwise connect to ``cluster`` for the duration."""
+    """Use ``client`` (or the shared cluster), otherwise connect to ``cluster`` for the duration
+    (``checked``: by :func:`check_cluster`, just before; see :func:`connect`)."""
     client = current_client(client, cluster)
     if client is not None:
         yield client
         return
-    with connect(cluster, workers=workers, quiet=quiet, gpus=gpus) as new_client:
+    with connect(cluster, workers=workers, quiet=quiet, gpus=gpus, checked=checked) as new_client:
         yield new_client

@@ -48,8 +48,8 @@ class RunOptions:
     client : distributed.Client, optional
         Run on this client (e.g. from :func:`volumetric.cluster`) instead of connecting.
     cluster : str, optional
-        ``"local"``, a scheduler address or a scheduler file (see
-        :func:`~volumetric.engine.scheduler.scheduler_address`).
+        ``"local"``, ``"local:N"``, a scheduler address, a scheduler file or a
+        profile name (see :func:`~volumetric.engine.targets.resolve_target`).
     workers : int, optional
         Worker processes of the embedded cluster.
     progress : bool
@@ -157,7 +157,7 @@ def block_operation(
         log.info("resuming the interrupted run that writes %s", output.path)
     try:
         with session(options.client, options.cluster, options.workers,
-                     quiet=not options.progress, gpus=gpus) as client:
+                     quiet=not options.progress, gpus=gpus, checked=True) as client:
             yield Operation(client, journal, resumed, options.progress)
         if output is not None and journal is not None:
             output.complete(journal)

@@ -1,9 +1,9 @@
 """Naming a dask scheduler and checking that it answers, within bounded time.
 
-``--cluster`` accepts ``local`` (the embedded cluster), a scheduler address
-(``tcp://host:8786`` or ``host:8786``) or the path of a scheduler JSON file
-(as written by ``dask scheduler --scheduler-file`` or dask-jobqueue). The
-environment variable ``VOLUMETRIC_CLUSTER`` supplies the default,
+What ``--cluster`` may name is :mod:`volumetric.engine.targets`; here a
+scheduler address is read (given, or from a scheduler JSON file as written by
+``dask scheduler --scheduler-file``) and checked. The environment variable
+``VOLUMETRIC_CLUSTER`` supplies the default of ``--cluster``,
 ``VOLUMETRIC_CONNECT_TIMEOUT`` the seconds to wait for a scheduler (5), and
 ``VOLUMETRIC_SCHEDULER_TIMEOUT`` the seconds a running job waits for a
 scheduler that stopped answering before it gives up (60).
@@ -80,23 +80,22 @@ def _host_port(address: str) -> tuple[str, int] | None:
     return None
 
 
-def scheduler_address(cluster: str | None = None) -> str:
-    """The scheduler address that ``cluster`` names, or ``"local"``; checked, not connected.
+def read_address(given: str, named: str) -> str:
+    """The scheduler address that ``given`` is, or that the scheduler file ``given`` names.
 
     Parameters
     ----------
-    cluster : str, optional
-        ``"local"``, a scheduler address (``tcp://host:8786``, ``host:8786``)
-        or a scheduler JSON file. Default: ``$VOLUMETRIC_CLUSTER``, else ``"local"``.
+    given : str
+        A scheduler address (``tcp://host:8786``, ``host:8786``) or the path of
+        a scheduler JSON file.
+    named : str
+        How ``given`` was named, for messages (``--cluster X``).
 
     Raises
     ------
     ClusterError
         A missing or unreadable scheduler file, or an address without a port.
     """
-    given = cluster or os.environ.get(CLUSTER_ENV) or "local"
-    if given == "local":
-        return given
     is_file = given.lower().endswith(".json") or os.path.isfile(given)
     address = _read_scheduler_file(given) if is_file else given
     try:
@@ -105,8 +104,8 @@ def scheduler_address(cluster: str | None = None) -> str:
         if is_file:
             problem = f"scheduler file {given} names {address!r}, not a scheduler address"
         else:
-            named = f"--cluster {given}" if cluster else f"${CLUSTER_ENV}={given}"
-            problem = f"{named}: not 'local', a scheduler address or an existing scheduler file"
+            problem = (f"{named}: not 'local', 'local:N', a scheduler address, an existing "
+                       "scheduler file or a profile name")
         raise ClusterError(f"{problem} (an address needs its port: tcp://host:8786)") from None
     return address
 
@@ -123,7 +122,7 @@ def check_scheduler(address: str, seconds: float) -> None:
                 f"cannot reach the dask scheduler at {address}: {exc.strerror or exc}"
             ) from None
     try:
-        reply = in_thread(lambda: asyncio.run(_identity(address, seconds)), 2 * seconds)
+        reply = ask_scheduler(address, {"op": "identity"}, seconds)
     except (TimeoutError, asyncio.TimeoutError):
         raise ClusterError(f"the server at {address} did not answer within {seconds:g} s: "
                            "is it a dask scheduler?") from None
@@ -133,13 +132,24 @@ def check_scheduler(address: str, seconds: float) -> None:
         raise ClusterError(f"the server at {address} is not a dask scheduler")
 
 
-async def _identity(address: str, seconds: float) -> Any:
+def ask_scheduler(address: str, message: dict[str, Any], seconds: float) -> Any:
+    """The reply of the scheduler at ``address`` to ``message`` (e.g. ``{"op": "identity"}``).
+
+    Raises
+    ------
+    TimeoutError
+        No reply within ``seconds`` (connecting and answering).
+    """
+    return in_thread(lambda: asyncio.run(_ask(address, message, seconds)), 2 * seconds)
+
+
+async def _ask(address: str, message: dict[str, Any], seconds: float) -> Any:
     from distributed.comm import connect
 
     async def ask() -> Any:
         comm = await connect(address, timeout=seconds)
         try:
-            await comm.write({"op": "identity", "reply": True})
+            await comm.write({**message, "reply": True})
             return await comm.read()
         finally:
             comm.abort()

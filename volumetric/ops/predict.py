@@ -34,7 +34,7 @@ from volumetric.engine import (
     block_operation,
     check_resources,
     current_client,
-    scheduler_address,
+    resolve_target,
 )
 from volumetric.geometry import BlockGrid, Coord, block_shape_for
 from volumetric.io.ome import OmeImage, open_image
@@ -103,7 +103,7 @@ def predict(
     """
     t0 = time.monotonic()
     local = (current_client(run.client, run.cluster) is None
-             and scheduler_address(run.cluster) == "local")
+             and resolve_target(run.cluster).embedded)
     plan = plan_predict(raw, out, options, local=local, overwrite=run.overwrite)
     gpus = _gpu_count(plan.device) if local else 0
     with block_operation(plan.output(), run, gpus=gpus) as op:
