@@ -207,8 +207,13 @@ def _choose_target(targets: list[str], data: DataSettings,
     return settings, transform, max(max(spans) - min(spans), 1e-12), line
 
 
-def _stored_run(out: Path, resume: bool, inputs: list[str | None]) -> dict[str, Any] | None:
+def stored_run(out: Path, resume: bool, inputs: list[str | None]) -> dict[str, Any] | None:
     """The ``config.json`` of the run in ``out`` to continue (None: start one); refuses clashes.
+
+    Raises
+    ------
+    DestinationError
+        ``out`` is not a folder, holds other files, or holds a run and ``resume`` is false.
 
     A run that never finished an epoch (no ``last.pt``) holds nothing to
     continue or to keep: it starts again, with any options.
@@ -261,7 +266,14 @@ def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def _check_same_run(out: Path, stored: dict[str, Any], config: dict[str, Any]) -> None:
+def check_same_run(out: Path, stored: dict[str, Any], config: dict[str, Any]) -> None:
+    """Refuse to resume the run of ``stored`` with the different settings ``config``.
+
+    Raises
+    ------
+    InputError
+        A setting other than :data:`RESUMABLE_CHANGES` differs (paths compared resolved).
+    """
     def show(settings: dict[str, Any], key: str) -> str:
         if key not in settings:
             return "(unset)"
@@ -357,7 +369,9 @@ def train(
     out = Path(out)
     inputs = [data.raw, data.target, data.mask, data.cubes, model.init, *(data.val or ()),
               *(path for pair in data.pairs for path in pair), *data.pair_cubes]
-    stored = _stored_run(out, resume, inputs)
+    stored = stored_run(out, resume, inputs)
+    if settings.loss == "grid":
+        raise InputError("--loss grid trains geometric matchers; use `vol train-matcher`")
     resolve_device(settings.device)
     parse_freeze(model.freeze)
     augmentation = data.augmentation.without(data.augment_off) if data.augment else None
@@ -387,7 +401,7 @@ def train(
     }
     run_config = _map_paths(json.loads(json.dumps(run_config)), absolute)
     if stored is not None:
-        _check_same_run(out, stored, run_config)
+        check_same_run(out, stored, run_config)
 
     torch.manual_seed(settings.seed)
     net = build_network(name, config)

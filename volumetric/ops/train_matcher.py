@@ -1,0 +1,186 @@
+"""``vol train-matcher``: train a geometric matcher on warped copies of a recording's frames.
+
+The matcher (:mod:`volumetric.models.matching`, architecture ``matcher``)
+learns from pairs made when read (:class:`volumetric.train.warp_pairs.WarpPairs`):
+a frame's maximum projection and a randomly warped copy, the true warp known.
+The first frames train; the last ``val_fraction`` of them give fixed
+validation pairs, scored by the grid loss and by landmark errors in the
+frames' pixels. The run directory is that of ``vol train``
+(:mod:`volumetric.train.rundir`) on the same training loop: checkpoints,
+``--resume``, ``metrics.csv``, ``curves.png``; ``vol align --method learned
+--matcher RUN_DIR`` reads its ``model.pt``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from volumetric._version import __version__
+from volumetric.engine import JOURNAL_DIR, acquire_lease, silenced
+from volumetric.errors import InputError, check_choice
+from volumetric.models.device import resolve_device
+from volumetric.models.warps import KINDS, PARAMETERS
+from volumetric.ops.common import open_input
+from volumetric.ops.paths import absolute
+from volumetric.ops.train import TrainReport, check_same_run, stored_run
+from volumetric.train import NetworkSpec, TrainSettings, fit, rundir
+
+ARCHITECTURE = "matcher"
+DEFAULT_SETTINGS = TrainSettings(loss="grid", batch=8, lr=5e-4)
+
+
+@dataclass(frozen=True)
+class MatcherData:
+    """The frames a matcher learns from and how its pairs are made.
+
+    Parameters
+    ----------
+    frames : str
+        A time series (``t``, ``y``, ``x`` axes; ``c`` and ``z`` optional).
+    channels : sequence of int, optional
+        Channels the matcher sees (default: all).
+    size : (int, int)
+        ``(H, W)`` of the matcher's input; frames are resized to it.
+    pairs_per_frame : int
+        Training pairs per training frame and epoch.
+    val_fraction : float
+        Share of the frames, the last ones, kept for validation (0: none).
+    val_pairs : int
+        Validation pairs (the same every epoch).
+    """
+
+    frames: str
+    channels: tuple[int, ...] | None = None
+    size: tuple[int, int] = (240, 240)
+    pairs_per_frame: int = 10
+    val_fraction: float = 0.2
+    val_pairs: int = 64
+
+
+def frame_channels(source: Any, channels: Sequence[int] | None, what: str) -> tuple[int, ...]:
+    """The channels of a time series a matcher uses (all by default); refuses missing ones."""
+    count = source.shape[source.axes.index("c")] if "c" in source.axes else 1
+    chosen = tuple(range(count)) if channels is None else tuple(channels)
+    missing = [c for c in chosen if not 0 <= c < count]
+    if missing or not chosen:
+        raise InputError(f"{what}: channel(s) {', '.join(map(str, missing)) or '(none)'} do "
+                         f"not exist; FRAMES has {count} channel(s), 0..{count - 1}")
+    return chosen
+
+
+def check_frames(source: Any, path: str, size: Sequence[int]) -> None:
+    """Refuse an input that is not a time series of frames at least ``size = (H, W)``."""
+    axes = source.axes
+    if "t" not in axes or not axes.endswith("yx"):
+        raise InputError(f"FRAMES {path} has axes {axes!r}; a matcher needs a time series "
+                         "with t, y and x axes")
+    if source.shape[0] < 2:
+        raise InputError(f"FRAMES {path} has a single frame; a matcher needs at least 2")
+    frame = tuple(source.shape[-2:])
+    if any(f < s for f, s in zip(frame, size)):
+        raise InputError(f"FRAMES {path} has frames of {frame[0]}x{frame[1]} pixels, smaller "
+                         f"than the matcher input {size[0]}x{size[1]}; give a smaller --size")
+
+
+def _split(count: int, fraction: float) -> tuple[range, range]:
+    val = min(count - 1, max(1, round(count * fraction))) if fraction > 0 else 0
+    return range(count - val), range(count - val, count)
+
+
+def train_matcher(
+    data: MatcherData,
+    out: str | Path,
+    *,
+    model: str = "affine",
+    config: dict[str, Any] | None = None,
+    settings: TrainSettings = DEFAULT_SETTINGS,
+    resume: bool = False,
+    progress: bool = True,
+) -> TrainReport:
+    """Train a geometric matcher of kind ``model`` on ``data``; write the run directory ``out``.
+
+    Parameters
+    ----------
+    data : MatcherData
+    out : str or Path
+        Run directory (created).
+    model : {"affine", "tps"}
+        The transformation predicted (6 or 18 parameters).
+    config : dict, optional
+        More arguments of :func:`volumetric.models.matching.build_matcher`
+        (``features``, ``depth``, ``head_features``, ``dropout``).
+    settings : TrainSettings
+        Optimisation settings; the loss is always ``grid``.
+    resume : bool
+        Continue the run in ``out`` (same options).
+    progress : bool
+        Show the progress bar and a line per epoch.
+
+    Returns
+    -------
+    TrainReport
+
+    Raises
+    ------
+    InputError
+        Not a time series, a single frame, a missing channel, frames smaller than
+        ``data.size``, or options that differ from the resumed run.
+    DestinationError
+        ``out`` holds another run (without ``resume``) or other files.
+    """
+    import torch
+
+    from volumetric.models.matching import build_matcher
+    from volumetric.train.warp_pairs import LandmarkMeter, WarpPairs
+
+    started = time.perf_counter()
+    check_choice(model, KINDS, "--model")
+    out = Path(out)
+    frames = absolute(data.frames)
+    stored = stored_run(out, resume, [frames])
+    resolve_device(settings.device)
+    source = open_input(frames, what="FRAMES")
+    size = tuple(int(s) for s in data.size)
+    check_frames(source, frames, size)
+    channels = frame_channels(source, data.channels, "--channels")
+    data = replace(data, frames=frames, channels=channels, size=size)
+    settings = replace(settings, loss="grid")
+    train_times, val_times = _split(source.shape[0], data.val_fraction)
+    train_set = WarpPairs(source, train_times, pairs=len(train_times) * data.pairs_per_frame,
+                          channels=channels, size=size, seed=settings.seed)
+    val_set = WarpPairs(source, val_times, pairs=data.val_pairs, channels=channels, size=size,
+                        seed=settings.seed + 1, fixed=True, with_landmarks=True) \
+        if len(val_times) else None
+    net_config = {"kind": model, "input_shape": [len(channels), *size], **(config or {})}
+    run_config = json.loads(json.dumps({
+        "version": __version__,
+        "data": asdict(data),
+        "model": {"architecture": ARCHITECTURE, "config": net_config},
+        **settings.to_json(),
+    }))
+    if stored is not None:
+        check_same_run(out, stored, run_config)
+
+    torch.manual_seed(settings.seed)
+    net = build_matcher(**net_config)
+    frame_size = tuple(source.shape[-2:])
+    spec = NetworkSpec(ARCHITECTURE, net_config, 2, 2 * len(channels), PARAMETERS[model],
+                       "none", {"normalize": "percentile", "channels": list(channels),
+                                "size": list(size)},
+                       target={"kind": "matcher", "transform": model,
+                               "frame_shape": list(frame_size)})
+    lease = acquire_lease(out / JOURNAL_DIR, what=str(out))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        rundir.write_config(out, run_config)
+        result = fit(net, train_set, val_set, spec, settings, out, resume=stored is not None,
+                     progress=progress and not silenced(),
+                     meter=lambda: LandmarkMeter(frame_size))
+    finally:
+        lease.release()
+    return TrainReport(out, ARCHITECTURE, result, time.perf_counter() - started, [])
