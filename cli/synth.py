@@ -63,22 +63,34 @@ def neurites(out: str, shape, voxel_size, neurites, foreground, chunks, seed, ov
               show_default=True, help="Shape of one frame.")
 @click.option("--nuclei", type=click.IntRange(min=1), default=120, show_default=True,
               help="Number of nuclei in the brain.")
+@click.option("--rotation", metavar="DEGREES", type=float, default=25.0, show_default=True,
+              help="Amplitude of the rotation about z (0: translation only).")
+@click.option("--affine", metavar="AMOUNT", type=float, default=0.0, show_default=True,
+              help="Amplitude of the scale and shear of the x, y plane (0.08: up to about 8%).")
+@click.option("--bend", metavar="AMOUNT", type=float, default=0.0, show_default=True,
+              help="Amplitude of the non-rigid bending of the head, as a fraction of the "
+                   "frame's side (0.03: up to about 3%).")
 @seed_option
 @overwrite_option
-def frames(out: str, count: int, shape, nuclei: int, seed: int, overwrite: bool) -> None:
-    """A moving brain: OUT (HDF5) with frames/frame_0.. (C, X, Y, Z) and their transforms.
+def frames(out: str, count: int, shape, nuclei: int, rotation: float, affine: float,
+           bend: float, seed: int, overwrite: bool) -> None:
+    """A moving brain: OUT (HDF5) with frames/frame_0.. (C, X, Y, Z), its motion and landmarks.
 
     The dataset transforms (n, 4, 4) maps reference voxel coordinates
-    (x, y, z, 1) to those of each frame; nuclei holds the reference positions.
+    (x, y, z, 1) to those of each frame (the affine part of the motion);
+    nuclei holds the reference positions and landmarks (n, k, 3) the x, y, z
+    position of every nucleus in every frame, the bend included.
 
     \b
     Example:
-      vol synth frames worm.h5 --frames 575 --shape 2,512,512,35
+      vol synth frames worm.h5 --frames 575 --shape 2,512,512,35 --bend 0.03
       vol convert worm.h5 worm.zarr --axes cxyz
     """
     from volumetric.testing.frames import frames as make, write_frames
 
-    path = write_frames(out, make(shape, count, nuclei=nuclei, seed=seed), overwrite=overwrite)
+    movie = make(shape, count, nuclei=nuclei, seed=seed, rotation=rotation, affine=affine,
+                 bend=bend)
+    path = write_frames(out, movie, overwrite=overwrite)
     click.echo(f"wrote {path} ({count} frames of {'x'.join(map(str, shape))}, axes cxyz)")
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import h5py
 import numpy as np
 import pytest
@@ -135,6 +137,91 @@ def test_frames_are_deterministic_and_activity_varies():
     assert not np.array_equal(a.frame(0)[1], a.frame(3)[1])
 
 
+def _digest(movie):
+    """sha256 of every frame, every frame's positions and the transforms."""
+    h = hashlib.sha256()
+    for k in range(movie.count):
+        h.update(movie.frame(k).tobytes())
+        h.update(movie.positions(k).tobytes())
+    h.update(movie.transforms.tobytes())
+    return h.hexdigest()
+
+
+@pytest.mark.parametrize("args, kwargs, digest", [  # digests of the generator before the bend
+    (((2, 40, 36, 6), 3), {"nuclei": 30, "seed": 2},
+     "0da8d12c02cf35cefacaf78e1cb97e3b7a17c8c65358c5fd18b629b968d12429"),
+    (((1, 32, 40, 5), 3), {"nuclei": 20, "seed": 5, "affine": 0.05},
+     "6378a477f4b7cdf576ca2a7cf2c3af1360645dbf744b47dc850f53a8fcd6dfe8"),
+])
+def test_frames_without_bend_are_unchanged(args, kwargs, digest):
+    movie = frames(*args, **kwargs)
+    assert movie.bend is None
+    assert _digest(movie) == digest
+    assert _digest(frames(*args, **kwargs, bend=0.0)) == digest
+
+
+def test_bend_moves_positions_by_a_bounded_smooth_non_affine_amount():
+    shape, bend = (1, 96, 80, 8), 0.05
+    movie = frames(shape, 30, nuclei=60, seed=8, affine=0.04, bend=bend)
+    rigid = frames(shape, 30, nuclei=60, seed=8, affine=0.04)
+    for name in ("nuclei", "sigma", "brightness", "activity", "transforms"):
+        assert np.array_equal(getattr(movie, name), getattr(rigid, name))  # its own stream
+    side, half_length = np.mean(shape[1:3]), 0.22 * shape[1]
+    across, strain = bend * side, 2 * bend
+    slope = np.pi * across / half_length + strain  # bound on the displacement's gradient
+    residuals = []
+    for k in range(movie.count):
+        before, after = rigid.positions(k), movie.positions(k)
+        assert np.array_equal(movie.affine_positions(k), before)
+        shift = after - before
+        assert np.array_equal(shift[:, 2], np.zeros(len(shift)))  # in-plane only
+        assert np.linalg.norm(shift, axis=1).max() <= across + strain * half_length / np.pi
+        gap = np.linalg.norm(before[:, None, :2] - before[None, :, :2], axis=2)
+        change = np.linalg.norm(shift[:, None, :2] - shift[None, :, :2], axis=2)
+        assert np.all(change <= slope * gap + 1e-9)  # smooth: nearby nuclei move alike
+        design = np.c_[before[:, :2], np.ones(len(before))]
+        fit = design @ np.linalg.lstsq(design, after[:, :2], rcond=None)[0]
+        residuals.append(np.linalg.norm(fit - after[:, :2], axis=1).mean())
+    shifts = np.stack([movie.positions(k) - rigid.positions(k) for k in range(movie.count)])
+    assert np.abs(shifts).max() > 0.4 * across  # the head really bends
+    assert max(residuals) > 0.15 * across  # and no affine map undoes the bend
+    assert np.abs(shifts.mean(axis=0)).max() < 0.25 * across  # it swings around zero
+
+
+def test_rendered_nuclei_sit_at_their_bent_positions():
+    movie = frames((1, 96, 96, 12), 10, nuclei=6, seed=2, bend=0.1)
+    checked, far = 0, 0
+    for k in range(movie.count):
+        image = movie.frame(k)[0].astype(float) - BACKGROUND
+        bent, straight = movie.positions(k), movie.affine_positions(k)
+        for i in range(len(bent)):
+            # A window around both candidate positions, clear of every other nucleus' blob.
+            mid, half = (bent[i] + straight[i]) / 2, np.abs(bent[i] - straight[i]) / 2
+            lo = np.floor(mid - half - 3.5 * movie.sigma[i]).astype(int)
+            hi = np.ceil(mid + half + 3.5 * movie.sigma[i]).astype(int) + 1
+            others = np.delete(np.arange(len(bent)), i)
+            reach = 3 * movie.sigma[others]
+            overlap = (np.floor(bent[others] - reach) < hi) & (np.ceil(bent[others] + reach) >= lo)
+            if overlap[:, :2].all(axis=1).any() or np.any(lo < 0) or np.any(hi > image.shape):
+                continue
+            window = image[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+            grid = np.indices(window.shape).reshape(3, -1).T + lo
+            centroid = (window.reshape(-1, 1) * grid).sum(axis=0) / window.sum()
+            assert np.linalg.norm(centroid - bent[i]) < 0.5
+            if np.linalg.norm(bent[i] - straight[i]) > 1.5:
+                assert np.linalg.norm(centroid - straight[i]) > 1.2
+                far += 1
+            checked += 1
+    assert checked >= 10 and far >= 4
+
+
+def test_frames_reject_bad_motion_amounts():
+    for name, value in (("bend", -0.01), ("bend", float("nan")), ("affine", float("inf")),
+                        ("rotation", -1.0), ("bend", "much")):
+        with pytest.raises(InputError, match=name):
+            frames((1, 16, 16, 4), 2, **{name: value})
+
+
 def test_frames_file_converts_to_a_time_series(tmp_path, vol):
     import zarr
 
@@ -148,6 +235,8 @@ def test_frames_file_converts_to_a_time_series(tmp_path, vol):
         assert np.array_equal(f["transforms"][:], movie.transforms)
         assert "convention" in f["transforms"].attrs
         assert np.array_equal(f["nuclei"][:], movie.nuclei)
+        assert f["landmarks"].attrs["axes"] == "xyz"
+        assert np.array_equal(f["landmarks"][:], np.stack([movie.positions(k) for k in range(5)]))
     assert open_source(str(path)).native_axes == "tcxyz"  # from the frames' axes attribute
     result = vol("convert", path, tmp_path / "worm.zarr", "--axes", "cxyz")
     assert result.exit_code == 0, result.output
@@ -165,6 +254,9 @@ def test_frame_group_detection_ignores_small_metadata_only(tmp_path):
         for k in range(3):
             f[f"frames/frame_{k}"] = np.zeros((4, 5, 6), np.uint8)
         f["transforms"] = np.zeros((3, 4, 4))
+    assert isinstance(open_source(str(path)), Hdf5FrameStack)
+    with h5py.File(path, "a") as f:  # per frame smaller than a frame, though larger in all
+        f["landmarks"] = np.zeros((3, 30, 3))
     assert isinstance(open_source(str(path)), Hdf5FrameStack)
     with h5py.File(path, "a") as f:
         f["big"] = np.zeros((8, 8, 8), np.uint8)
@@ -251,10 +343,33 @@ def test_cli_neurites_then_convert(tmp_path, vol):
     assert scale == [2.0, 1.0, 1.0]
 
 
+def test_cli_frames_with_motion_options(tmp_path, vol):
+    from volumetric.io.sources import open_source
+
+    out = tmp_path / "w.h5"  # many tiny frames: the landmarks hold more values than one frame
+    result = vol("synth", "frames", out, "--frames", "30", "--shape", "1,16,16,4",
+                 "--nuclei", "20", "--rotation", "10", "--affine", "0.03", "--bend", "0.05",
+                 "--seed", "4")
+    assert result.exit_code == 0, result.output
+    movie = frames((1, 16, 16, 4), 30, nuclei=20, seed=4, rotation=10, affine=0.03, bend=0.05)
+    with h5py.File(out, "r") as f:
+        assert f["landmarks"].shape == (30, 20, 3) and f["landmarks"].dtype == np.float64
+        assert f["landmarks"].size > 16 * 16 * 4
+        assert np.array_equal(f["landmarks"][:], np.stack([movie.positions(k) for k in range(30)]))
+        assert np.array_equal(f["transforms"][:], movie.transforms)
+        assert np.array_equal(f["frames/frame_29"][:], movie.frame(29))
+    assert open_source(str(out)).native_shape == (30, 1, 16, 16, 4)
+
+
 @pytest.mark.parametrize("args, message", [
     (("neurites", "x.h5", "--shape", "10,10"), "shape"),
     (("neurites", "x.h5", "--shape", "a,b,c"), "integers"),
     (("frames", "x.txt"), "HDF5"),
+    (("frames", "x.h5", "--bend", "-0.1"), "bend must be a non-negative finite number"),
+    (("frames", "x.h5", "--bend", "nan"), "bend must be a non-negative finite number"),
+    (("frames", "x.h5", "--affine", "inf"), "affine must be a non-negative finite number"),
+    (("frames", "x.h5", "--rotation", "-5"), "rotation must be a non-negative finite number"),
+    (("frames", "x.h5", "--bend", "some"), "--bend"),
     (("mito", "x.h5"), "TIFF"),
     (("zstack", "cells", "--shape", "0,4"), "positive"),
 ])

@@ -5,7 +5,8 @@ output on demand, the same whatever the box, so outputs larger than memory
 are written piece by piece; ``vol synth`` writes them to files.
 
 - :mod:`~volumetric.testing.neurites`: sparse tubes, mask and SWC skeleton (HDF5 + SWC)
-- :mod:`~volumetric.testing.frames`: a moving brain with known rigid motion (HDF5 frames)
+- :mod:`~volumetric.testing.frames`: a moving brain with known rigid, affine and bending
+  motion and its landmarks (HDF5 frames); :mod:`~volumetric.testing.bend` is the bending
 - :mod:`~volumetric.testing.mito`: EM-like organelles and instance labels (TIFF)
 - :mod:`~volumetric.testing.zstack`: brightfield defocus stacks and fluorescence targets (TIFF)
 

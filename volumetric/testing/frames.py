@@ -1,25 +1,40 @@
-"""A moving C. elegans-like brain: many HDF5 frames with known rigid (or affine) motion.
+"""A moving C. elegans-like brain: many HDF5 frames with known rigid, affine and bending motion.
 
 The brain is a cloud of gaussian nuclei in an ellipsoid elongated along
 ``x``. Channel 0 is a static nuclear marker; further channels are activity
 channels whose per-nucleus brightness oscillates over time. Frame ``k``
-shows the brain moved by the rigid transform ``transforms[k]``, a 4x4
+shows the brain moved by the transform ``transforms[k]``, a 4x4
 homogeneous matrix in the frame's voxel coordinates::
 
     (x, y, z, 1) in frame k  =  transforms[k] @ (x, y, z, 1) in the reference
 
 i.e. a rotation about the ``z`` axis through the brain's reference centre,
 then a translation; with ``affine > 0`` the rotation is preceded by a
-smooth per-frame scale and shear in the ``x, y`` plane. The reference
-positions of the nuclei are stored too. Noise is Poisson, drawn per frame
-(a frame is the unit of computation).
+smooth per-frame scale and shear in the ``x, y`` plane. With ``bend > 0``
+the head also bends: after the affine motion, a smooth non-rigid
+displacement of the ``x, y`` plane laid along the head as it lies in frame
+``k`` (:mod:`volumetric.testing.bend`: an arch and an S-shaped bend across
+its long axis, a gentle compression along it, swinging back and forth
+every 6 to 24 frames) moves every nucleus, so::
+
+    positions(k)  =  deform_k(affine_k(reference))
+
+where ``affine_k`` is ``transforms[k]`` (the affine part of the motion) and
+``deform_k`` the bend of frame ``k`` (the identity when ``bend = 0``).
+Each nucleus is rendered centred on its position (the blobs themselves are
+not deformed). The reference positions of the nuclei and the positions in
+every frame are stored too. Noise is Poisson, drawn per frame (a frame is
+the unit of computation).
 
 File layout written by :func:`write_frames`:
 
 - ``frames/frame_0`` ... ``frames/frame_{n-1}``: uint16, shape ``(C, X, Y, Z)``,
   attributes ``axes = "cxyz"`` and ``element_size_um`` (``x, y, z``);
-- ``transforms``: float64 ``(n, 4, 4)``, with a ``convention`` attribute;
-- ``nuclei``: float64 ``(k, 3)``, reference ``x, y, z`` voxel positions.
+- ``transforms``: float64 ``(n, 4, 4)``, the affine part, with a ``convention``
+  attribute;
+- ``nuclei``: float64 ``(k, 3)``, reference ``x, y, z`` voxel positions;
+- ``landmarks``: float64 ``(n, k, 3)``, the ``x, y, z`` voxel positions of every
+  nucleus in every frame (bend included), attribute ``axes = "xyz"``.
 """
 
 from __future__ import annotations
@@ -31,7 +46,8 @@ from pathlib import Path
 import numpy as np
 
 from volumetric.io import HDF5_SUFFIXES, replacing, require_suffix
-from volumetric.testing.params import positive
+from volumetric.testing.bend import Bend
+from volumetric.testing.params import amount, positive
 from volumetric.testing.tiles import rng_for
 
 VOXEL_SIZE_XYZ = (0.5, 0.5, 1.5)
@@ -39,14 +55,20 @@ BACKGROUND = 100.0
 CONVENTION = (
     "transforms[k] maps reference voxel coordinates (x, y, z, 1) to voxel coordinates "
     "(x, y, z, 1) of frame k: rotation about z through the reference brain centre, "
-    "then translation"
+    "then translation (the affine part of the motion; landmarks holds the positions "
+    "including any bend)"
 )
 NOISE_STREAM = 1
+BEND_PERIOD = 12  # frames: the bends swing back and forth with periods of 6 to 24 frames
 
 
-def _motion(rng: np.random.Generator, n: int, amplitude: float) -> np.ndarray:
-    """A smooth bounded random signal of ``n`` samples: two sinusoids, random periods."""
-    period = rng.uniform(0.5, 2.0, 2) * max(n, 8)
+def _motion(rng: np.random.Generator, n: int, amplitude: float,
+            span: int | None = None) -> np.ndarray:
+    """A smooth bounded random signal of ``n`` samples: two sinusoids, random periods.
+
+    The periods are 0.5 to 2 times ``span`` samples (default: ``n``, at least 8).
+    """
+    period = rng.uniform(0.5, 2.0, 2) * (max(n, 8) if span is None else span)
     phase = rng.uniform(0, 2 * np.pi, 2)
     k = np.arange(n)[:, None]
     return amplitude * (np.sin(2 * np.pi * k / period + phase) * [0.7, 0.3]).sum(axis=1)
@@ -71,8 +93,10 @@ class Frames:
     activity : ndarray, shape (k, 2)
         Frequency (cycles per movie) and phase of each nucleus' activity.
     transforms : ndarray, shape (count, 4, 4)
-        See the module's docstring.
+        The affine part of the motion; see the module's docstring.
     seed : int
+    bend : Bend, optional
+        The non-rigid part of the motion; None: none.
     """
 
     shape: tuple[int, int, int, int]
@@ -83,11 +107,17 @@ class Frames:
     activity: np.ndarray
     transforms: np.ndarray
     seed: int
+    bend: Bend | None = None
 
-    def positions(self, index: int) -> np.ndarray:
-        """Nuclei positions (``x, y, z`` voxels) in frame ``index``."""
+    def affine_positions(self, index: int) -> np.ndarray:
+        """Nuclei positions (``x, y, z`` voxels) in frame ``index`` without the bend."""
         a = self.transforms[index]
         return self.nuclei @ a[:3, :3].T + a[:3, 3]
+
+    def positions(self, index: int) -> np.ndarray:
+        """Nuclei positions (``x, y, z`` voxels) in frame ``index``, bend included."""
+        moved = self.affine_positions(index)
+        return moved if self.bend is None else self.bend.apply(moved, index)
 
     def frame(self, index: int) -> np.ndarray:
         """Frame ``index`` as uint16 ``(C, X, Y, Z)``."""
@@ -112,13 +142,19 @@ class Frames:
 
 def frames(
     shape: Sequence[int] = (2, 96, 96, 16), count: int = 20, *, nuclei: int = 120, seed: int = 0,
-    rotation: float = 25.0, affine: float = 0.0,
+    rotation: float = 25.0, affine: float = 0.0, bend: float = 0.0,
 ) -> Frames:
     """A moving brain of ``nuclei`` gaussian nuclei over ``count`` frames of ``shape`` (C, X, Y, Z).
 
     ``rotation`` is the amplitude of the rotation about ``z`` in degrees
     (0: pure translation); ``affine`` the amplitude of the scale and shear
-    of the ``x, y`` plane (e.g. 0.08 for up to about 8 %).
+    of the ``x, y`` plane (e.g. 0.08 for up to about 8 %); ``bend`` the
+    amplitude of the non-rigid bending as a fraction of the frame's side
+    (the mean of its ``x`` and ``y`` sizes): e.g. 0.03 bends the head by up
+    to about 3 % of the side across its axis and compresses it locally by
+    up to 6 % along it. Each amplitude varies smoothly over the frames
+    around zero; all three must be non-negative and finite, and the bend is
+    one-to-one while ``bend < 0.5``.
 
     Examples
     --------
@@ -129,6 +165,8 @@ def frames(
     shape = positive(shape, 4, "frame shape (c, x, y, z)")
     count = positive([count], 1, "number of frames")[0]
     n = positive([nuclei], 1, "number of nuclei")[0]
+    rotation, affine = amount(rotation, "rotation"), amount(affine, "affine")
+    bend = amount(bend, "bend")
     rng = rng_for(seed, 0)
     size = np.asarray(shape[1:], dtype=float)
     centre = (size - 1) / 2
@@ -151,8 +189,27 @@ def frames(
         strain = np.eye(2) + strain.reshape(count, 2, 2)
         transforms[:, :2, :2] = transforms[:, :2, :2] @ strain
     transforms[:, :3, 3] = centre + shift - np.einsum("kij,j->ki", transforms[:, :3, :3], centre)
+    bending = None if bend == 0 else _bend(rng_for(seed, 3), transforms, centre, semi[0],
+                                           bend * size[:2].mean(), 2 * bend)
     return Frames(shape=shape, count=count, nuclei=points, sigma=sigma, brightness=brightness,
-                  activity=activity, transforms=transforms, seed=int(seed))
+                  activity=activity, transforms=transforms, seed=int(seed), bend=bending)
+
+
+def _bend(rng: np.random.Generator, transforms: np.ndarray, centre: np.ndarray,
+          half_length: float, across: float, strain: float) -> Bend:
+    """Smooth per-frame bends of a head ``2 * half_length`` voxels long.
+
+    The head is centred on ``centre`` in the reference and carried along by
+    ``transforms``; it bends by up to ``across`` voxels across its axis and
+    is compressed by a strain of up to ``strain`` along it, each mode swinging
+    with periods of 6 to 24 frames however long the recording.
+    """
+    count = len(transforms)
+    modes = np.stack([_motion(rng, count, a, BEND_PERIOD)
+                      for a in (0.6 * across, 0.4 * across, strain)], axis=1)
+    return Bend(centre=(transforms[:, :3, :3] @ centre + transforms[:, :3, 3])[:, :2],
+                angle=np.arctan2(transforms[:, 1, 0], transforms[:, 0, 0]),
+                half_length=float(half_length), modes=modes)
 
 
 def write_frames(
@@ -172,6 +229,8 @@ def write_frames(
         ds = f.create_dataset("transforms", data=movie.transforms)
         ds.attrs["convention"] = CONVENTION
         f.create_dataset("nuclei", data=movie.nuclei).attrs["axes"] = "xyz"
+        landmarks = np.stack([movie.positions(k) for k in range(movie.count)])
+        f.create_dataset("landmarks", data=landmarks).attrs["axes"] = "xyz"
         group = f.create_group("frames")
         bar = Progress(movie.count, f"synth frames {path.name}", enabled=progress)
         for k in range(movie.count):

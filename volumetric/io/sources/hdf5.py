@@ -192,8 +192,9 @@ def _numbered_frames(datasets: list[Any]) -> bool:
 def _frame_group(f: Any) -> str | None:
     """The group whose datasets look like numbered frames of one shape, if any.
 
-    Arrays elsewhere in the file that are smaller than one frame (metadata
-    such as per-frame transforms) do not prevent the detection.
+    Arrays elsewhere in the file that are smaller than one frame, or hold
+    one entry smaller than a frame per frame (metadata such as per-frame
+    transforms or landmark positions), do not prevent the detection.
     """
     by_parent: dict[str, list[Any]] = {}
     for d in _datasets(f):
@@ -201,9 +202,15 @@ def _frame_group(f: Any) -> str | None:
     groups = [name for name, datasets in by_parent.items() if _numbered_frames(datasets)]
     if len(groups) != 1:
         return None
+    count = len(by_parent[groups[0]])
     frame_size = min(d.size for d in by_parent[groups[0]])
+
+    def metadata(d: Any) -> bool:
+        per_frame = d.ndim > 0 and d.shape[0] == count
+        return (d.size // count if per_frame else d.size) < frame_size
+
     others = (d for name, ds in by_parent.items() if name != groups[0] for d in ds)
-    return groups[0] if all(d.size < frame_size for d in others) else None
+    return groups[0] if all(metadata(d) for d in others) else None
 
 
 def split_hdf5_path(path: str) -> tuple[str, str] | None:
