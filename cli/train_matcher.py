@@ -37,6 +37,10 @@ def _size(ctx: click.Context, param: click.Parameter, value: str):
               help="Channels the matcher sees (default: all); landmarks come from the first.")
 @click.option("--size", callback=_size, default="240", show_default=True, metavar="SIDE|H,W",
               help="Input of the matcher; frames' projections are resized to it.")
+@click.option("--augment", default="shear,rotate,distort,zoom,noise", show_default=True,
+              metavar="NAMES", help="Warps drawn from, 2 to 4 per pair: shear, rotate, distort "
+                                    "(piecewise), zoom (with translation), noise. E.g. "
+                                    "distort,noise for a TPS matcher after an affine one.")
 @click.option("--pairs-per-frame", type=click.IntRange(min=1), default=10, show_default=True,
               help="Warped training pairs per training frame and epoch.")
 @click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.2,
@@ -63,7 +67,7 @@ def _size(ctx: click.Context, param: click.Parameter, value: str):
               help="DataLoader worker processes (default: 0 on CPU, up to 4 on CUDA).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue the run in RUN_DIR from its last epoch.")
-def train_matcher(frames: str, model: str, run_dir: str, channels, size, pairs_per_frame,
+def train_matcher(frames: str, model: str, run_dir: str, channels, size, augment, pairs_per_frame,
                   val_fraction, val_pairs, features, depth, dropout, batch, steps, epochs, lr,
                   scheduler, patience, device, amp, workers, seed, resume) -> None:
     """Train a matcher that aligns the frames of the time series FRAMES.
@@ -88,7 +92,8 @@ def train_matcher(frames: str, model: str, run_dir: str, channels, size, pairs_p
     if steps is not None and epochs is not None:
         raise InputError("give --steps or --epochs, not both")
     data = MatcherData(frames, channels=channels, size=size, pairs_per_frame=pairs_per_frame,
-                       val_fraction=val_fraction, val_pairs=val_pairs)
+                       val_fraction=val_fraction, val_pairs=val_pairs,
+                       augmentations=tuple(a.strip() for a in augment.split(",") if a.strip()))
     settings = TrainSettings(
         loss="grid", optimizer=DEFAULT_SETTINGS.optimizer, lr=lr, batch=batch, steps=steps,
         epochs=epochs, scheduler=scheduler, patience=patience, amp=amp, device=device,

@@ -14,7 +14,7 @@ from volumetric.kernels.registration import warp as scipy_warp
 from volumetric.models.checkpoint import model_from_checkpoint, read_checkpoint
 from volumetric.models.matching import GeometricMatcher, grid, grid_distance, grid_loss
 from volumetric.models.warps import identity_theta, transform_points, warp
-from volumetric.ops.align_learned import affine_theta, pixel_matrix, warp_planes
+from volumetric.ops.align_learned import affine_theta, map_positions, pixel_matrix, warp_planes
 from volumetric.ops.common import open_input
 from volumetric.testing.frames import frames, write_frames
 from volumetric.train.warp_pairs import (
@@ -291,3 +291,20 @@ def test_align_refuses_a_matcher_that_does_not_fit(vol, worm, tmp_path, client):
                      *extra)
         assert result.exit_code == 2 and message in result.output, (spec, result.output)
         assert not out.exists()
+
+
+def test_mapped_positions_are_where_the_warp_samples():
+    shape = (40, 56)
+    matrix = pixel_matrix([0.97, 0.08, 0.05, -0.06, 1.03, 0.02], shape)
+    tps = list(0.04 * np.cos(np.arange(18)))
+    image = np.zeros(shape)
+    image[25, 30] = 1.0  # a point in the moving frame
+    aligned = warp_planes(image[None], matrix, tps)[0]
+    rows, cols = np.mgrid[:shape[0], :shape[1]]
+    reference = np.column_stack([rows.ravel(), cols.ravel()]).astype(float)
+    moved = map_positions(reference, matrix, tps, shape)
+    nearest = np.argmin(np.linalg.norm(moved - [25, 30], axis=1))
+    # the aligned image shows the point where the mapping takes a reference pixel onto it
+    assert aligned.ravel()[nearest] > 0.3
+    assert np.allclose(map_positions(reference[:5], matrix, None, shape),
+                       reference[:5] @ matrix[:2, :2].T + matrix[:2, 2])

@@ -27,6 +27,7 @@ from torch.nn import functional as F
 from volumetric.models.registry import register
 from volumetric.models.warps import PARAMETERS, check_kind, identity_theta, transform_points
 
+ARCHITECTURE = "matcher"  # the registered name
 GRID_POINTS = 20
 NORMALIZE_PERCENTILES = (1.0, 99.8)
 
@@ -180,7 +181,7 @@ class GeometricMatcher(nn.Module):
         return self.head(correlation(self.extractor(source), self.extractor(target)))
 
 
-@register("matcher")
+@register(ARCHITECTURE)
 def build_matcher(kind: str = "affine", input_shape: tuple[int, int, int] = (2, 240, 240),
                   features: int = 16, depth: int = 4,
                   head_features: tuple[int, int] = (128, 64),

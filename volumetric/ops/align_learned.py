@@ -28,12 +28,12 @@ import numpy as np
 
 from volumetric.errors import InputError
 from volumetric.geometry import Box
-from volumetric.io.frames import projections
+from volumetric.io.frames import check_frames, frame_channels, projections
 from volumetric.io.sources import Source
 from volumetric.io.writes import write_box
 from volumetric.kernels.registration import ncc
+from volumetric.models.matching import ARCHITECTURE
 from volumetric.ops.paths import absolute
-from volumetric.ops.train_matcher import ARCHITECTURE, check_frames, frame_channels
 
 
 @dataclass(frozen=True)
@@ -140,6 +140,27 @@ def affine_theta(matrix: np.ndarray, shape: tuple[int, int]) -> list[float]:
     """The affine ``theta`` (6) of a 3x3 pixel matrix: the inverse of :func:`pixel_matrix`."""
     to_norm = _to_normalised(shape)
     return (to_norm @ np.asarray(matrix) @ np.linalg.inv(to_norm))[:2].ravel().tolist()
+
+
+def map_positions(positions: np.ndarray, matrix: np.ndarray, tps: list[float] | None,
+                  shape: tuple[int, int]) -> np.ndarray:
+    """Where a frame's alignment takes reference pixel ``positions (N, 2)`` (row, col).
+
+    The positions in the moving frame, ``A(T(p))``, of frames of ``shape`` (see
+    :func:`warp_planes`); with ``tps`` None, simply ``matrix`` applied to them.
+    """
+    import torch
+
+    from volumetric.models.warps import tps_points
+
+    to_norm = _to_normalised(shape)
+    homogeneous = np.column_stack([positions, np.ones(len(positions))])
+    xy = (homogeneous @ to_norm.T)[:, :2]
+    if tps is not None:
+        xy = tps_points(torch.tensor([tps], dtype=torch.float64),
+                        torch.from_numpy(xy))[0].numpy()
+    moved = np.column_stack([xy, np.ones(len(xy))]) @ np.linalg.inv(to_norm).T
+    return (moved @ np.asarray(matrix).T)[:, :2]
 
 
 def warp_planes(planes: np.ndarray, matrix: np.ndarray,

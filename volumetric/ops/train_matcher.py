@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -23,14 +22,16 @@ from typing import Any
 from volumetric._version import __version__
 from volumetric.engine import JOURNAL_DIR, acquire_lease, silenced
 from volumetric.errors import InputError, check_choice
+from volumetric.io.frames import check_frames, frame_channels
 from volumetric.models.device import resolve_device
+from volumetric.models.matching import ARCHITECTURE
 from volumetric.models.warps import KINDS, PARAMETERS
 from volumetric.ops.common import open_input
 from volumetric.ops.paths import absolute
-from volumetric.ops.train import TrainReport, check_same_run, stored_run
+from volumetric.ops.train_runs import TrainReport, check_same_run, stored_run
 from volumetric.train import NetworkSpec, TrainSettings, fit, rundir
+from volumetric.train.warp_pairs import AUGMENTATIONS
 
-ARCHITECTURE = "matcher"
 DEFAULT_SETTINGS = TrainSettings(loss="grid", batch=8, lr=5e-4)
 
 
@@ -52,6 +53,9 @@ class MatcherData:
         Share of the frames, the last ones, kept for validation (0: none).
     val_pairs : int
         Validation pairs (the same every epoch).
+    augmentations : sequence of str
+        Warps drawn from (:data:`volumetric.train.warp_pairs.AUGMENTATIONS`), e.g. only
+        ``distort`` and ``noise`` for the second (TPS) stage after an affine matcher.
     """
 
     frames: str
@@ -60,31 +64,7 @@ class MatcherData:
     pairs_per_frame: int = 10
     val_fraction: float = 0.2
     val_pairs: int = 64
-
-
-def frame_channels(source: Any, channels: Sequence[int] | None, what: str) -> tuple[int, ...]:
-    """The channels of a time series a matcher uses (all by default); refuses missing ones."""
-    count = source.shape[source.axes.index("c")] if "c" in source.axes else 1
-    chosen = tuple(range(count)) if channels is None else tuple(channels)
-    missing = [c for c in chosen if not 0 <= c < count]
-    if missing or not chosen:
-        raise InputError(f"{what}: channel(s) {', '.join(map(str, missing)) or '(none)'} do "
-                         f"not exist; FRAMES has {count} channel(s), 0..{count - 1}")
-    return chosen
-
-
-def check_frames(source: Any, path: str, size: Sequence[int]) -> None:
-    """Refuse an input that is not a time series of frames at least ``size = (H, W)``."""
-    axes = source.axes
-    if "t" not in axes or not axes.endswith("yx"):
-        raise InputError(f"FRAMES {path} has axes {axes!r}; a matcher needs a time series "
-                         "with t, y and x axes")
-    if source.shape[0] < 2:
-        raise InputError(f"FRAMES {path} has a single frame; a matcher needs at least 2")
-    frame = tuple(source.shape[-2:])
-    if any(f < s for f, s in zip(frame, size)):
-        raise InputError(f"FRAMES {path} has frames of {frame[0]}x{frame[1]} pixels, smaller "
-                         f"than the matcher input {size[0]}x{size[1]}; give a smaller --size")
+    augmentations: tuple[str, ...] = AUGMENTATIONS
 
 
 def _split(count: int, fraction: float) -> tuple[range, range]:
@@ -148,14 +128,18 @@ def train_matcher(
     size = tuple(int(s) for s in data.size)
     check_frames(source, frames, size)
     channels = frame_channels(source, data.channels, "--channels")
+    unknown = [a for a in data.augmentations if a not in AUGMENTATIONS]
+    if unknown or not data.augmentations:
+        raise InputError(f"--augment {','.join(data.augmentations)}: choose among "
+                         f"{', '.join(AUGMENTATIONS)}")
     data = replace(data, frames=frames, channels=channels, size=size)
     settings = replace(settings, loss="grid")
     train_times, val_times = _split(source.shape[0], data.val_fraction)
+    common = {"channels": channels, "size": size, "augmentations": data.augmentations}
     train_set = WarpPairs(source, train_times, pairs=len(train_times) * data.pairs_per_frame,
-                          channels=channels, size=size, seed=settings.seed)
-    val_set = WarpPairs(source, val_times, pairs=data.val_pairs, channels=channels, size=size,
-                        seed=settings.seed + 1, fixed=True, with_landmarks=True) \
-        if len(val_times) else None
+                          seed=settings.seed, **common)
+    val_set = WarpPairs(source, val_times, pairs=data.val_pairs, seed=settings.seed + 1,
+                        fixed=True, with_landmarks=True, **common) if len(val_times) else None
     net_config = {"kind": model, "input_shape": [len(channels), *size], **(config or {})}
     run_config = json.loads(json.dumps({
         "version": __version__,

@@ -120,8 +120,9 @@ _MAPS = {"shear": _shear, "rotate": _rotate, "distort": _distort, "zoom": _zoom,
          "noise": lambda q, p: q}
 
 
-def random_warp(rng: np.random.Generator, aspect: tuple[float, float] = (1.0, 1.0)) -> RandomWarp:
-    """2 to 4 of the :data:`AUGMENTATIONS`, chosen and parametrised with ``rng``.
+def random_warp(rng: np.random.Generator, aspect: tuple[float, float] = (1.0, 1.0),
+                augmentations: Sequence[str] = AUGMENTATIONS) -> RandomWarp:
+    """2 to 4 of ``augmentations`` (all of them when fewer), chosen and parametrised with ``rng``.
 
     Examples
     --------
@@ -129,11 +130,12 @@ def random_warp(rng: np.random.Generator, aspect: tuple[float, float] = (1.0, 1.
     >>> 2 <= len(w.steps) <= 4 and w.points(torch.zeros(1, 2)).shape == (1, 2)
     True
     """
-    count = int(rng.integers(2, 5))
-    chosen = sorted(rng.choice(len(AUGMENTATIONS), size=count, replace=False))
+    allowed = [name for name in AUGMENTATIONS if name in augmentations]
+    count = int(rng.integers(min(2, len(allowed)), min(4, len(allowed)) + 1))
+    chosen = sorted(rng.choice(len(allowed), size=count, replace=False))
     steps = []
     for index in chosen:
-        name = AUGMENTATIONS[index]
+        name = allowed[index]
         if name == "shear":
             parameters = tuple(rng.uniform(-SHEAR_DEG, SHEAR_DEG, 2))
         elif name == "rotate":
@@ -188,6 +190,8 @@ class WarpPairs:
     seed : int
     fixed : bool
         The same pairs every epoch (validation).
+    augmentations : sequence of str
+        The :data:`AUGMENTATIONS` drawn from (default: all).
     with_landmarks : bool
         Also return landmarks: ``landmarks`` (target positions), ``landmarks_true``
         (their source positions) and ``landmarks_mask``, padded to :data:`LANDMARKS`.
@@ -199,10 +203,11 @@ class WarpPairs:
 
     def __init__(self, source, times: Sequence[int], *, pairs: int, channels: Sequence[int],
                  size: tuple[int, int], seed: int = 0, fixed: bool = False,
-                 with_landmarks: bool = False):
+                 augmentations: Sequence[str] = AUGMENTATIONS, with_landmarks: bool = False):
         self.source, self.times, self.pairs = source, tuple(times), int(pairs)
         self.channels, self.size = tuple(channels), tuple(size)
         self.seed, self.fixed, self.with_landmarks = seed, fixed, with_landmarks
+        self.augmentations = tuple(augmentations)
         self.epoch = 0
         height, width = source.shape[-2:]
         self.aspect = (width / max(height, width), height / max(height, width))
@@ -227,7 +232,7 @@ class WarpPairs:
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng([self.seed, 0 if self.fixed else self.epoch + 1, index])
         image = self.frame(self.times[index % len(self.times)])
-        moved = random_warp(rng, self.aspect)
+        moved = random_warp(rng, self.aspect, self.augmentations)
         warped = warp(image[None], moved.points(self._positions)[None])[0]
         item = {"target": moved.points(self._grid)}
         if self.with_landmarks:
