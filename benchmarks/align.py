@@ -13,8 +13,15 @@ about the least error any affine (or rigid) alignment can reach: what
 remains is the bend. Frames/s is per whole command, cluster start included (a lower
 bound).
 
+With ``--matcher-steps N`` the learned method joins the table: ``vol
+train-matcher`` trains an affine matcher (all the lab's warps) and a TPS
+matcher (shear, piecewise distortion and noise: the residual after the affine
+stage) for N steps each on the recording itself, and ``vol align --method
+learned`` runs with the affine matcher alone and with both (affine then TPS);
+the training time of each matcher is reported.
+
     python -m benchmarks.align [--side 256] [--frames 24] [--affine 0.06] [--bend 0.03]
-                               [--keep]
+                               [--matcher-steps 0] [--matcher-size 128] [--keep]
 """
 
 from __future__ import annotations
@@ -39,6 +46,18 @@ def landmark_errors(movie, matrices: list[np.ndarray], reference: int) -> np.nda
                      for t, m in enumerate(matrices)])
 
 
+def learned_errors(movie, records: list[dict], reference: int,
+                   shape: tuple[int, int]) -> np.ndarray:
+    """As :func:`landmark_errors` for records of the learned method (affine ``matrix``, ``tps``)."""
+    from volumetric.ops.align_learned import map_positions
+
+    at_ref = movie.positions(reference)[:, [1, 0]]
+    return np.stack([np.linalg.norm(map_positions(at_ref, np.array(r["matrix"]), r.get("tps"),
+                                                  shape) - movie.positions(r["t"])[:, [1, 0]],
+                                    axis=1)
+                     for r in records])
+
+
 def best_affine(movie, reference: int) -> list[np.ndarray]:
     """Per frame, the least-squares affine map (3x3, y/x) of the true reference positions onto
     the frame's: the floor of any affine alignment's landmark error."""
@@ -61,6 +80,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--affine", type=float, default=0.06, help="affine strain amplitude")
     parser.add_argument("--bend", type=float, default=0.03,
                         help="non-rigid bend amplitude, a fraction of the side (0: none)")
+    parser.add_argument("--matcher-steps", type=int, default=0,
+                        help="train and score learned matchers for this many steps (0: skip)")
+    parser.add_argument("--matcher-size", type=int, default=128, help="matcher input side")
     add_scratch_options(parser)
     args = parser.parse_args(argv)
     movie = frames((2, args.side, args.side, args.depth), args.frames,
@@ -81,6 +103,24 @@ def main(argv: list[str] | None = None) -> None:
             errors[model] = landmark_errors(movie, [np.array(r["matrix"]) for r in records],
                                             reference)
         errors["affine floor"] = landmark_errors(movie, best_affine(movie, reference), reference)
+        training = {}
+        if args.matcher_steps:
+            common = ["--size", str(args.matcher_size), "--steps", str(args.matcher_steps),
+                      "--batch", "16", "--lr", "1e-3", "--pairs-per-frame", "40"]
+            for kind, augment in (("affine", "shear,rotate,distort,zoom,noise"),
+                                  ("tps", "shear,distort,noise")):
+                training[kind] = run_measured([*vol, "train-matcher", str(scratch / "worm.zarr"),
+                                               "--model", kind, "--augment", augment, "--out",
+                                               str(scratch / f"m_{kind}"), *common])
+            for name, matcher in (("learned affine", "m_affine"),
+                                  ("learned affine+TPS", "m_affine,m_tps")):
+                out = scratch / f"{name.replace(' ', '_')}.zarr"
+                spec = ",".join(str(scratch / m) for m in matcher.split(","))
+                runs[name] = run_measured([*vol, "align", str(scratch / "worm.zarr"), str(out),
+                                           "--method", "learned", "--matcher", spec,
+                                           "--overwrite"])
+                records = json.loads((out / "transforms.json").read_text())
+                errors[name] = learned_errors(movie, records, reference, (args.side, args.side))
         table = {
             name: {"mean_px": float(e.mean()), "p90_px": float(np.percentile(e, 90)),
                    "pck_0.05": float((e <= pck).mean()),
@@ -90,7 +130,8 @@ def main(argv: list[str] | None = None) -> None:
         }
         results = {"frame_shape_cxyz": [2, args.side, args.side, args.depth],
                    "frames": args.frames, "affine": args.affine, "bend": args.bend,
-                   "reference": reference,
+                   "reference": reference, "matcher_steps": args.matcher_steps,
+                   "matcher_training_s": {k: r.seconds for k, r in training.items()},
                    "cores": os.cpu_count(), "models": table}
         rows = [(name, f"{r['mean_px']:.3f}", f"{r['p90_px']:.3f}", f"{r['pck_0.05']:.3f}",
                  "-" if r["frames_per_s"] is None else f"{r['frames_per_s']:.2f}")

@@ -19,34 +19,41 @@ from volumetric_cli.options import run_options
               default="rigid", show_default=True, help="Motion model (2D, on the z projection).")
 @click.option("--method", type=click.Choice(["classical", "learned"]), default="classical",
               show_default=True, help="Registration method.")
+@click.option("--matcher", metavar="RUN_DIR[,RUN_DIR]",
+              help="With --method learned: a `vol train-matcher` run (affine or TPS), or an "
+                   "affine run and a TPS run applied in turn.")
 @click.option("--movie", metavar="FILE", help="Also write a before / after movie (.mp4 or .gif).")
 @run_options()
-def align(frames: str, out: str, reference, channel, transform, method, movie, run) -> None:
+def align(frames: str, out: str, reference, channel, transform, method, matcher, movie,
+          run) -> None:
     """Align every frame of the time series FRAMES; write the OME-Zarr image OUT.
 
     Each frame is registered on one channel's maximum projection along z
-    (phase correlation, then NCC refinement), and its 2D transform is applied
-    to every channel and plane. OUT also holds transforms.json and
-    transforms.csv (per frame: matrix, parameters, NCC score).
+    (phase correlation, then NCC refinement; or, with --method learned, by
+    matchers of `vol train-matcher`), and its 2D transform is applied to every
+    channel and plane. OUT also holds transforms.json and transforms.csv (per
+    frame: matrix, parameters, NCC score on --channel).
 
     \b
     Example:
       vol align worm.zarr aligned.zarr --channel 0 --transform rigid --movie check.mp4
       vol align worm.zarr aligned.zarr --reference previous --transform affine
+      vol align worm.zarr aligned.zarr --method learned --matcher m_affine,m_tps
     """
     from statistics import fmean
 
     from volumetric.ops.align import align as run_align
 
     report = run_align(frames, out, reference=reference, channel=channel, transform=transform,
-                       method=method, movie=movie, run=run)
+                       method=method, matcher=matcher, movie=movie, run=run)
     scores = [r["score"] for r in report.records]
     before = [r["score_before"] for r in report.records]
     target = ("each to the previous one, composed from frame 0" if report.reference == "previous"
               else f"to frame {report.reference}")
     click.echo(
         f"wrote {out}: {'x'.join(map(str, report.image.shape))} {report.image.array(0).dtype}, "
-        f"{len(scores)} frames aligned {target} ({transform}), "
+        f"{len(scores)} frames aligned {target} "
+        f"({transform if method == 'classical' else 'learned: ' + matcher}), "
         f"mean NCC {fmean(before):.3f} -> {fmean(scores):.3f} (min {min(scores):.3f}), "
         f"{report.seconds:.1f} s; transforms.json, transforms.csv"
         + (f"; movie {movie}" if movie else "")

@@ -35,6 +35,7 @@ COMMANDS = {
     "render": "volumetric_cli.render:render",
     "synth": "volumetric_cli.synth:synth",
     "train": "volumetric_cli.train:train",
+    "train-matcher": "volumetric_cli.train_matcher:train_matcher",
 }
 
 

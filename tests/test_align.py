@@ -96,7 +96,7 @@ def test_translation_and_resume_after_interruption(client, tmp_path):
     (["--reference", "9"], "--reference 9 is out of range"),
     (["--reference", "first"], "a frame number or 'previous'"),
     (["--channel", "5"], "--channel 5 does not exist"),
-    (["--method", "learned"], "learned matching is not available yet"),
+    (["--method", "learned"], "--method learned needs --matcher"),
 ])
 def test_bad_options_are_one_line_and_write_nothing(vol, worm, tmp_path, args, message):
     d, _ = worm

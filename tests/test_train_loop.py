@@ -17,7 +17,7 @@ from volumetric.models.device import resolve_device
 from volumetric.models.export import METADATA_FILE
 from volumetric.models.registry import build_model
 from volumetric.models.transfer import freeze
-from volumetric.train.loop import TrainSettings, _optimizer, _validate, fit
+from volumetric.train.loop import TrainSettings, _optimizer, _validate, _Validation, fit
 from volumetric.train.losses import get_loss
 from volumetric.train.rundir import NetworkSpec, curves_figure
 
@@ -288,7 +288,8 @@ def test_loss_mask_is_used(volume, tmp_path):
     settings = TrainSettings(loss="bce", batch=2, epochs=1)
     row = fit(model, train, scrambled, _spec(), settings, tmp_path / "a", progress=False).history[0]
     # The validation targets differ only outside the mask, where nothing is counted.
-    again = _validate(model, plain, get_loss("bce"), settings, torch.device("cpu"), 1.0)
+    loss = get_loss("bce")
+    again = _validate(model, plain, loss, settings, torch.device("cpu"), _Validation(loss, 1.0))
     assert again["val_loss"] == pytest.approx(row["val_loss"])
     assert again["val_dice"] == pytest.approx(row["val_dice"])
 

@@ -35,6 +35,8 @@ _LAZY = {
     "predict": "volumetric.ops.predict:predict",
     "PredictOptions": "volumetric.ops.predict_plan:PredictOptions",
     "train": "volumetric.ops.train:train",
+    "train_matcher": "volumetric.ops.train_matcher:train_matcher",
+    "MatcherData": "volumetric.ops.train_matcher:MatcherData",
     "DataSettings": "volumetric.ops.train:DataSettings",
     "ModelChoice": "volumetric.ops.train:ModelChoice",
     "TrainSettings": "volumetric.train.loop:TrainSettings",
@@ -67,6 +69,7 @@ if TYPE_CHECKING:
     from volumetric.ops.project import project
     from volumetric.ops.render import render
     from volumetric.ops.train import DataSettings, ModelChoice, train
+    from volumetric.ops.train_matcher import MatcherData, train_matcher
     from volumetric.train.loop import TrainSettings
 
 

@@ -11,16 +11,25 @@ channels of the images (e.g. two fluorescence channels) rather than a pretrained
 The transformation conventions (normalised ``(x, y)`` coordinates, target-to-source
 mapping, layout of ``theta``) are those of :mod:`volumetric.models.warps`:
 ``warp(source, transform_grid(matcher(source, target), target_size, kind))`` approximates
-``target``.
+``target``. The architecture is registered as ``matcher``, so a checkpoint of ``vol
+train-matcher`` rebuilds it (:func:`volumetric.models.checkpoint.model_from_checkpoint`).
 """
 
 from __future__ import annotations
 
+from typing import Optional
+
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from volumetric.models.registry import register
 from volumetric.models.warps import PARAMETERS, check_kind, identity_theta, transform_points
+
+ARCHITECTURE = "matcher"  # the registered name
+GRID_POINTS = 20
+NORMALIZE_PERCENTILES = (1.0, 99.8)
 
 
 class FeatureExtractor(nn.Module):
@@ -56,7 +65,7 @@ class FeatureExtractor(nn.Module):
         return F.normalize(self.layers(x), dim=1)
 
 
-def correlation(a: torch.Tensor, b: torch.Tensor, *, normalise: bool = True) -> torch.Tensor:
+def correlation(a: torch.Tensor, b: torch.Tensor, normalise: bool = True) -> torch.Tensor:
     """Dense correlation of every position of ``a`` with every position of ``b``.
 
     Parameters
@@ -157,17 +166,87 @@ class GeometricMatcher(nn.Module):
         self.head = RegressionHead(map_size[0] * map_size[1], map_size, kind,
                                    features=head_features, dropout=dropout)
 
-    def forward(self, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """``theta`` of shape ``(B, 6)`` or ``(B, 18)`` for images ``(B, C, H, W)``."""
-        for name, image in (("source", source), ("target", target)):
-            if tuple(image.shape[1:]) != self.input_shape:
-                raise ValueError(f"{name} has shape {tuple(image.shape[1:])}, "
-                                 f"the matcher takes {self.input_shape}")
+    def forward(self, source: torch.Tensor, target: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``theta`` of shape ``(B, 6)`` or ``(B, 18)`` for images ``(B, C, H, W)``.
+
+        Without ``target``, ``source`` is the pair stacked along the channels,
+        ``(B, 2 C, H, W)`` (source channels first), as training batches hold it.
+        """
+        if target is None:
+            source, target = source.chunk(2, dim=1)
+        expected = list(self.input_shape)
+        if list(source.shape[1:]) != expected or list(target.shape[1:]) != expected:
+            raise ValueError(f"the images have shapes {list(source.shape[1:])} and "
+                             f"{list(target.shape[1:])}, the matcher takes {expected}")
         return self.head(correlation(self.extractor(source), self.extractor(target)))
 
 
+@register(ARCHITECTURE)
+def build_matcher(kind: str = "affine", input_shape: tuple[int, int, int] = (2, 240, 240),
+                  features: int = 16, depth: int = 4,
+                  head_features: tuple[int, int] = (128, 64),
+                  dropout: float = 0.0, output_activation: str = "none") -> GeometricMatcher:
+    """The registered factory of :class:`GeometricMatcher` (arguments as there).
+
+    ``output_activation`` (stored by the training loop with every network) must be
+    ``"none"``: a matcher outputs transformation parameters.
+    """
+    if output_activation != "none":
+        raise ValueError(f"a matcher has no output activation, got {output_activation!r}")
+    return GeometricMatcher(kind, tuple(input_shape), features=features, depth=depth,
+                            head_features=tuple(head_features), dropout=dropout)
+
+
+def kind_of(theta: torch.Tensor) -> str:
+    """``"affine"`` or ``"tps"`` from the number of parameters of ``theta (B, 6 or 18)``."""
+    for kind, size in PARAMETERS.items():
+        if theta.shape[-1] == size:
+            return kind
+    raise ValueError(f"theta has {theta.shape[-1]} parameters; expected 6 or 18")
+
+
+def grid(points: int = GRID_POINTS, *, dtype: torch.dtype = torch.float32,
+         device: torch.device | str = "cpu") -> torch.Tensor:
+    """``points x points`` positions evenly spaced over ``[-1, 1]^2``, ``(points**2, 2)`` as ``(x, y)``."""
+    axis = torch.linspace(-1, 1, points, dtype=dtype, device=device)
+    y, x = torch.meshgrid(axis, axis, indexing="ij")
+    return torch.stack([x.reshape(-1), y.reshape(-1)], dim=1)
+
+
+def grid_distance(theta: torch.Tensor, moved_true: torch.Tensor) -> torch.Tensor:
+    """Mean squared distance between the :func:`grid` moved by ``theta`` and ``moved_true``.
+
+    The grid loss of :func:`grid_loss` against any true mapping, not only one of the
+    matcher's kind: ``moved_true (B, points**2, 2)`` holds where the true transformation
+    takes the grid's points (e.g. a random non-rigid warp). The kind of ``theta`` follows
+    from its size (:func:`kind_of`).
+    """
+    points = round(moved_true.shape[1] ** 0.5)
+    if points * points != moved_true.shape[1]:
+        raise ValueError(f"moved_true holds {moved_true.shape[1]} points, not a square grid")
+    moved = transform_points(theta.float(), grid(points, device=theta.device), kind_of(theta))
+    return (moved - moved_true).square().sum(dim=-1).mean()
+
+
+def matcher_input(projection: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
+    """A frame's ``(C, Y, X)`` projection as the matcher sees it: ``(C, *size)`` float32.
+
+    Each channel is scaled by its own 1st and 99.8th percentiles to about [0, 1] (frames
+    differ in brightness), then resized with antialiasing. Normalised coordinates are
+    unchanged by the resize, so a transformation predicted at ``size`` holds at the
+    frame's own size.
+    """
+    data = projection.astype(np.float32, copy=False)
+    low, high = np.percentile(data, NORMALIZE_PERCENTILES, axis=(1, 2), keepdims=True)
+    scaled = torch.from_numpy(((data - low) / np.maximum(high - low, 1e-6)).astype(np.float32))
+    if tuple(scaled.shape[1:]) == tuple(size):
+        return scaled.contiguous()
+    return F.interpolate(scaled[None], size=tuple(size), mode="bilinear", align_corners=False,
+                         antialias=True)[0]
+
+
 def grid_loss(theta_pred: torch.Tensor, theta_true: torch.Tensor, kind: str,
-              points: int = 20) -> torch.Tensor:
+              points: int = GRID_POINTS) -> torch.Tensor:
     """Mean squared distance between grid points moved by two transformations.
 
     The loss of Rocco et al.: ``points x points`` positions evenly spaced over ``[-1, 1]^2``
@@ -184,9 +263,7 @@ def grid_loss(theta_pred: torch.Tensor, theta_true: torch.Tensor, kind: str,
     points : int
         Points per axis.
     """
-    axis = torch.linspace(-1, 1, points, dtype=theta_pred.dtype, device=theta_pred.device)
-    y, x = torch.meshgrid(axis, axis, indexing="ij")
-    grid = torch.stack([x.reshape(-1), y.reshape(-1)], dim=1)
-    moved_pred = transform_points(theta_pred, grid, kind)
-    moved_true = transform_points(theta_true, grid, kind)
+    points_xy = grid(points, dtype=theta_pred.dtype, device=theta_pred.device)
+    moved_pred = transform_points(theta_pred, points_xy, kind)
+    moved_true = transform_points(theta_true, points_xy, kind)
     return (moved_pred - moved_true).square().sum(dim=-1).mean()

@@ -72,4 +72,4 @@ def _load_builtins() -> None:
 
 
 # Modules whose import registers built-in architectures.
-_BUILTIN_MODULES: tuple[str, ...] = ("volumetric.models.unet",)
+_BUILTIN_MODULES: tuple[str, ...] = ("volumetric.models.unet", "volumetric.models.matching")

@@ -49,13 +49,13 @@ def control_points() -> torch.Tensor:
 
 
 def _radial(points: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
-    """The TPS kernel ``U(r) = r^2 log r^2`` between ``points (N, 2)`` and ``centres (K, 2)``."""
-    r2 = torch.cdist(points, centres).square()
+    """The TPS kernel ``U(r) = r^2 log r^2`` between ``points (..., N, 2)`` and ``centres (K, 2)``."""
+    r2 = (points[..., :, None, :] - centres).square().sum(dim=-1)
     return r2 * torch.log(r2.clamp_min(1e-12))
 
 
 def _affine_part(points: torch.Tensor) -> torch.Tensor:
-    return torch.cat([torch.ones_like(points[:, :1]), points], dim=1)
+    return torch.cat([torch.ones_like(points[..., :1]), points], dim=-1)
 
 
 @lru_cache(maxsize=1)
@@ -72,13 +72,18 @@ def _tps_system_inverse() -> torch.Tensor:
 
 
 def affine_points(theta: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
-    """Move ``points (N, 2)`` by each affine ``theta (B, 6)``; returns ``(B, N, 2)``."""
+    """Move ``points`` by each affine ``theta (B, 6)``; returns ``(B, N, 2)``.
+
+    ``points`` is ``(N, 2)`` (the same for every transformation) or ``(B, N, 2)``.
+    """
     matrix = theta.reshape(-1, 2, 3)
     return points @ matrix[:, :, :2].transpose(1, 2) + matrix[:, None, :, 2]
 
 
 def tps_points(theta: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
-    """Move ``points (N, 2)`` by each thin-plate spline ``theta (B, 18)``; returns ``(B, N, 2)``.
+    """Move ``points`` by each thin-plate spline ``theta (B, 18)``; returns ``(B, N, 2)``.
+
+    ``points`` is ``(N, 2)`` (the same for every transformation) or ``(B, N, 2)``.
 
     The spline's weights are ``L^-1 [d; 0]`` with ``L`` the system of the fixed control
     points (solved once) and ``d`` the control point displacements.
@@ -86,12 +91,12 @@ def tps_points(theta: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
     displacements = theta.reshape(-1, 2, 9).transpose(1, 2)
     weights = _tps_system_inverse().to(theta)[:, :9] @ displacements
     centres = control_points().to(theta)
-    basis = torch.cat([_radial(points, centres), _affine_part(points)], dim=1)
+    basis = torch.cat([_radial(points, centres), _affine_part(points)], dim=-1)
     return points + basis @ weights
 
 
 def transform_points(theta: torch.Tensor, points: torch.Tensor, kind: str) -> torch.Tensor:
-    """Move ``points (N, 2)`` by ``theta`` of the given ``kind``; returns ``(B, N, 2)``."""
+    """Move ``points (N, 2)`` or ``(B, N, 2)`` by ``theta`` of the given ``kind``; returns ``(B, N, 2)``."""
     check_kind(kind)
     return affine_points(theta, points) if kind == "affine" else tps_points(theta, points)
 

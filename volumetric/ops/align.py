@@ -1,4 +1,4 @@
-"""Frame alignment of a time series (``vol align``), classical method.
+"""Frame alignment of a time series (``vol align``), classical or learned.
 
 Every frame is registered on one channel's maximum projection along ``z``
 (:mod:`volumetric.kernels.registration`) to a reference frame, by default
@@ -13,7 +13,9 @@ resumes without registering again. ``OUT/0`` has the input's shape, dtype,
 axes and metadata; ``OUT/transforms.json`` (one object per frame: ``t``,
 ``fixed``, ``matrix``, ``score``...) and ``OUT/transforms.csv`` are written,
 atomically, after the last frame and before the store is marked complete.
-Positions outside the moving frame are filled with 0.
+Positions outside the moving frame are filled with 0. The learned method
+(:mod:`volumetric.ops.align_learned`) replaces the registration by trained
+matchers and may add a thin-plate spline (``tps`` in ``transforms.json``).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from volumetric.engine import RunOptions, block_operation
 from volumetric.errors import InputError, check_choice
 from volumetric.geometry import Box
 from volumetric.io.destination import claim_file, replacing
+from volumetric.io.frames import frame_box, projections
 from volumetric.io.ome import LevelSpec, OmeImage, create_image, open_image
 from volumetric.io.sources import Source
 from volumetric.io.writes import write_box
@@ -41,26 +44,6 @@ from volumetric.ops.paths import absolute
 
 METHODS = ("classical", "learned")
 MOVIE_SUFFIXES = (".mp4", ".gif")
-
-
-def _frame_box(source: Source, t: int, channel: int | None = None) -> Box:
-    """The whole frame ``t`` (or its channel ``channel``) as a box of ``source``."""
-    start, stop = [], []
-    for axis, size in zip(source.axes, source.shape):
-        lo, hi = ((t, t + 1) if axis == "t" else
-                  (channel, channel + 1) if axis == "c" and channel is not None else (0, size))
-        start.append(lo)
-        stop.append(hi)
-    return Box(tuple(start), tuple(stop))
-
-
-def projections(source: Source, t: int, channel: int | None = None) -> np.ndarray:
-    """Frame ``t`` as ``(C, Y, X)`` maxima over ``z`` (one channel when ``channel`` is given)."""
-    data = source.read(_frame_box(source, t, channel))
-    axes = source.axes
-    if "z" in axes:
-        data = data.max(axis=axes.index("z"), keepdims=True)
-    return data.reshape(-1, *data.shape[-2:])
 
 
 @dataclass(frozen=True)
@@ -202,6 +185,7 @@ def align(
     channel: int = 0,
     transform: str = "rigid",
     method: str = "classical",
+    matcher: str | None = None,
     movie: str | None = None,
     run: RunOptions = RunOptions(),
 ) -> AlignReport:
@@ -220,8 +204,12 @@ def align(
     channel : int
         The channel registered (all channels are warped).
     transform : {"translation", "rigid", "affine"}
-    method : {"classical"}
-        ``"learned"`` is not available yet.
+        Motion model of the classical method.
+    method : {"classical", "learned"}
+        ``learned``: the trained matchers of ``matcher``.
+    matcher : str, optional
+        ``RUN_DIR`` or ``AFFINE_RUN_DIR,TPS_RUN_DIR`` of ``vol train-matcher``
+        runs (or their ``model.pt`` files), for the learned method.
     movie : str, optional
         Also write a before / after movie (``.mp4`` or ``.gif``).
     run : RunOptions
@@ -235,13 +223,21 @@ def align(
         ``score`` (NCC with the fixed frame after alignment) and ``score_before``.
     """
     check_choice(method, METHODS, "--method")
-    if method == "learned":
-        raise InputError("--method learned: learned matching is not available yet; "
-                         "use --method classical")
     check_choice(transform, MODELS, "--transform")
+    if (method == "learned") != (matcher is not None):
+        raise InputError("--method learned needs --matcher RUN_DIR[,RUN_DIR], and --matcher "
+                         "goes with --method learned")
     src, dst = absolute(src), absolute(dst)
     source = open_input(src, what="FRAMES")
     ref = _check(source, src, reference, channel)
+    matchers = ()
+    if method == "learned":
+        from volumetric.ops.align_learned import load_matchers
+
+        matchers = load_matchers(matcher, source, src)
+        if ref is None and matchers[-1].kind == "tps":
+            raise InputError("--reference previous composes affine transforms along the "
+                             "recording; with a TPS matcher give a reference frame")
     if movie is not None:
         movie = str(claim_file(absolute(movie), inputs=(src,), outputs=(dst,),
                                overwrite=run.overwrite, suffixes=MOVIE_SUFFIXES, what="--movie"))
@@ -250,8 +246,10 @@ def align(
     meta = source.meta(name=Path(dst).name)
     layout = {"operation": "align", "source": source.identity(),
               "reference": "previous" if ref is None else ref,
-              "channel": channel, "transform": transform, "method": method}
-    frames = [_frame_box(source, t) for t in range(count)]
+              "channel": channel, "method": method,
+              **({"transform": transform} if method == "classical" else
+                 {"matchers": [m.path for m in matchers]})}
+    frames = [frame_box(source, t) for t in range(count)]
 
     def create() -> None:
         create_image(dst, meta, [LevelSpec("0", source.shape, (1,) * len(source.shape))],
@@ -260,8 +258,13 @@ def align(
     t0 = time.monotonic()
     with block_operation(ImageOutput(dst, layout, create, (src,)), run) as op:
         folder = op.scratch("transforms")
-        op.run(RegisterFrame(source, channel, ref, transform, str(folder)), frames,
-               job="register", label="align register")
+        if method == "learned":
+            from volumetric.ops.align_learned import MatchFrame
+
+            register = MatchFrame(source, matchers, channel, ref, str(folder))
+        else:
+            register = RegisterFrame(source, channel, ref, transform, str(folder))
+        op.run(register, frames, job="register", label="align register")
         records = [json.loads((folder / f"{t}.json").read_text()) for t in range(count)]
         pairs = [np.array(r["pair_matrix"]) for r in records]
         matrices = _compose(pairs) if ref is None else pairs
@@ -270,7 +273,14 @@ def align(
             if ref is not None:
                 del r["pair_matrix"]
         flat = tuple(tuple(m.ravel().tolist()) for m in matrices)
-        op.run(WarpFrame(source, f"{dst}/0", flat), frames, job="warp", label="align warp")
+        if method == "learned":
+            from volumetric.ops.align_learned import GridWarpFrame
+
+            splines = tuple(tuple(r["tps"]) if "tps" in r else None for r in records)
+            warp_frame = GridWarpFrame(source, f"{dst}/0", flat, splines)
+        else:
+            warp_frame = WarpFrame(source, f"{dst}/0", flat)
+        op.run(warp_frame, frames, job="warp", label="align warp")
         _tables(records, Path(dst) / "transforms.json", Path(dst) / "transforms.csv")
     if movie is not None:
         _movie(source, open_input(dst, what="OUT"), movie, run.overwrite)

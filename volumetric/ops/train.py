@@ -14,24 +14,23 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from volumetric._version import __version__
 from volumetric.engine import JOURNAL_DIR, acquire_lease, silenced
-from volumetric.errors import DestinationError, InputError
-from volumetric.io.destination import check_apart, check_writable
+from volumetric.errors import InputError
 from volumetric.kernels.augment import AugmentConfig
 from volumetric.models.checkpoint import read_checkpoint, registered_architecture
 from volumetric.models.device import resolve_device
 from volumetric.models.factory import build_network, is_custom
 from volumetric.models.registry import canonical_name
-from volumetric.models.transfer import ModuleState, describe, load_initial_weights, parse_freeze
+from volumetric.models.transfer import describe, load_initial_weights, parse_freeze
 from volumetric.models.transfer import freeze as freeze_layers
-from volumetric.ops.paths import absolute, comparable_path
-from volumetric.train import FitResult, NetworkSpec, TrainSettings, fit, rundir
+from volumetric.ops.paths import absolute
+from volumetric.ops.train_runs import TrainReport, check_same_run, map_paths, stored_run
+from volumetric.train import NetworkSpec, TrainSettings, fit, rundir
 from volumetric.train.losses import get_loss
 from volumetric.train.targets import (
     BINARY_KINDS,
@@ -43,12 +42,6 @@ from volumetric.train.targets import (
 
 log = logging.getLogger("volumetric")
 
-# Settings that may differ when a run is resumed: they do not change its result on CPU.
-RESUMABLE_CHANGES = ("device", "workers", "version")
-# config.json keys reporting what the options imply, not compared on resume.
-DERIVED = ("layers",)
-# DataSettings fields naming files (besides pairs).
-PATHS = ("raw", "target", "mask", "cubes")
 DIMS_OF = {"unet2d": 2, "unet3d": 3, "attention-resunet2d": 2, "attention-resunet3d": 3}
 
 
@@ -166,17 +159,6 @@ class ModelChoice:
     freeze: str = "none"
 
 
-@dataclass
-class TrainReport:
-    """What :func:`train` did."""
-
-    run_dir: Path
-    architecture: str
-    result: FitResult
-    seconds: float
-    layers: list[ModuleState]
-
-
 def _choose_target(targets: list[str], data: DataSettings,
                    settings: TrainSettings) -> tuple[TrainSettings, TargetTransform, float, str]:
     """The settings with loss ``auto`` resolved, the target transform, the span of the
@@ -205,78 +187,6 @@ def _choose_target(targets: list[str], data: DataSettings,
     seen = "; ".join(sample.describe(kind) for sample in samples)
     line = f"target: {kind} ({seen}) → {transform.describe()}"
     return settings, transform, max(max(spans) - min(spans), 1e-12), line
-
-
-def _stored_run(out: Path, resume: bool, inputs: list[str | None]) -> dict[str, Any] | None:
-    """The ``config.json`` of the run in ``out`` to continue (None: start one); refuses clashes.
-
-    A run that never finished an epoch (no ``last.pt``) holds nothing to
-    continue or to keep: it starts again, with any options.
-    """
-    check_writable(out)
-    check_apart(out, inputs)
-    if out.exists() and not out.is_dir():
-        raise DestinationError(f"{out} exists and is not a folder")
-    stored = rundir.read_config(out) if out.is_dir() else None
-    if stored is not None and not (out / rundir.LAST).is_file():
-        return None
-    if stored is None:
-        if out.is_dir() and any(p.name != JOURNAL_DIR for p in out.iterdir()):
-            raise DestinationError(
-                f"{out} is not empty and holds no training run; choose another --out"
-            )
-        return None
-    if not resume:
-        raise DestinationError(f"{out} already holds a training run; pass --resume to continue it "
-                               "or choose another --out")
-    return stored
-
-
-def _map_paths(config: dict[str, Any], rule: Callable[[str], str]) -> dict[str, Any]:
-    """``config`` with ``rule`` applied to every file path it names (URLs and None unchanged)."""
-    def each(path: str | None) -> str | None:
-        return path if path is None or "://" in path else rule(path)
-
-    mapped = dict(config)
-    if "data" in config:
-        data = {key: each(value) if key in PATHS else value
-                for key, value in config["data"].items()}
-        data["pairs"] = [[each(path) for path in pair] for pair in data.get("pairs", [])]
-        data["pair_cubes"] = [each(path) for path in data.get("pair_cubes", [])]
-        data["val"] = data.get("val") and [each(path) for path in data["val"]]
-        mapped["data"] = data
-    if "model" in config:
-        mapped["model"] = {**config["model"], "init": each(config["model"].get("init"))}
-    return mapped
-
-
-def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested settings as one level with dotted keys (``data.patch``)."""
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        if isinstance(value, dict) and value:
-            flat.update(_flat(value, f"{prefix}{key}."))
-        else:
-            flat[prefix + key] = value
-    return flat
-
-
-def _check_same_run(out: Path, stored: dict[str, Any], config: dict[str, Any]) -> None:
-    def show(settings: dict[str, Any], key: str) -> str:
-        if key not in settings:
-            return "(unset)"
-        return settings[key] if isinstance(settings[key], str) else json.dumps(settings[key])
-
-    old, new = _flat(stored), _flat(config)
-    same_old = _flat(_map_paths(stored, comparable_path))
-    same_new = _flat(_map_paths(config, comparable_path))
-    keys = [k for k in sorted(set(old) | set(new))
-            if k not in RESUMABLE_CHANGES and k.split(".")[0] not in DERIVED]
-    differ = [f"{k} {show(old, k)} -> {show(new, k)}" for k in keys
-              if (k in old) != (k in new) or same_old.get(k) != same_new.get(k)]
-    if differ:
-        raise InputError(f"--resume: options differ from the run in {out}: {'; '.join(differ)}; "
-                         "rerun with the options of its config.json or choose another --out")
 
 
 def _architecture(choice: ModelChoice, dims: int, checkpoint: dict[str, Any] | None) -> str:
@@ -357,7 +267,9 @@ def train(
     out = Path(out)
     inputs = [data.raw, data.target, data.mask, data.cubes, model.init, *(data.val or ()),
               *(path for pair in data.pairs for path in pair), *data.pair_cubes]
-    stored = _stored_run(out, resume, inputs)
+    stored = stored_run(out, resume, inputs)
+    if settings.loss == "grid":
+        raise InputError("--loss grid trains geometric matchers; use `vol train-matcher`")
     resolve_device(settings.device)
     parse_freeze(model.freeze)
     augmentation = data.augmentation.without(data.augment_off) if data.augment else None
@@ -385,9 +297,9 @@ def train(
         "target": target.metadata(),
         **settings.to_json(),
     }
-    run_config = _map_paths(json.loads(json.dumps(run_config)), absolute)
+    run_config = map_paths(json.loads(json.dumps(run_config)), absolute)
     if stored is not None:
-        _check_same_run(out, stored, run_config)
+        check_same_run(out, stored, run_config)
 
     torch.manual_seed(settings.seed)
     net = build_network(name, config)

@@ -52,6 +52,14 @@ class PatchSource(Protocol):
     def set_epoch(self, epoch: int) -> None: ...
 
 
+class Meter(Protocol):
+    """Validation metrics accumulated over batches (e.g. :class:`_Validation`)."""
+
+    def add(self, output: torch.Tensor, batch: dict[str, torch.Tensor]) -> None: ...
+
+    def result(self) -> dict[str, float]: ...
+
+
 @dataclass(frozen=True)
 class TrainSettings:
     """Optimisation settings of a run.
@@ -208,8 +216,9 @@ class _Validation:
         self.samples = self.voxels = self.ssim_samples = 0
         self.counts = {"tp": 0, "fp": 0, "fn": 0}
 
-    def add(self, output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None) -> None:
-        """Count one batch; voxels outside ``mask`` count for no metric but SSIM."""
+    def add(self, output: torch.Tensor, batch: dict[str, torch.Tensor]) -> None:
+        """Count one batch; voxels outside its ``mask`` count for no metric but SSIM."""
+        target, mask = batch["target"], batch.get("mask")
         n = output.shape[0]
         self.total += float(self.loss.function(output, target, mask)) * n
         self.samples += n
@@ -249,10 +258,9 @@ class _Step:
                       else torch.float16)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and self.dtype == torch.float16)
 
-    def __call__(self, model: nn.Module, image: torch.Tensor, target: torch.Tensor,
-                 mask: torch.Tensor | None) -> float:
+    def __call__(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> float:
         with torch.autocast(self.device_type, dtype=self.dtype, enabled=self.amp):
-            value = self.loss.function(model(image), target, mask)
+            value = self.loss.function(model(batch["image"]), batch["target"], batch.get("mask"))
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(value).backward()
         if self.clip_grad:
@@ -312,6 +320,7 @@ def fit(
     data_range: float = 1.0,
     progress: bool = True,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
+    meter: Callable[[], Meter] | None = None,
 ) -> FitResult:
     """Train ``model`` and write the run directory.
 
@@ -338,6 +347,9 @@ def fit(
         Show a progress bar with the loss and patches/s.
     on_epoch : callable, optional
         Called with each epoch's metrics row.
+    meter : callable, optional
+        Makes the :class:`Meter` of a validation pass (default: the loss, and Dice/IoU
+        for mask losses or MSE/PSNR/SSIM for the others).
 
     Returns
     -------
@@ -381,10 +393,11 @@ def fit(
                     break
                 _check_targets(loss, batch["target"],
                                f"the target batch of epoch {epoch + 1} step {state['step'] + 1}")
-                image, target, mask = _to_device(batch, device)
+                batch = _to_device(batch, device)
+                image = batch["image"]
                 if example is None:
                     example = image[:1].cpu()
-                value = train_step(model, image, target, mask)
+                value = train_step(model, batch)
                 state["step"] += 1
                 _check_finite("training", value, f"epoch {epoch + 1} step {state['step']}")
                 seen += image.shape[0]
@@ -399,7 +412,8 @@ def fit(
         if scheduler is not None:
             scheduler.step()
         if val_set is not None:
-            row.update(_validate(model, val_set, loss, settings, device, data_range))
+            meter_now = meter() if meter is not None else _Validation(loss, data_range)
+            row.update(_validate(model, val_set, loss, settings, device, meter_now))
         row.update({"seconds": seconds, "patches_per_s": seen / seconds if seconds else 0.0})
         state["epoch"] += 1
         state["history"].append(row)
@@ -447,24 +461,19 @@ def _check_finite(kind: str, loss: float, when: str) -> None:
 
 
 def _validate(model: nn.Module, val_set: PatchSource, loss: Loss, settings: TrainSettings,
-              device: torch.device, data_range: float) -> dict[str, float]:
+              device: torch.device, meter: Meter) -> dict[str, float]:
     model.eval()
-    meter = _Validation(loss, data_range)
     with torch.no_grad():
         for batch in _batches(_loader(val_set, settings, device, 0)):
             _check_targets(loss, batch["target"], "a validation target batch")
-            image, target, mask = _to_device(batch, device)
-            meter.add(model(image).float(), target, mask)
+            batch = _to_device(batch, device)
+            meter.add(model(batch["image"]).float(), batch)
     return meter.result()
 
 
-def _to_device(batch: dict[str, torch.Tensor],
-               device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Image, target and loss mask (None without one) of a batch, on ``device``."""
-    image = batch["image"].to(device, non_blocking=True)
-    target = batch["target"].to(device, non_blocking=True)
-    mask = batch["mask"].to(device, non_blocking=True) if "mask" in batch else None
-    return image, target, mask
+def _to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """The batch's tensors (image, target, loss mask...) on ``device``."""
+    return {key: value.to(device, non_blocking=True) for key, value in batch.items()}
 
 
 def _save_best(run_dir: Path, model: nn.Module, spec: NetworkSpec, example: torch.Tensor,

@@ -9,6 +9,7 @@ name           loss                                        network output   targ
 ``log-dice``   mean of -log(soft Dice)                     logits           [0, 1]
 ``bce-dice``   BCE + Dice                                  logits           [0, 1]
 ``cldice``     0.5 Dice + 0.5 soft clDice (Shit et al.)    logits           [0, 1]
+``grid``       grid loss of a geometric matcher            transformation   grid points
 =============  ==========================================  ===============  ============
 
 Mask losses apply the sigmoid themselves, so the trained network ends in
@@ -16,6 +17,10 @@ logits; its checkpoint and TorchScript export add the sigmoid
 (:attr:`Loss.output_activation`). The soft Dice and clDice follow MONAI's
 ``DiceLoss`` and ``SoftDiceclDiceLoss`` definitions (same smoothing terms).
 ``cldice`` suits thin, linear structures such as neurites and vessels.
+``grid`` is the loss of ``vol train-matcher``
+(:func:`volumetric.models.matching.grid_distance`): the network outputs the
+parameters of a transformation, the target holds where the true one moves
+the loss grid's points.
 
 Every loss takes an optional loss ``mask`` (broadcast over channels): only
 voxels where it is nonzero count (mask losses see prediction and target
@@ -139,6 +144,14 @@ def cldice_loss(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor |
     return (1 - alpha) * dice + alpha * cldice.mean()
 
 
+def grid_points_loss(theta: torch.Tensor, target: torch.Tensor,
+                     mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Grid loss of predicted transformation parameters against true grid positions (no mask)."""
+    from volumetric.models.matching import grid_distance
+
+    return grid_distance(theta, target)
+
+
 @dataclass(frozen=True)
 class Loss:
     """A named loss with what it implies for the network output and the target."""
@@ -185,6 +198,7 @@ LOSSES: dict[str, Loss] = {
         Loss("log-dice", log_dice_loss, "sigmoid", _MASK),
         Loss("bce-dice", bce_dice_loss, "sigmoid", _MASK),
         Loss("cldice", cldice_loss, "sigmoid", _MASK),
+        Loss("grid", grid_points_loss, "none", None),
     )
 }
 
