@@ -112,13 +112,15 @@ class Frames:
 
 def frames(
     shape: Sequence[int] = (2, 96, 96, 16), count: int = 20, *, nuclei: int = 120, seed: int = 0,
-    rotation: float = 25.0, affine: float = 0.0,
+    rotation: float = 25.0, affine: float = 0.0, tilt: float = 0.0,
 ) -> Frames:
     """A moving brain of ``nuclei`` gaussian nuclei over ``count`` frames of ``shape`` (C, X, Y, Z).
 
     ``rotation`` is the amplitude of the rotation about ``z`` in degrees
     (0: pure translation); ``affine`` the amplitude of the scale and shear
-    of the ``x, y`` plane (e.g. 0.08 for up to about 8 %).
+    of the ``x, y`` plane (e.g. 0.08 for up to about 8 %); ``tilt`` the
+    amplitude in degrees of rotations about the ``x`` and ``y`` axes (out of
+    plane, rigid in micrometres with ``VOXEL_SIZE_XYZ``), applied first.
 
     Examples
     --------
@@ -150,6 +152,14 @@ def frames(
         strain = np.stack([_motion(warp_rng, count, affine) for _ in range(4)], axis=1)
         strain = np.eye(2) + strain.reshape(count, 2, 2)
         transforms[:, :2, :2] = transforms[:, :2, :2] @ strain
+    if tilt > 0:  # stream 5: its own (0 brain, 1 noise, 2 affine)
+        from scipy.spatial.transform import Rotation
+
+        tilt_rng = rng_for(seed, 5)
+        angles = np.stack([_motion(tilt_rng, count, tilt) for _ in range(2)], axis=1)
+        um = np.asarray(VOXEL_SIZE_XYZ)
+        turn = Rotation.from_euler("xy", angles, degrees=True).as_matrix()
+        transforms[:, :3, :3] = transforms[:, :3, :3] @ (turn * um / um[:, None])
     transforms[:, :3, 3] = centre + shift - np.einsum("kij,j->ki", transforms[:, :3, :3], centre)
     return Frames(shape=shape, count=count, nuclei=points, sigma=sigma, brightness=brightness,
                   activity=activity, transforms=transforms, seed=int(seed))
