@@ -65,7 +65,7 @@ def warp(image: np.ndarray, matrix: np.ndarray, *, order: int = 1, mode: str = "
 
 
 def matrix_from(linear: np.ndarray, shift: np.ndarray, centre: np.ndarray) -> np.ndarray:
-    """The ``(n + 1)`` square matrix of ``q = linear (p - centre) + centre + shift`` (``n`` axes)."""
+    """The ``(n + 1)`` square matrix of ``q = linear (p - centre) + centre + shift``, n axes."""
     n = len(centre)
     m = np.eye(n + 1)
     m[:n, :n] = linear
