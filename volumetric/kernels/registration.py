@@ -75,12 +75,12 @@ def matrix_from(linear: np.ndarray, shift: np.ndarray, centre: np.ndarray) -> np
 
 def to_voxels(linear: np.ndarray, spacing: np.ndarray) -> np.ndarray:
     """A linear map of physical coordinates as one of voxel coordinates: ``S^-1 L S``."""
-    return linear * spacing[None, :] / spacing[:, None]
+    return linear * (spacing[None, :] / spacing[:, None])  # exactly linear when isotropic
 
 
 def to_physical(linear: np.ndarray, spacing: np.ndarray) -> np.ndarray:
     """A linear map of voxel coordinates as one of physical coordinates: ``S L S^-1``."""
-    return linear * spacing[:, None] / spacing[None, :]
+    return linear * (spacing[:, None] / spacing[None, :])
 
 
 def rotation(angle: float) -> np.ndarray:
