@@ -1,14 +1,19 @@
-"""Frame alignment: landmark error of none / translation / rigid / affine, and frames/s.
+"""Frame alignment: landmark error of none / translation / rigid / affine, 2D and 3D, frames/s.
 
 A synthetic recording (``volumetric.testing.frames``) moves by known rotation,
-translation and a small affine strain; each ``vol align`` run (a fresh
-subprocess, the embedded cluster) registers every frame to the middle one,
-and its ``transforms.json`` is scored against the true nuclei positions:
-mean and 90th-percentile landmark error in pixels and PCK@0.05 (share of
-landmarks within 5 % of the image size). "none" is the error before alignment.
-Frames/s is per whole command, cluster start included (a lower bound).
+translation, a small affine strain and, with ``--tilt``, rotations out of the
+plane; each ``vol align`` run (a fresh subprocess, the embedded cluster)
+registers every frame to the middle one, on the z projection (``--dims 2``,
+3x3 matrices) or the whole frame (``--dims 3``, 4x4 matrices), and its
+``transforms.json`` is scored against the true nuclei positions: mean and
+90th-percentile landmark error in pixels in the plane (y, x), mean error in
+voxels in 3D (z, y, x; a 2D matrix leaves z as it is) and PCK@0.05 (share of
+landmarks within 5 % of the image size in the plane). "none" is the error
+before alignment. Frames/s is per whole command, cluster start included (a
+lower bound).
 
-    python -m benchmarks.align [--side 256] [--frames 24] [--affine 0.06] [--keep]
+    python -m benchmarks.align [--side 256] [--depth 20] [--frames 24] [--affine 0.06]
+                               [--tilt 0] [--keep]
 """
 
 from __future__ import annotations
@@ -22,15 +27,23 @@ import numpy as np
 
 from benchmarks.measure import add_scratch_options, report, run_measured, scratch_dir
 
-MODELS = ("translation", "rigid", "affine")
+RUNS = (("translation", 2), ("rigid", 2), ("affine", 2), ("rigid", 3), ("affine", 3))
+
+
+def as_3d(matrix: np.ndarray) -> np.ndarray:
+    """A 4x4 matrix over ``(z, y, x, 1)``; a 3x3 one over ``(y, x, 1)`` keeps z as it is."""
+    if matrix.shape == (4, 4):
+        return matrix
+    out = np.eye(4)
+    out[1:, 1:] = matrix
+    return out
 
 
 def landmark_errors(movie, matrices: list[np.ndarray], reference: int) -> np.ndarray:
-    """Per frame and nucleus, the distance (pixels, y/x) between mapped and true positions."""
-    at_ref = movie.positions(reference)[:, [1, 0]]
-    return np.stack([np.linalg.norm(at_ref @ m[:2, :2].T + m[:2, 2]
-                                    - movie.positions(t)[:, [1, 0]], axis=1)
-                     for t, m in enumerate(matrices)])
+    """Per frame and nucleus, the offset ``(z, y, x)`` in voxels of mapped from true positions."""
+    at_ref = movie.positions(reference)[:, ::-1]
+    return np.stack([at_ref @ as_3d(m)[:3, :3].T + as_3d(m)[:3, 3]
+                     - movie.positions(t)[:, ::-1] for t, m in enumerate(matrices)])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -41,10 +54,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--depth", type=int, default=20, help="z planes per frame")
     parser.add_argument("--frames", type=int, default=24, help="number of frames")
     parser.add_argument("--affine", type=float, default=0.06, help="affine strain amplitude")
+    parser.add_argument("--tilt", type=float, default=0.0,
+                        help="amplitude of the rotations about x and y, degrees")
     add_scratch_options(parser)
     args = parser.parse_args(argv)
     movie = frames((2, args.side, args.side, args.depth), args.frames,
-                   nuclei=max(120, args.side), seed=7, affine=args.affine)
+                   nuclei=max(120, args.side), seed=7, affine=args.affine, tilt=args.tilt)
     reference = args.frames // 2
     pck = 0.05 * args.side
     with scratch_dir("align", args) as scratch:
@@ -53,27 +68,34 @@ def main(argv: list[str] | None = None) -> None:
         run_measured([*vol, "convert", str(h5), str(scratch / "worm.zarr"), "--axes", "cxyz"])
         errors = {"none": landmark_errors(movie, [np.eye(3)] * args.frames, reference)}
         runs = {}
-        for model in MODELS:
-            out = scratch / f"{model}.zarr"
-            runs[model] = run_measured([*vol, "align", str(scratch / "worm.zarr"), str(out),
-                                        "--transform", model, "--overwrite"])
+        for model, dims in RUNS:
+            name, out = f"{model} {dims}D", scratch / f"{model}{dims}.zarr"
+            runs[name] = run_measured([*vol, "align", str(scratch / "worm.zarr"), str(out),
+                                       "--transform", model, "--dims", str(dims),
+                                       "--overwrite"])
             records = json.loads((out / "transforms.json").read_text())
-            errors[model] = landmark_errors(movie, [np.array(r["matrix"]) for r in records],
-                                            reference)
-        table = {
-            name: {"mean_px": float(e.mean()), "p90_px": float(np.percentile(e, 90)),
-                   "pck_0.05": float((e <= pck).mean()),
-                   "frames_per_s": args.frames / runs[name].seconds if name in runs else None,
-                   "peak_rss_mib": runs[name].peak_rss_mib if name in runs else None}
-            for name, e in errors.items()
-        }
+            errors[name] = landmark_errors(movie, [np.array(r["matrix"]) for r in records],
+                                           reference)
+        table = {}
+        for name, e in errors.items():
+            plane = np.linalg.norm(e[..., 1:], axis=-1)
+            table[name] = {
+                "mean_px": float(plane.mean()), "p90_px": float(np.percentile(plane, 90)),
+                "mean_voxels_3d": float(np.linalg.norm(e, axis=-1).mean()),
+                "mean_z_voxels": float(np.abs(e[..., 0]).mean()),
+                "pck_0.05": float((plane <= pck).mean()),
+                "frames_per_s": args.frames / runs[name].seconds if name in runs else None,
+                "peak_rss_mib": runs[name].peak_rss_mib if name in runs else None}
         results = {"frame_shape_cxyz": [2, args.side, args.side, args.depth],
-                   "frames": args.frames, "affine": args.affine, "reference": reference,
-                   "cores": os.cpu_count(), "models": table}
-        rows = [(name, f"{r['mean_px']:.3f}", f"{r['p90_px']:.3f}", f"{r['pck_0.05']:.3f}",
+                   "frames": args.frames, "affine": args.affine, "tilt_deg": args.tilt,
+                   "reference": reference, "cores": os.cpu_count(), "models": table}
+        rows = [(name, f"{r['mean_px']:.3f}", f"{r['p90_px']:.3f}",
+                 f"{r['mean_voxels_3d']:.3f}", f"{r['mean_z_voxels']:.3f}",
+                 f"{r['pck_0.05']:.3f}",
                  "-" if r["frames_per_s"] is None else f"{r['frames_per_s']:.2f}")
                 for name, r in table.items()]
-        report("align", results, rows, ("model", "mean px", "p90 px", "PCK@0.05", "frames/s"))
+        report("align", results, rows, ("model", "mean px (y, x)", "p90 px", "mean vox (z, y, x)",
+                                        "mean z vox", "PCK@0.05", "frames/s"))
 
 
 if __name__ == "__main__":
