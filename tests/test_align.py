@@ -13,7 +13,7 @@ from interruption import killed_before_completion
 import volumetric
 from volumetric.errors import InputError, LayoutMismatchError
 from volumetric.kernels.registration import warp
-from volumetric.testing.frames import frames, write_frames
+from volumetric.testing.frames import VOXEL_SIZE_XYZ, frames, write_frames
 
 SHAPE = (2, 64, 56, 5)  # C, X, Y, Z
 
@@ -138,6 +138,10 @@ def test_3d_previous_reference_warps_every_channel_in_3d(vol, worm, tmp_path):
     assert np.array(records[0]["matrix"]) == pytest.approx(np.eye(4))
     assert [np.array(r["pair_matrix"]).shape for r in records] == [(4, 4)] * 4
     assert _errors_3d(movie, records, 0).max() < 0.5
+    um = np.array(VOXEL_SIZE_XYZ[::-1])  # the input's voxel size, (z, y, x): rigid in µm
+    for r in records:
+        turn = np.array(r["matrix"])[:3, :3] * (um[:, None] / um[None, :])
+        assert turn @ turn.T == pytest.approx(np.eye(3), abs=1e-9)
     assert np.array(records[2]["matrix"]) == pytest.approx(
         np.array(records[2]["pair_matrix"]) @ np.array(records[1]["matrix"]))
     rows = list(csv.DictReader(open(out / "transforms.csv")))

@@ -69,8 +69,10 @@ def projections(source: Source, t: int, channel: int | None = None) -> np.ndarra
 
 
 def registered_image(source: Source, t: int, channel: int, dims: int) -> np.ndarray:
-    """What is registered of frame ``t``: ``channel``'s maximum over ``z`` as ``(Y, X)``
-    (``dims=2``), or its whole ``(Z, Y, X)`` volume (``dims=3``)."""
+    """What is registered of frame ``t``: one channel's z maximum or whole volume.
+
+    ``(Y, X)``, the maximum over ``z``, with ``dims=2``; ``(Z, Y, X)`` with ``dims=3``.
+    """
     if dims == 2:
         return projections(source, t, channel)[0]
     return source.read(_frame_box(source, t, channel)).reshape(source.shape[-3:])
