@@ -23,7 +23,7 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     "distance": ([], ["--side", "256"]),
     "predict": ([], ["--quick"]),
     "loader": ([], ["--side", "128", "--patches", "64"]),
-    "align": ([], ["--side", "128", "--depth", "10", "--frames", "8"]),
+    "align": ([], ["--side", "96", "--depth", "10", "--frames", "6", "--tilt", "6"]),
 }
 
 

@@ -1,11 +1,15 @@
 """Frame alignment of a time series (``vol align``), classical or learned.
 
-Every frame is registered on one channel's maximum projection along ``z``
-(:mod:`volumetric.kernels.registration`) to a reference frame, by default
-the middle one (the nearest to all others on average, so the motions to
-recover are smallest), or to the previous frame with the transforms
-composed along the recording (then frame 0 is the reference). Each frame's
-2D transform is then applied to every channel and ``z`` plane.
+Every frame is registered on one channel (:mod:`volumetric.kernels.registration`)
+to a reference frame, by default the middle one (the nearest to all others on
+average, so the motions to recover are smallest), or to the previous frame
+with the transforms composed along the recording (then frame 0 is the
+reference). With ``dims=2`` (the default) the channel's maximum projection
+along ``z`` is registered and the frame's 2D transform (a 3x3 matrix over
+``(row, col, 1)``) is applied to every channel and ``z`` plane; with
+``dims=3`` the channel's whole ``(Z, Y, X)`` frame is registered, rotations
+rigid in the input's physical voxel size, and the 3D transform (a 4x4 matrix
+over ``(z, y, x, 1)`` voxel positions) warps every channel in 3D.
 
 Both steps are block jobs with one task per frame. The registration task
 leaves its transform in the output's scratch folder, so an interrupted run
@@ -38,12 +42,23 @@ from volumetric.io.ome import LevelSpec, OmeImage, create_image, open_image
 from volumetric.io.sources import Source
 from volumetric.io.writes import write_box
 from volumetric.kernels.registration import MODELS, describe, ncc, register, warp
-from volumetric.ops.common import chunks_of, open_input
+from volumetric.ops.common import chunks_of, open_input, spacing_of
 from volumetric.ops.output import ImageOutput
 from volumetric.ops.paths import absolute
 
 METHODS = ("classical", "learned")
+DIMS = (2, 3)
 MOVIE_SUFFIXES = (".mp4", ".gif")
+
+
+def registered_image(source: Source, t: int, channel: int, dims: int) -> np.ndarray:
+    """What is registered of frame ``t``: one channel's z maximum or whole volume.
+
+    ``(Y, X)``, the maximum over ``z``, with ``dims=2``; ``(Z, Y, X)`` with ``dims=3``.
+    """
+    if dims == 2:
+        return projections(source, t, channel)[0]
+    return source.read(frame_box(source, t, channel)).reshape(source.shape[-3:])
 
 
 @dataclass(frozen=True)
@@ -55,16 +70,18 @@ class RegisterFrame:
     reference: int | None  # None: the previous frame
     model: str
     folder: str
+    dims: int = 2
+    spacing: tuple[float, ...] | None = None  # per registered axis, None: isotropic
 
     def __call__(self, box: Box) -> float:
         t = box.start[0]
         fixed_t = t - 1 if self.reference is None else self.reference
-        moving = projections(self.source, t, self.channel)[0]
+        moving = registered_image(self.source, t, self.channel, self.dims)
         if fixed_t < 0 or fixed_t == t:
-            fixed, matrix, score = moving, np.eye(3), 1.0
+            fixed, matrix, score = moving, np.eye(self.dims + 1), 1.0
         else:
-            fixed = projections(self.source, fixed_t, self.channel)[0]
-            matrix, score = register(fixed, moving, self.model)
+            fixed = registered_image(self.source, fixed_t, self.channel, self.dims)
+            matrix, score = register(fixed, moving, self.model, spacing=self.spacing)
         record = {"t": t, "fixed": max(fixed_t, 0), "pair_matrix": matrix.tolist(),
                   "score": score, "score_before": ncc(fixed, moving)}
         path = Path(self.folder) / f"{t}.json"
@@ -76,17 +93,18 @@ class RegisterFrame:
 
 @dataclass(frozen=True)
 class WarpFrame:
-    """Block task: warp every channel and plane of frame ``t`` by its transform."""
+    """Block task: warp every channel (each plane in 2D, each volume in 3D) of frame ``t``."""
 
     source: Source
     dst: str
-    matrices: tuple[tuple[float, ...], ...]  # per frame, the 3x3 matrix flattened
+    matrices: tuple[tuple[float, ...], ...]  # per frame, the 3x3 or 4x4 matrix flattened
+    dims: int = 2
 
     def __call__(self, box: Box) -> int:
         data = self.source.read(box)
-        matrix = np.array(self.matrices[box.start[0]]).reshape(3, 3)
-        planes = data.reshape(-1, *data.shape[-2:])
-        out = np.stack([warp(p, matrix) for p in planes]).reshape(data.shape)
+        matrix = np.array(self.matrices[box.start[0]]).reshape(self.dims + 1, self.dims + 1)
+        parts = data.reshape(-1, *data.shape[-self.dims:])
+        out = np.stack([warp(p, matrix) for p in parts]).reshape(data.shape)
         write_box(self.dst, box.slices, out)
         return int(out.size)
 
@@ -101,14 +119,19 @@ class AlignReport:
     seconds: float
     resumed: bool
     movie: str | None
+    dims: int = 2
 
 
-def _check(source: Source, src: str, reference: int | str | None, channel: int) -> int | None:
+def _check(source: Source, src: str, reference: int | str | None, channel: int,
+           dims: int = 2) -> int | None:
     """Refuse an input or option no alignment can use; the reference frame (None: previous)."""
     axes = source.axes
     if "t" not in axes or not axes.endswith("yx"):
         raise InputError(f"FRAMES {src} has axes {axes!r}; alignment needs a time series "
                          "with t, y and x axes")
+    if dims == 3 and ("z" not in axes or source.shape[axes.index("z")] < 2):
+        raise InputError(f"--dims 3 registers volumes and needs a z axis of 2 planes or more; "
+                         f"FRAMES {src} has axes {axes!r}, shape {source.shape}")
     count = source.shape[0]
     if count < 2:
         raise InputError(f"FRAMES {src} has a single frame; alignment needs at least 2")
@@ -132,23 +155,24 @@ def _check(source: Source, src: str, reference: int | str | None, channel: int) 
 
 def _compose(pairs: list[np.ndarray]) -> list[np.ndarray]:
     """Frame 0 to frame k transforms from frame k-1 to frame k ones (``M_k = P_k @ M_{k-1}``)."""
-    composed = [np.eye(3)]
+    composed = [np.eye(len(pairs[0]))]
     for pair in pairs[1:]:
         composed.append(pair @ composed[-1])
     return composed
 
 
-def _tables(records: list[dict], json_path: Path, csv_path: Path) -> None:
-    """Write the transforms as JSON and CSV, atomically."""
+def _tables(records: list[dict], json_path: Path, csv_path: Path, dims: int = 2,
+            spacing: tuple[float, ...] | None = None) -> None:
+    """Write the transforms as JSON and CSV (readable parameters, :func:`describe`), atomically."""
     with replacing([json_path, csv_path], overwrite=True) as (tmp_json, tmp_csv):
         tmp_json.write_text(json.dumps(records, indent=1))
         with open(tmp_csv, "w", newline="") as f:
-            columns = ["t", "fixed", *describe(np.eye(3)), "score", "score_before"]
+            columns = ["t", "fixed", *describe(np.eye(dims + 1)), "score", "score_before"]
             writer = csv.DictWriter(f, columns)
             writer.writeheader()
             for r in records:
                 writer.writerow({"t": r["t"], "fixed": r["fixed"],
-                                 **describe(np.array(r["matrix"])),
+                                 **describe(np.array(r["matrix"]), spacing),
                                  "score": round(r["score"], 6),
                                  "score_before": round(r["score_before"], 6)})
 
@@ -187,6 +211,7 @@ def align(
     method: str = "classical",
     matcher: str | None = None,
     movie: str | None = None,
+    dims: int = 2,
     run: RunOptions = RunOptions(),
 ) -> AlignReport:
     """Align every frame of the time series ``src`` and write the OME-Zarr image ``dst``.
@@ -212,24 +237,35 @@ def align(
         runs (or their ``model.pt`` files), for the learned method.
     movie : str, optional
         Also write a before / after movie (``.mp4`` or ``.gif``).
+    dims : {2, 3}
+        2: register the channel's maximum projection along ``z`` and apply
+        the 2D transform to every plane; 3: register the channel's whole
+        ``(Z, Y, X)`` frame (``src`` needs a ``z`` axis), rotations rigid in
+        the input's voxel size, and warp every channel in 3D.
     run : RunOptions
 
     Returns
     -------
     AlignReport
         ``records`` holds, per frame, ``t``, ``fixed`` (the frame it was
-        registered to), ``matrix`` (3x3, reference ``(row, col, 1)`` pixel
-        positions to this frame's, see :mod:`volumetric.kernels.registration`),
-        ``score`` (NCC with the fixed frame after alignment) and ``score_before``.
+        registered to), ``matrix`` (reference positions to this frame's, see
+        :mod:`volumetric.kernels.registration`: 3x3 over ``(row, col, 1)``
+        pixels with ``dims=2``, 4x4 over ``(z, y, x, 1)`` voxels with
+        ``dims=3``), ``score`` (NCC with the fixed frame after alignment) and
+        ``score_before``.
     """
     check_choice(method, METHODS, "--method")
     check_choice(transform, MODELS, "--transform")
+    if dims not in DIMS:
+        raise InputError(f"--dims must be 2 or 3, got {dims!r}")
     if (method == "learned") != (matcher is not None):
         raise InputError("--method learned needs --matcher RUN_DIR[,RUN_DIR], and --matcher "
                          "goes with --method learned")
+    if method == "learned" and dims == 3:
+        raise InputError("--method learned matches the frames' z projections; use --dims 2")
     src, dst = absolute(src), absolute(dst)
     source = open_input(src, what="FRAMES")
-    ref = _check(source, src, reference, channel)
+    ref = _check(source, src, reference, channel, dims)
     matchers = ()
     if method == "learned":
         from volumetric.ops.align_learned import load_matchers
@@ -246,10 +282,13 @@ def align(
     meta = source.meta(name=Path(dst).name)
     layout = {"operation": "align", "source": source.identity(),
               "reference": "previous" if ref is None else ref,
-              "channel": channel, "method": method,
+              "channel": channel, "method": method, "dims": dims,
               **({"transform": transform} if method == "classical" else
                  {"matchers": [m.path for m in matchers]})}
     frames = [frame_box(source, t) for t in range(count)]
+    # rotations are rigid in physical units: the voxel size of the registered axes
+    spacing = (spacing_of(source, what="FRAMES") if dims == 3
+               else tuple(source.voxel_size[-2:]) if source.voxel_size else None)
 
     def create() -> None:
         create_image(dst, meta, [LevelSpec("0", source.shape, (1,) * len(source.shape))],
@@ -263,7 +302,7 @@ def align(
 
             register = MatchFrame(source, matchers, channel, ref, str(folder))
         else:
-            register = RegisterFrame(source, channel, ref, transform, str(folder))
+            register = RegisterFrame(source, channel, ref, transform, str(folder), dims, spacing)
         op.run(register, frames, job="register", label="align register")
         records = [json.loads((folder / f"{t}.json").read_text()) for t in range(count)]
         pairs = [np.array(r["pair_matrix"]) for r in records]
@@ -279,10 +318,11 @@ def align(
             splines = tuple(tuple(r["tps"]) if "tps" in r else None for r in records)
             warp_frame = GridWarpFrame(source, f"{dst}/0", flat, splines)
         else:
-            warp_frame = WarpFrame(source, f"{dst}/0", flat)
+            warp_frame = WarpFrame(source, f"{dst}/0", flat, dims)
         op.run(warp_frame, frames, job="warp", label="align warp")
-        _tables(records, Path(dst) / "transforms.json", Path(dst) / "transforms.csv")
+        _tables(records, Path(dst) / "transforms.json", Path(dst) / "transforms.csv", dims,
+                spacing)
     if movie is not None:
         _movie(source, open_input(dst, what="OUT"), movie, run.overwrite)
     return AlignReport(open_image(dst), "previous" if ref is None else ref, records,
-                       time.monotonic() - t0, op.resumed, movie)
+                       time.monotonic() - t0, op.resumed, movie, dims)

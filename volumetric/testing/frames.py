@@ -142,18 +142,20 @@ class Frames:
 
 def frames(
     shape: Sequence[int] = (2, 96, 96, 16), count: int = 20, *, nuclei: int = 120, seed: int = 0,
-    rotation: float = 25.0, affine: float = 0.0, bend: float = 0.0,
+    rotation: float = 25.0, affine: float = 0.0, bend: float = 0.0, tilt: float = 0.0,
 ) -> Frames:
     """A moving brain of ``nuclei`` gaussian nuclei over ``count`` frames of ``shape`` (C, X, Y, Z).
 
     ``rotation`` is the amplitude of the rotation about ``z`` in degrees
     (0: pure translation); ``affine`` the amplitude of the scale and shear
-    of the ``x, y`` plane (e.g. 0.08 for up to about 8 %); ``bend`` the
+    of the ``x, y`` plane (e.g. 0.08 for up to about 8 %); ``tilt`` the
+    amplitude in degrees of rotations about the ``x`` and ``y`` axes (out of
+    plane, rigid in micrometres with ``VOXEL_SIZE_XYZ``), applied first; ``bend`` the
     amplitude of the non-rigid bending as a fraction of the frame's side
     (the mean of its ``x`` and ``y`` sizes): e.g. 0.03 bends the head by up
     to about 3 % of the side across its axis and compresses it locally by
     up to 6 % along it. Each amplitude varies smoothly over the frames
-    around zero; all three must be non-negative and finite, and the bend is
+    around zero; all four must be non-negative and finite, and the bend is
     one-to-one while ``bend < 0.5``.
 
     Examples
@@ -166,7 +168,7 @@ def frames(
     count = positive([count], 1, "number of frames")[0]
     n = positive([nuclei], 1, "number of nuclei")[0]
     rotation, affine = amount(rotation, "rotation"), amount(affine, "affine")
-    bend = amount(bend, "bend")
+    bend, tilt = amount(bend, "bend"), amount(tilt, "tilt")
     rng = rng_for(seed, 0)
     size = np.asarray(shape[1:], dtype=float)
     centre = (size - 1) / 2
@@ -188,6 +190,14 @@ def frames(
         strain = np.stack([_motion(warp_rng, count, affine) for _ in range(4)], axis=1)
         strain = np.eye(2) + strain.reshape(count, 2, 2)
         transforms[:, :2, :2] = transforms[:, :2, :2] @ strain
+    if tilt > 0:  # stream 5: its own (0 brain, 1 noise, 2 affine)
+        from scipy.spatial.transform import Rotation
+
+        tilt_rng = rng_for(seed, 5)
+        angles = np.stack([_motion(tilt_rng, count, tilt) for _ in range(2)], axis=1)
+        um = np.asarray(VOXEL_SIZE_XYZ)
+        turn = Rotation.from_euler("xy", angles, degrees=True).as_matrix()
+        transforms[:, :3, :3] = transforms[:, :3, :3] @ (turn * um / um[:, None])
     transforms[:, :3, 3] = centre + shift - np.einsum("kij,j->ki", transforms[:, :3, :3], centre)
     bending = None if bend == 0 else _bend(rng_for(seed, 3), transforms, centre, semi[0],
                                            bend * size[:2].mean(), 2 * bend)
