@@ -86,7 +86,7 @@ def learned_runs(vol: list[str], scratch, args, movie, reference: int, runs: dic
     """Train the two matchers, align with them; their training measurements by kind."""
     frames_zarr = str(scratch / "worm.zarr")
     common = ["--size", str(args.matcher_size), "--steps", str(args.matcher_steps),
-              "--batch", "16", "--lr", "1e-3", "--pairs-per-frame", "40"]
+              "--batch", "16", "--lr", "1e-3", "--scheduler", "cosine", "--pairs-per-frame", "40"]
     training = {}
     for kind, augment in (("affine", "shear,rotate,distort,zoom,noise"),
                           ("tps", "shear,distort,noise")):
