@@ -35,7 +35,7 @@ from volumetric.io.ome import LevelSpec, OmeImage, create_image, open_image
 from volumetric.io.sources import Source
 from volumetric.io.writes import write_box
 from volumetric.kernels.registration import MODELS, describe, ncc, register, warp
-from volumetric.ops.common import chunks_of, open_input
+from volumetric.ops.common import chunks_of, open_input, small_job
 from volumetric.ops.output import ImageOutput
 from volumetric.ops.paths import absolute
 
@@ -258,7 +258,8 @@ def align(
                      dtype=source.dtype, chunks=chunks)
 
     t0 = time.monotonic()
-    with block_operation(ImageOutput(dst, layout, create, (src,)), run) as op:
+    with block_operation(ImageOutput(dst, layout, create, (src,)), run,
+                         small=small_job(source)) as op:
         folder = op.scratch("transforms")
         op.run(RegisterFrame(source, channel, ref, transform, str(folder)), frames,
                job="register", label="align register")
