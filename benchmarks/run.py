@@ -17,6 +17,9 @@ import time
 
 # name -> (full-size arguments, quick arguments)
 BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
+    "startup": ([], ["--rounds", "2"]),
+    "engine": ([], ["--blocks", "10000"]),
+    "codec": ([], ["--rounds", "2", "--tasks", "2"]),
     "convert": ([], ["--gib", "0.25"]),
     "tiff_source": ([], ["--gib", "0.25"]),
     "discover": (["--trees", "3"], ["--shape", "512,512,512", "--repeat", "1"]),

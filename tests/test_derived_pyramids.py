@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import zarr
 from image_files import write_image
-from interruption import killed_before_completion
+from interruption import done_keys, killed_before_completion, unmark
 from predict_models import save_torchscript, tiny
 
 from volumetric.engine import RunOptions
@@ -81,8 +81,7 @@ def test_render_levels_stay_binary_and_resume(client, tmp_path, mask, swc):
         render(swc, like, str(out), levels=3, run=run_options(client))
     # A run killed half way through level 1: half its blocks unmarked, their data lost.
     boxes = list(BlockGrid(expected[1].shape, CHUNKS).boxes())
-    for box in boxes[len(boxes) // 2:]:
-        (out / ".volumetric" / "done" / "level-1" / box.key()).unlink()
+    unmark(out, "level-1", [box.key() for box in boxes[len(boxes) // 2:]])
     zarr.open_array(str(out / "1"), mode="r+")[...] = 7
     report = render(swc, like, str(out), levels=3, run=run_options(client))
     assert report.resumed and open_image(out).complete
@@ -98,8 +97,7 @@ def test_interrupted_distance_levels_resume_to_the_same_result(client, tmp_path,
     out = str(tmp_path / "d.zarr")
     with killed_before_completion():
         distance(mask, out, clip=3.0, levels=3, run=run_options(client))
-    for marker in (tmp_path / "d.zarr" / ".volumetric" / "done" / "level-2").iterdir():
-        marker.unlink()
+    unmark(out, "level-2", done_keys(out, "level-2"))
     zarr.open_array(f"{out}/2", mode="r+")[...] = -1.0
     assert distance(mask, out, clip=3.0, levels=3, run=run_options(client)).resumed
     assert_levels(out, 3, "mean")

@@ -10,7 +10,7 @@ import zarr
 from scipy import ndimage as ndi
 
 from image_files import write_image
-from interruption import killed_before_completion
+from interruption import killed_before_completion, unmark
 from volumetric.engine import RunOptions
 from volumetric.geometry import BlockGrid
 from volumetric.io.ome import open_image
@@ -213,10 +213,8 @@ def test_interrupted_run_resumes_only_unfinished_blocks(client, tmp_path, mask_i
     complete = zarr.open_array(str(out / "0"))[...]
     # Turn it into a run killed half way: half of the blocks marked done, the data of one
     # done and one unfinished block lost.
-    done = out / ".volumetric" / "done" / "distance"
     boxes = list(BlockGrid(m.shape, CHUNKS).boxes())
-    for box in boxes[len(boxes) // 2:]:
-        (done / box.key()).unlink()
+    unmark(out, "distance", [box.key() for box in boxes[len(boxes) // 2:]])
     array = zarr.open_array(str(out / "0"), mode="r+")
     array[boxes[0].slices] = -1.0
     array[boxes[-1].slices] = -1.0

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 import zarr
+from interruption import done_keys
 from predict_models import FLAKY_FLAG, NaNAbove, Shrinking, evil_checkpoint, save_torchscript, tiny
 from scipy import ndimage
 
@@ -298,8 +299,7 @@ def test_a_mask_selects_cubes_like_a_cube_list(client, tmp_path, raw, model_file
 
 
 def done_markers(out: Path, job: str) -> set[str]:
-    folder = out / ".volumetric" / "done" / job
-    return {p.name for p in folder.iterdir()} if folder.exists() else set()
+    return done_keys(out, job)
 
 
 def test_interrupted_runs_resume_and_equal_the_uninterrupted_run(client, tmp_path, raw, data):

@@ -9,7 +9,7 @@ import numpy as np
 import zarr
 
 from image_files import write_image
-from interruption import killed_before_completion
+from interruption import killed_before_completion, unmark
 from volumetric.geometry import BlockGrid
 
 CHUNKS = (8, 16, 16)
@@ -17,10 +17,8 @@ CHUNKS = (8, 16, 16)
 
 def _interrupt(out, shape) -> None:
     """Turn a conversion stopped before completion into one killed half way."""
-    done = out / ".volumetric" / "done" / "level-0"
     boxes = list(BlockGrid(shape, CHUNKS).boxes())
-    for box in boxes[len(boxes) // 2:]:
-        (done / box.key()).unlink()
+    unmark(out, "level-0", [box.key() for box in boxes[len(boxes) // 2:]])
 
 
 def _complete(out) -> bool:

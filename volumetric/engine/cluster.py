@@ -122,6 +122,7 @@ def local_cluster(
     memory_limit: str | int | None = "auto",
     dashboard_address: str | None = "127.0.0.1:8787",
     gpus: int = 0,
+    processes: bool = True,
 ) -> LocalCluster:
     """A LocalCluster of worker processes tuned for block tasks.
 
@@ -142,6 +143,9 @@ def local_cluster(
         share of the cores (``workers`` and ``threads_per_worker`` are then
         ignored). dask-cuda's LocalCUDACluster pins each worker to its own GPU
         when it is installed; otherwise a single worker drives ``cuda``.
+    processes : bool
+        Worker processes (the default); false runs the workers as threads of
+        this process, which start at once (for small jobs, see :func:`connect`).
     """
     import dask
     from distributed import LocalCluster
@@ -152,7 +156,7 @@ def local_cluster(
         "threads_per_worker": threads_per_worker,
         "memory_limit": memory_limit, "host": LOCALHOST,
         "dashboard_address": on_this_machine(dashboard_address),
-        "silence_logs": logging.ERROR, "processes": True,
+        "silence_logs": logging.ERROR, "processes": processes or gpus > 0,
     }
     if gpus > 0:
         kwargs.update(n_workers=gpus, threads_per_worker=max(1, (os.cpu_count() or 1) // gpus),
@@ -166,6 +170,8 @@ def local_cluster(
         else:
             cluster_class = LocalCUDACluster
             del kwargs["processes"]  # always worker processes
+    if not kwargs["processes"]:
+        kwargs["protocol"] = "tcp"  # on 127.0.0.1, as the dashboard link says, not inproc
     environ = {f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in WORKER_ENVIRON.items()}
     with dask.config.set(environ), warnings.catch_warnings():
         # a busy dashboard port moves to a free one, which the printed link names
@@ -211,11 +217,14 @@ def connect(
     quiet: bool = False,
     gpus: int = 0,
     checked: bool = False,
+    in_process: bool = False,
 ) -> Iterator[Client]:
     """Yield a dask client for ``address``, starting a LocalCluster when needed.
 
-    Worker processes (never threads) are used so that HDF5 sources are read in
-    parallel despite h5py's global lock.
+    The embedded cluster runs worker processes, so that HDF5 sources are read
+    in parallel despite h5py's global lock and each worker has its own memory
+    settings; for a small job (``in_process``) starting them would take longer
+    than the job, and its workers run as threads of this process instead.
 
     Parameters
     ----------
@@ -239,6 +248,11 @@ def connect(
     checked : bool
         :func:`check_cluster` has just compared the package versions of the
         scheduler's workers: they are not asked again.
+    in_process : bool
+        The job is small and its inputs may be read from threads (see
+        :attr:`volumetric.io.sources.Source.thread_safe`): an embedded cluster
+        without GPUs runs its workers as threads of this process. Other
+        clusters are unaffected.
 
     Yields
     ------
@@ -263,16 +277,19 @@ def connect(
                     target.named)
     cluster = None
     try:
+        threads = in_process and target.embedded and gpus == 0
         if target.embedded:
             cluster = local_cluster(
                 target.workers or workers, threads_per_worker=threads_per_worker,
-                memory_limit=memory_limit, gpus=gpus,
+                memory_limit=memory_limit, gpus=gpus, processes=not threads,
             )
         elif target.profile is not None:
             cluster = target.profile.start()
         if cluster is not None:
             client = Client(cluster)
-            if target.profile is None or target.profile.kind in ("local", "cuda"):
+            # (workers in this process log through its loggers: quiet_logs covers their close)
+            if not threads and (target.profile is None
+                                or target.profile.kind in ("local", "cuda")):
                 client.register_plugin(QuietShutdown())
         else:
             assert target.address is not None
@@ -365,12 +382,15 @@ def session(
     quiet: bool = False,
     gpus: int = 0,
     checked: bool = False,
+    in_process: bool = False,
 ) -> Iterator[Client]:
     """Use ``client`` (or the shared cluster), otherwise connect to ``cluster`` for the duration
-    (``checked``: by :func:`check_cluster`, just before; see :func:`connect`)."""
+    (``checked``: by :func:`check_cluster`, just before; ``in_process``: a small job; see
+    :func:`connect`)."""
     client = current_client(client, cluster)
     if client is not None:
         yield client
         return
-    with connect(cluster, workers=workers, quiet=quiet, gpus=gpus, checked=checked) as new_client:
+    with connect(cluster, workers=workers, quiet=quiet, gpus=gpus, checked=checked,
+                 in_process=in_process) as new_client:
         yield new_client

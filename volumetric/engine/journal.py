@@ -3,7 +3,8 @@
 A journal lives inside the output store while it is written::
 
     OUT/.volumetric/layout.json        the layout and its hash
-    OUT/.volumetric/done/<job>/<key>   one empty file per finished block
+    OUT/.volumetric/done/<job>/<key>   one empty file per finished block, or
+    OUT/.volumetric/done/<job>/<id>.log  one line per finished block of one task
     OUT/.volumetric/<scratch>/         intermediate arrays of multi-pass operations
 
 and is removed once the output is complete, so a finished store holds
@@ -12,8 +13,11 @@ OME-Zarr content only.
 A marker is written only after the block's data has been written, so a run
 killed at any moment resumes without losing or repeating work. Missing
 chunks prove nothing (Zarr does not store chunks equal to the fill value),
-which is why the markers exist at all. Everything here is plain files, so a
-journal pickles as two strings and works from any worker process.
+which is why the markers exist at all. A task running many blocks appends
+their keys to a log of its own (:meth:`Journal.marker`), one unbuffered
+write per block; a line cut short by a kill is not a marker. Everything
+here is plain files, so a journal pickles as two strings and works from any
+worker process.
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Mapping
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +36,7 @@ from volumetric.engine.lease import LEASE_NAME
 from volumetric.errors import LayoutMismatchError
 
 JOURNAL_DIR = ".volumetric"
+LOG_SUFFIX = ".log"  # box keys are digits, dots and a dash: never a log's name
 
 
 def layout_hash(layout: Mapping[str, Any]) -> str:
@@ -127,16 +134,48 @@ class Journal:
 
     def done(self, job: str) -> set[str]:
         """Keys of the blocks of ``job`` that have finished."""
+        folder = self._job_dir(job)
         try:
-            return {n for n in os.listdir(self._job_dir(job)) if not n.startswith(".")}
+            names = os.listdir(folder)
         except FileNotFoundError:
             return set()
+        keys = {n for n in names if not n.startswith(".") and not n.endswith(LOG_SUFFIX)}
+        for name in names:
+            if name.endswith(LOG_SUFFIX) and not name.startswith("."):
+                lines = (folder / name).read_text().split("\n")
+                keys.update(line for line in lines[:-1] if line)  # the last one is cut short
+        return keys
 
     def mark(self, job: str, key: str) -> None:
         """Record block ``key`` of ``job`` as finished (after its data is written)."""
         folder = self._job_dir(job)
         folder.mkdir(parents=True, exist_ok=True)
         _atomic_write(folder / key, "")
+
+    @contextmanager
+    def marker(self, job: str) -> Iterator[Callable[[str], None]]:
+        """Yield ``mark(key)``, recording blocks of ``job`` as finished, one at a time.
+
+        The keys go to a log of this call's own, one unbuffered write each: a
+        block marked is as durable as with :meth:`mark`, for a fraction of
+        its cost. The log is created with the first mark.
+        """
+        folder = self._job_dir(job)
+        path = folder / f"{uuid.uuid4().hex}{LOG_SUFFIX}"
+        fd = -1
+
+        def mark(key: str) -> None:
+            nonlocal fd
+            if fd < 0:
+                folder.mkdir(parents=True, exist_ok=True)
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            os.write(fd, f"{key}\n".encode())
+
+        try:
+            yield mark
+        finally:
+            if fd >= 0:
+                os.close(fd)
 
     def forget(self, job: str) -> None:
         """Drop the markers of ``job``, so that a rerun computes all its blocks again."""

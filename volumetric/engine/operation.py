@@ -127,7 +127,7 @@ class Operation:
 
 @contextmanager
 def block_operation(
-    output: Output | None, options: RunOptions, *, gpus: int = 0
+    output: Output | None, options: RunOptions, *, gpus: int = 0, small: bool = False
 ) -> Iterator[Operation]:
     """Claim ``output``, connect, yield the running :class:`Operation`, then complete the output.
 
@@ -139,6 +139,10 @@ def block_operation(
         Where and how to run.
     gpus : int
         GPUs for the embedded cluster (see :func:`~volumetric.engine.local_cluster`).
+    small : bool
+        The job is small and its inputs may be read from threads: an embedded
+        cluster runs its workers as threads of this process, which start at
+        once (see :func:`~volumetric.engine.connect`).
 
     Yields
     ------
@@ -157,7 +161,8 @@ def block_operation(
         log.info("resuming the interrupted run that writes %s", output.path)
     try:
         with session(options.client, options.cluster, options.workers,
-                     quiet=not options.progress, gpus=gpus, checked=True) as client:
+                     quiet=not options.progress, gpus=gpus, checked=True,
+                     in_process=small) as client:
             yield Operation(client, journal, resumed, options.progress)
         if output is not None and journal is not None:
             output.complete(journal)

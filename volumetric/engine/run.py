@@ -1,62 +1,47 @@
 """Run one function per block as dask tasks that read and write Zarr themselves.
 
-The engine never builds a dask array: each block becomes one task that
-receives a :class:`~volumetric.geometry.Box` (the write box), opens its
-inputs, computes and writes its output inside the worker. The graph is
-O(blocks) small tasks whatever the volume size.
+The engine never builds a dask array: a task receives one or more
+:class:`~volumetric.geometry.Box` es (write boxes) and, for each, opens its
+inputs, computes and writes its output inside the worker. Tasks are handed
+out as others finish, two per task slot, each with as many blocks as take
+about a tenth of a second (:mod:`volumetric.engine.batches`), so neither
+the graph nor the client's futures grow with the volume, and quick blocks
+do not each pay a task's overhead.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from itertools import islice
-from types import TracebackType
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from itertools import count
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from volumetric.engine.scheduler import scheduler_timeout
+from volumetric.engine.batches import BatchSizer, InputFailure, attempt, run_batch
 from volumetric.engine.journal import Journal
 from volumetric.engine.progress import Progress
-from volumetric.errors import BlockError, ClusterError, VolumetricError
+from volumetric.engine.running import _Running
+from volumetric.errors import BlockError, VolumetricError
 from volumetric.geometry import Box
 
 if TYPE_CHECKING:
-    from distributed import Client, Future
+    from distributed import Client
 
 R = TypeVar("R")
 W = TypeVar("W")
 
 
-class _InputFailure:
-    """What a task returns instead of raising a :class:`VolumetricError`.
-
-    Bad input fails the same way on every attempt, so the task is neither
-    retried nor logged by the worker; the client raises the error once.
-    """
-
-    def __init__(self, error: VolumetricError):
-        self.error = error
-
-
-def _attempt(task: Callable[..., Any], *args: Any) -> Any:
-    try:
-        return task(*args)
-    except VolumetricError as exc:
-        return _InputFailure(exc)
-
-
 def _prepared(box: Box, prepare: Callable[[Box], Any]) -> Any:
-    return _attempt(prepare, box)
+    return attempt(prepare, box)
 
 
-def _execute(box: Box, *prepared: Any, task: Callable[..., Any], journal: Journal | None,
+def _execute(box: Box, prepared: Any, *, task: Callable[..., Any], journal: Journal | None,
              job: str) -> Any:
-    if prepared and isinstance(prepared[0], _InputFailure):
-        return prepared[0]
-    result = _attempt(task, box, *prepared)
-    if journal is not None and not isinstance(result, _InputFailure):
+    if isinstance(prepared, InputFailure):
+        return prepared
+    result = attempt(task, box, prepared)
+    if journal is not None and not isinstance(result, InputFailure):
         journal.mark(job, box.key())
     return result
 
@@ -66,94 +51,13 @@ def _outcome(future: Any, item: object, running: _Running) -> Any:
     if future.status == "error":
         future.result()  # a bug or a lost worker: re-raised with the worker's traceback
     result = running.result(future)
-    if isinstance(result, _InputFailure):
-        raise BlockError(f"block {item}: {result.error}") from result.error
+    _raise_failure(result, item)
     return result
 
 
-class _Running:
-    """The futures of one job, yielded as they finish, with a watch on the scheduler.
-
-    While no task finishes for :func:`~volumetric.engine.scheduler.scheduler_timeout`
-    seconds, the scheduler is asked for its identity; one that does not answer
-    within that time, or a lost connection, ends the job with a
-    :class:`ClusterError`. Futures still running when the job ends otherwise are
-    cancelled.
-    """
-
-    def __init__(self, client: Client):
-        from distributed import as_completed
-
-        self.client = client
-        self.futures = as_completed(loop=client.loop)
-        self.timeout = scheduler_timeout()
-
-    def update(self, futures: Iterable[Future]) -> None:
-        """Watch ``futures`` too."""
-        self.futures.update(futures)
-
-    def __iter__(self) -> Iterator[Future]:
-        futures = self.futures
-        quiet_since = time.monotonic()
-        while not futures.is_empty():
-            if futures.has_ready():
-                yield self._checked(next(futures))
-                quiet_since = time.monotonic()
-                continue
-            with futures.thread_condition:
-                futures.thread_condition.wait(timeout=0.1)
-            if time.monotonic() - quiet_since >= self.timeout:
-                self._ping()
-                quiet_since = time.monotonic()
-
-    def _checked(self, future: Future) -> Future:
-        from distributed.client import FutureCancelledError
-
-        if future.status == "cancelled":
-            try:
-                future.result()
-            except FutureCancelledError as exc:
-                if exc.reason == "scheduler-connection-lost":
-                    raise ClusterError(f"lost the dask scheduler at {self._address()}; "
-                                       "rerun the same command to resume") from None
-        return future
-
-    def result(self, future: Future) -> Any:
-        """``future``'s result, fetched within the scheduler timeout (finding it asks the scheduler).
-
-        Raises
-        ------
-        ClusterError
-            The scheduler stopped answering while the result was fetched.
-        """
-        try:
-            return future.result(timeout=self.timeout)
-        except (TimeoutError, asyncio.TimeoutError):
-            raise self._stopped() from None
-
-    def _stopped(self) -> ClusterError:
-        return ClusterError(f"the dask scheduler at {self._address()} stopped answering "
-                            f"(nothing for {self.timeout:g} s); rerun the same command to resume")
-
-    def _ping(self) -> None:
-        try:
-            self.client.sync(self.client.scheduler.identity, callback_timeout=self.timeout)
-        except (TimeoutError, asyncio.TimeoutError):
-            raise self._stopped() from None
-        except OSError:
-            raise ClusterError(f"lost the dask scheduler at {self._address()}; "
-                               "rerun the same command to resume") from None
-
-    def _address(self) -> str:
-        return str(self.client.scheduler.address)
-
-    def __enter__(self) -> _Running:
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 traceback: TracebackType | None) -> None:
-        if not isinstance(error, ClusterError):  # a gone or frozen scheduler cancels nothing
-            self.client.cancel(list(self.futures.futures))
+def _raise_failure(result: Any, item: object) -> None:
+    if isinstance(result, InputFailure):
+        raise BlockError(f"block {item}: {result.error}") from result.error
 
 
 def ask_workers(client: Client, question: Callable[[], R]) -> dict[str, tuple[R, dict[str, float]]]:
@@ -245,11 +149,12 @@ def run_blocks(
         Worker resources each task holds while it runs, e.g. ``{"GPU": 1}``.
     prepare : callable, optional
         A picklable ``prepare(box)`` run as a task of its own, without
-        ``resources``; ``task`` is then called as ``task(box, prepare(box))``.
-        Blocks are submitted as others finish, at most two per task slot (a
-        worker's share of ``resources``, else a thread), so each slot's next
-        block is prepared, e.g. read on another thread of a GPU worker, while
-        its task runs, and prepared results never pile up.
+        ``resources``; ``task`` is then called as ``task(box, prepare(box))``,
+        one block per task. As every task, they are submitted as others
+        finish, at most two per task slot (a worker's share of ``resources``,
+        else a thread), so each slot's next block is prepared, e.g. read on
+        another thread of a GPU worker, while its task runs, and prepared
+        results never pile up.
 
     Returns
     -------
@@ -268,40 +173,52 @@ def run_blocks(
     check_resources(client, resources)
     label = label or job
     done = journal.done(job) if journal is not None else set()
-    todo = [b for b in blocks if b.key() not in done]
+    todo = deque(b for b in blocks if b.key() not in done)
     bar = Progress(len(todo), label, skipped=len(blocks) - len(todo), enabled=progress)
-    token = uuid.uuid4().hex[:8]
-    pending = iter([(b, f"{label.replace(' ', '-')}-{token}-{i}") for i, b in enumerate(todo)])
+    prefix = f"{label.replace(' ', '-')}-{uuid.uuid4().hex[:8]}"
+    numbers = count()
     running = _Running(client)
-    box_of: dict[str, Box] = {}
+    boxes_of: dict[str, list[Box]] = {}
+    sizer = BatchSizer(_slots(client, resources))
+    checked = time.monotonic()
 
-    def submit(count: int) -> None:
-        batch = list(islice(pending, count))
-        if not batch:
-            return
-        boxes, keys = [b for b, _ in batch], [k for _, k in batch]
-        args: list[list[Any]] = [boxes]
-        if prepare is not None:
-            args.append(client.map(_prepared, boxes, prepare=prepare, retries=retries,
-                                   key=[f"{k}-prepare" for k in keys], pure=False))
-        running.update(client.map(_execute, *args, task=task, journal=journal, job=job, key=keys,
-                                  retries=retries, pure=False, resources=resources))
-        box_of.update(zip(keys, boxes))
-
-    def free_slots() -> int:
-        if prepare is None:
-            return len(todo)
-        return max(0, 2 * _slots(client, resources) - len(box_of))
+    def submit() -> None:
+        nonlocal checked
+        if time.monotonic() - checked > 1.0:  # workers join and leave
+            sizer.slots, checked = _slots(client, resources), time.monotonic()
+        while todo and len(boxes_of) < 2 * sizer.slots:
+            key = f"{prefix}-{next(numbers)}"
+            if prepare is None:
+                boxes = [todo.popleft() for _ in range(sizer.size(len(todo)))]
+                future = client.submit(run_batch, boxes, task=task, journal=journal, job=job,
+                                       key=key, retries=retries, pure=False,
+                                       resources=resources)
+            else:
+                boxes = [todo.popleft()]
+                read = client.submit(_prepared, boxes[0], prepare=prepare, retries=retries,
+                                     key=f"{key}-prepare", pure=False)
+                future = client.submit(_execute, boxes[0], read, task=task, journal=journal,
+                                       job=job, key=key, retries=retries, pure=False,
+                                       resources=resources)
+            boxes_of[key] = boxes
+            running.update([future])
 
     results: dict[Box, R] = {}
     with running:
-        submit(free_slots())
+        submit()
         for future in running:
-            box = box_of.pop(future.key)
-            results[box] = _outcome(future, box, running)
+            boxes = boxes_of.pop(future.key)
+            if prepare is None:
+                values, seconds = _outcome(future, boxes[0], running)
+                sizer.record(len(values), seconds)
+            else:
+                values = [_outcome(future, boxes[0], running)]
             future.release()
-            bar.update()
-            submit(free_slots())
+            for box, value in zip(boxes, values):
+                _raise_failure(value, box)
+                results[box] = value
+            bar.update(len(values))
+            submit()
     bar.close()
     return results
 
@@ -360,7 +277,7 @@ def run_expanding(
 
     def submit(items: Iterable[W]) -> None:
         for item in items:
-            future = client.submit(_attempt, task, item, key=f"{prefix}-{bar.total}",
+            future = client.submit(attempt, task, item, key=f"{prefix}-{bar.total}",
                                    retries=retries, pure=False)
             item_of[future.key] = item
             running.update([future])

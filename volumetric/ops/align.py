@@ -42,7 +42,7 @@ from volumetric.io.ome import LevelSpec, OmeImage, create_image, open_image
 from volumetric.io.sources import Source
 from volumetric.io.writes import write_box
 from volumetric.kernels.registration import MODELS, describe, ncc, register, warp
-from volumetric.ops.common import chunks_of, open_input, spacing_of
+from volumetric.ops.common import chunks_of, open_input, small_job, spacing_of
 from volumetric.ops.output import ImageOutput
 from volumetric.ops.paths import absolute
 
@@ -295,7 +295,8 @@ def align(
                      dtype=source.dtype, chunks=chunks)
 
     t0 = time.monotonic()
-    with block_operation(ImageOutput(dst, layout, create, (src,)), run) as op:
+    with block_operation(ImageOutput(dst, layout, create, (src,)), run,
+                         small=small_job(source)) as op:
         folder = op.scratch("transforms")
         if method == "learned":
             from volumetric.ops.align_learned import MatchFrame

@@ -23,6 +23,8 @@ from volumetric.kernels.normalize import normalize
 log = logging.getLogger("volumetric")
 
 CHUNK_TARGET_BYTES = 2 * 2**20
+# Below this many bytes of input a job takes less time than starting worker processes
+SMALL_JOB_BYTES = 32 * 2**20
 
 
 def open_input(path: str, *, what: str) -> Source:
@@ -41,6 +43,18 @@ def open_input(path: str, *, what: str) -> Source:
     if any(s == 0 for s in source.shape):
         raise InputError(f"{what} {path} is empty: shape {source.shape}")
     return source
+
+
+def small_job(*sources: Source) -> bool:
+    """Whether a job reading ``sources`` is small enough to run on threads of this process.
+
+    True when the sources hold at most ``SMALL_JOB_BYTES`` together and each
+    may be read from several threads (Zarr and .npy inputs, not HDF5, TIFF or
+    video); the embedded cluster then starts no worker processes (see
+    :func:`volumetric.engine.block_operation`).
+    """
+    return (all(s.thread_safe for s in sources)
+            and sum(s.nbytes for s in sources) <= SMALL_JOB_BYTES)
 
 
 def spatial_positions(axes: str) -> list[int]:

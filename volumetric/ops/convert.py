@@ -25,7 +25,7 @@ from volumetric.io.destination import check_apart
 from volumetric.io.ome import OmeImage, create_image, open_image
 from volumetric.io.sources import Source, open_source
 from volumetric.io.writes import write_box
-from volumetric.ops.common import resolve_chunks
+from volumetric.ops.common import resolve_chunks, small_job
 from volumetric.ops.output import ImageOutput
 from volumetric.ops.paths import absolute
 from volumetric.ops.pyramid import (
@@ -197,7 +197,8 @@ def convert(
         )
 
     t0 = time.monotonic()
-    with block_operation(ImageOutput(dst, layout, create, (src,)), run) as op:
+    with block_operation(ImageOutput(dst, layout, create, (src,)), run,
+                         small=small_job(source)) as op:
         if voxel_size is None and source.voxel_size is None:
             log.warning("%s has no voxel size metadata; assuming 1 per axis (use --voxel-size)",
                         src)

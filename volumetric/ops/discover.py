@@ -42,7 +42,7 @@ from volumetric.io.destination import claim_file
 from volumetric.io.ome import open_image
 from volumetric.io.sources import Source
 from volumetric.io.swc import read_swc
-from volumetric.ops.common import open_input, spacing_of, spatial_positions
+from volumetric.ops.common import open_input, small_job, spacing_of, spatial_positions
 from volumetric.ops.cube_search import (
     CountStore,
     CubeReader,
@@ -227,7 +227,7 @@ def discover(
     seed_cubes = sorted({grid.index_of(p) for p in points})
     t0 = time.monotonic()
     tasks = 0
-    with block_operation(None, run) as op:
+    with block_operation(None, run, small=small_job(source)) as op:
         if scan_all:
             itemsize = np.dtype(source.dtype).itemsize
             groups = BlockGrid(shape, block_shape_for(

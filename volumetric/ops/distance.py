@@ -61,7 +61,13 @@ from volumetric.kernels.edt_clip import (
     target_masks,
 )
 from volumetric.kernels.edt_separable import axis_distance_sq, parabolic_envelope
-from volumetric.ops.common import chunks_of, open_input, spacing_of, spatial_positions
+from volumetric.ops.common import (
+    chunks_of,
+    open_input,
+    small_job,
+    spacing_of,
+    spatial_positions,
+)
 from volumetric.ops.output import ImageOutput
 from volumetric.ops.paths import absolute
 from volumetric.ops.pyramid import (
@@ -341,7 +347,8 @@ def distance(
     t0 = time.monotonic()
     values: set[float] = set()
     blocks = written = 0
-    with block_operation(ImageOutput(dst, layout, create, (src,)), run) as op:
+    with block_operation(ImageOutput(dst, layout, create, (src,)), run,
+                         small=small_job(source)) as op:
         for name, task, grid in jobs:
             results = op.run(task, list(grid.boxes()), job=name, label=f"distance {name}")
             blocks += grid.num_blocks

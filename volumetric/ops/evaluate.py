@@ -39,7 +39,7 @@ from volumetric.io.sources import Source
 from volumetric.kernels.components import merge_labels
 from volumetric.kernels.metrics import mask_scores
 from volumetric.kernels.objects import match_objects
-from volumetric.ops.common import open_input
+from volumetric.ops.common import open_input, small_job
 from volumetric.ops.evaluate_blocks import CompareBlock, ImageBlock, SurveyBlock, scored_axes
 from volumetric.ops.paths import absolute
 
@@ -260,7 +260,7 @@ def evaluate(
         block = block_shape_for(shape, [min(c, s) for c, s in zip(chunks, shape)], 8,
                                 run.block_bytes or BLOCK_BYTES, cubic=True)
         boxes = list(BlockGrid(shape, block).boxes())
-    with block_operation(None, run) as op:
+    with block_operation(None, run, small=small_job(pred, ref)) as op:
         survey = (_survey(op, ref, boxes, t) if threshold is not None or data_range is None
                   else None)
         if threshold is None:

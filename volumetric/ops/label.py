@@ -29,7 +29,7 @@ from volumetric.geometry import BlockGrid, Box, block_shape_for
 from volumetric.io.ome import SPATIAL_AXES, LevelSpec, OmeImage, create_image, open_image
 from volumetric.io.sources.base import Source
 from volumetric.io.writes import write_box
-from volumetric.ops.common import chunks_of, open_input
+from volumetric.ops.common import chunks_of, open_input, small_job
 from volumetric.ops.output import check_output, complete_output, open_output
 from volumetric.ops.paths import absolute
 from volumetric.ops.pyramid import pyramid_jobs, run_pyramid
@@ -226,7 +226,8 @@ def label(mask: str, image: str, name: str | None = None, *,
         check_output(dst, inputs=(mask,), overwrite=run.overwrite)
     _ensure_labels_group(target)
     t0 = time.monotonic()
-    with block_operation(LabelOutput(dst, layout, create, (mask,)), run) as op:
+    with block_operation(LabelOutput(dst, layout, create, (mask,)), run,
+                         small=small_job(source)) as op:
         task = LabelBlock(source, str(Path(dst) / levels[0].path), positions, dtype)
         voxels = sum(op.run(task, list(grid.boxes()), job=f"level-{levels[0].path}").values())
         run_pyramid(op, pyramid, "label")

@@ -26,7 +26,7 @@ from volumetric.io.sources import Source, ZarrSource, open_source
 from volumetric.io.writes import write_box
 from volumetric.kernels.overlay import COLOURS, KINDS, overlay_sum, structure_weight
 from volumetric.kernels.overlay import overlay as overlay_kernel
-from volumetric.ops.common import NormalizedInput, chunks_of, normalized_input
+from volumetric.ops.common import NormalizedInput, chunks_of, normalized_input, small_job
 from volumetric.ops.output import ImageOutput
 from volumetric.ops.paths import absolute
 from volumetric.ops.pyramid import (
@@ -245,7 +245,8 @@ def overlay(
 
     boxes = list(BlockGrid(spatial, block).boxes())
     survey = OverlayBlock(reader, prediction, pred_channel, weighting)
-    with block_operation(ImageOutput(out, layout, create, (raw, pred)), run) as op:
+    with block_operation(ImageOutput(out, layout, create, (raw, pred)), run,
+                         small=small_job(source, prediction)) as op:
         peaks = op.run(survey, boxes, job="peak", label="overlay peak", journaled=False)
         peak = max(peaks.values())
         task = OverlayBlock(reader, prediction, pred_channel, weighting, peak, rgb, colour,

@@ -40,7 +40,7 @@ from volumetric.kernels.projection import (
     partial_dtype,
     partial_projection,
 )
-from volumetric.ops.common import chunks_of, open_input
+from volumetric.ops.common import chunks_of, open_input, small_job
 from volumetric.io.destination import claim_file, replacing
 from volumetric.ops.output import ImageOutput
 from volumetric.ops.paths import absolute
@@ -205,7 +205,8 @@ def project(
 
     t0 = time.monotonic()
     blocks = 0
-    with block_operation(ImageOutput(dst, layout, create, (src,)), run) as op:
+    with block_operation(ImageOutput(dst, layout, create, (src,)), run,
+                         small=small_job(source)) as op:
         for level, (step, n) in enumerate(levels):
             last = level == len(levels) - 1
             task = ReduceBlock(

@@ -34,7 +34,13 @@ from volumetric.io.ome import OmeImage, create_image, open_image, with_axes
 from volumetric.io.swc import Skeleton, read_swc
 from volumetric.io.writes import write_box
 from volumetric.kernels.swc_render import render_segments, segment_bounds
-from volumetric.ops.common import chunks_of, open_input, spacing_of, spatial_positions
+from volumetric.ops.common import (
+    chunks_of,
+    open_input,
+    small_job,
+    spacing_of,
+    spatial_positions,
+)
 from volumetric.ops.output import ImageOutput
 from volumetric.ops.paths import absolute
 from volumetric.ops.pyramid import (
@@ -164,7 +170,8 @@ def render(
                      extra_attrs={"downsample": "nearest"})
 
     t0 = time.monotonic()
-    with block_operation(ImageOutput(dst, layout, create, (like, swc)), run) as op:
+    with block_operation(ImageOutput(dst, layout, create, (like, swc)), run,
+                         small=small_job(source)) as op:
         segments = op.journal.scratch("render") / "segments.npy"
         np.save(segments, table)
         results = op.run(RenderBlock(str(segments), str(Path(dst) / "0"), spacing),

@@ -18,6 +18,8 @@ from volumetric.io.sources.base import Source, parse_axes, to_ngff
 class NpySource(Source):
     """A ``.npy`` file, memory-mapped so only the requested box is read."""
 
+    thread_safe = True
+
     def __init__(self, path: str, axes: str | None = None):
         self.path = path
         try:
@@ -96,6 +98,7 @@ class ZarrSource(Source):
 
     # numcodecs reports damaged blosc/zstd chunks as RuntimeError, gzip as zlib.error
     read_errors = ZARR_READ_ERRORS
+    thread_safe = True
 
     def __init__(self, path: str, dataset: str | None = None, axes: str | None = None):
         import zarr

@@ -84,6 +84,10 @@ class Source:
     chunks: tuple[int, ...] | None = None  # smallest efficient read, NGFF order, if known
 
     _handle: Any = None
+    # whether threads may read through one instance at once (a small job's embedded cluster
+    # runs its workers as threads of one process); readers with file state of their own
+    # (HDF5's global lock, TIFF and video decoders) are read from worker processes only
+    thread_safe: bool = False
     # what readers and decoders raise for a damaged, truncated or removed file
     read_errors: tuple[type[Exception], ...] = (OSError, ValueError, EOFError)
 
