@@ -198,9 +198,10 @@ LOSSES: dict[str, Loss] = {
         Loss("log-dice", log_dice_loss, "sigmoid", _MASK),
         Loss("bce-dice", bce_dice_loss, "sigmoid", _MASK),
         Loss("cldice", cldice_loss, "sigmoid", _MASK),
-        Loss("grid", grid_points_loss, "none", None),
     )
 }
+# Not a voxel loss: the output and target are a transformation and grid points.
+MATCHER_LOSSES: dict[str, Loss] = {"grid": Loss("grid", grid_points_loss, "none", None)}
 
 
 def get_loss(name: str) -> Loss:
@@ -211,5 +212,6 @@ def get_loss(name: str) -> Loss:
     InputError
         Unknown name.
     """
-    check_choice(name, LOSSES, "loss")
-    return LOSSES[name]
+    known = {**LOSSES, **MATCHER_LOSSES}
+    check_choice(name, known, "loss")
+    return known[name]
