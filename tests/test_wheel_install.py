@@ -58,8 +58,8 @@ def test_core_wheel_installs_and_runs_without_torch(tmp_path):
     _run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", str(wheel)],
          env=env)
 
-    probe = ("import importlib.util, json; "
-             f"print(json.dumps({{m: importlib.util.find_spec(m) is not None for m in {OPTIONAL!r}}}))")
+    probe = ("import importlib.util, json; print(json.dumps("
+             f"{{m: importlib.util.find_spec(m) is not None for m in {OPTIONAL!r}}}))")
     installed = json.loads(_run([str(python), "-c", probe], env=env).stdout)
     assert installed == {m: False for m in OPTIONAL}
 
