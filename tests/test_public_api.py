@@ -131,3 +131,15 @@ def test_one_cluster_serves_every_call_in_its_block(data, tmp_path, monkeypatch)
         assert len(client.scheduler_info()["workers"]) == 1
     assert len(started) == 1
     assert _array(tmp_path / "d.zarr").max() == 3.0
+
+
+
+def test_volumetric_train_stays_the_function_after_the_training_package_is_imported(monkeypatch):
+    import volumetric.ops.train as ops_train
+    import volumetric.train.loop  # noqa: F401  (makes the package an attribute of volumetric)
+
+    calls = []
+    monkeypatch.setattr(ops_train, "train", lambda *args, **kwargs: calls.append((args, kwargs)))
+    volumetric.train("data", "out", resume=True)
+    assert calls == [(("data", "out"), {"resume": True})]
+    assert volumetric.train.TrainSettings is volumetric.TrainSettings

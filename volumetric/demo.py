@@ -1,7 +1,9 @@
 """The demo behind ``make demo``: the whole pipeline on a synthetic neurite volume.
 
 Runs every stage on one embedded LocalCluster (its dashboard link is printed
-first), writing into one folder, then prints a summary table::
+first), writing into one folder; draws ``summary.png`` (raw projection,
+prediction, overlay, training curves), then prints a table of the stages,
+where every output is and how to look at it::
 
     python -m volumetric.demo demo-out [--shape 128,256,256] [--workers 2]
 """
@@ -9,6 +11,7 @@ first), writing into one folder, then prints a summary table::
 from __future__ import annotations
 
 import argparse
+import csv
 import shutil
 import sys
 import time
@@ -17,6 +20,74 @@ from pathlib import Path
 from typing import Any
 
 from volumetric.engine import RunOptions, connect
+
+SUMMARY = "summary.png"
+# (output, what it holds, whether the napari line opens it: the images worth a look together)
+OUTPUTS = (
+    ("neurites.h5", "the synthetic input: datasets raw and mask (HDF5)", False),
+    ("neurites.swc", "the neurites' traced skeleton (SWC)", False),
+    ("raw.zarr", "raw image with a 3-level pyramid", True),
+    ("mask.zarr", "ground-truth mask", True),
+    ("cubes.json", "cubes holding neurites, found from the skeleton (vol discover)", False),
+    ("distance.zarr", "training target: distance to the neurites, clipped and scaled to 0..1",
+     False),
+    ("rendered.zarr", "the skeleton drawn as tubes on raw's grid (vol render)", False),
+    ("mip.zarr", "maximum projection of raw along z", False),
+    ("mip.png", "the same projection as a picture", False),
+    ("run", "training run: config.json, metrics.csv, curves.png, model.pt, model.ts", False),
+    ("prediction.zarr", "predicted distance (0 on a neurite, 1 far), only in the cubes", True),
+    ("overlay.zarr", "raw and prediction in one uint16 image (for Vaa3D)", False),
+    (SUMMARY, "raw projection, prediction, overlay and training curves: open this first",
+     False),
+)
+
+
+def write_summary(out: Path) -> Path:
+    """Draw ``OUT/summary.png`` from the demo's raw image, prediction and training metrics.
+
+    Parameters
+    ----------
+    out : Path
+        The demo's folder, holding ``raw.zarr``, ``prediction.zarr`` (a
+        distance prediction clipped at 1) and ``run/metrics.csv``.
+
+    Returns
+    -------
+    Path
+        The PNG: four panels side by side.
+    """
+    from volumetric import plots
+
+    raw = plots.project(plots.read_volume(out / "raw.zarr"))
+    near = 1 - plots.project(plots.read_volume(out / "prediction.zarr"), "min")
+    with open(out / "run" / "metrics.csv", newline="") as f:
+        history = [{k: float(v) for k, v in row.items() if v not in ("", None)}
+                   for row in csv.DictReader(f)]
+    # the overlay keeps what the prediction places within about 1 micrometre of a neurite
+    fig = plots.summary_figure(raw, near, history, overlay=near**4,
+                               structure_title="prediction: 1 - distance, minimum along z")
+    return plots.save_figure(fig, out / SUMMARY)
+
+
+def viewing_guide(out: Path) -> str:
+    """Where each output of the demo in ``out`` is, and how to look at it (the lines printed)."""
+    found = [(name, what, shown) for name, what, shown in OUTPUTS if (out / name).exists()]
+    width = max((len(name) for name, _, _ in found), default=0) + len(str(out)) + 1
+    lines = [f"outputs in {out}/:"]
+    lines += [f"  {str(out / name).ljust(width)}  {what}" for name, what, _ in found]
+    images = " ".join(str(out / name) for name, _, shown in found if shown)
+    lines += [
+        "",
+        "how to look at them:",
+        f"  the summary:  open {out / SUMMARY}  (any image viewer)",
+        "  napari:       pip install 'volumetric[viewer]'   (napari with napari-ome-zarr), then",
+        f"                napari {images}",
+        "  neuroglancer: serve the folder with CORS, e.g. "
+        f"`npx http-server {out} --cors -p 8000`, and add the layer",
+        "                zarr://http://localhost:8000/raw.zarr (likewise prediction.zarr ...)",
+        f"  on the command line: vol info {out / 'raw.zarr'}",
+    ]
+    return "\n".join(lines)
 
 
 def _stages(out: Path, shape: tuple[int, ...], client: Any) -> list[tuple[str, Callable[[], str]]]:
@@ -114,11 +185,14 @@ run=RunOptions(client=client, overwrite=True))
                 run=RunOptions(client=client, overwrite=True))
         return "mip.zarr + mip.png: maximum projection along z"
 
+    def summary() -> str:
+        return f"{write_summary(out).name}: raw, prediction, overlay, training curves"
+
     return [
         ("synthesize", synth), ("convert raw", convert_raw), ("convert mask", convert_mask),
         ("discover", discover_cubes), ("distance", distance_map), ("render", render_swc),
         ("project", project_raw), ("train", train_unet), ("predict", predict_cubes),
-        ("overlay", overlay_raw), ("evaluate", evaluate_prediction),
+        ("overlay", overlay_raw), ("evaluate", evaluate_prediction), ("summary", summary),
     ]
 
 
@@ -146,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, seconds, result in summary:
         print(f"  {name.ljust(width)}  {seconds:6.1f} s  {result}")
     print(f"  {'total'.ljust(width)}  {time.monotonic() - t_all:6.1f} s")
+    print()
+    print(viewing_guide(args.out))
     return 0
 
 

@@ -33,6 +33,14 @@ class ClusterError(VolumetricError):
     """A dask cluster (``--cluster``) that cannot be named or reached."""
 
 
+class MissingExtraError(VolumetricError, ImportError):
+    """A feature whose optional dependencies (an extra, e.g. ``volumetric[ml]``) are not installed.
+
+    It is an :class:`ImportError` too, so code that tolerates a missing
+    package keeps working; the CLI prints it as one line with exit status 2.
+    """
+
+
 def check_choice(value: str | None, choices: Iterable[str], what: str) -> None:
     """Refuse a ``value`` that is not one of ``choices``; None (not given) passes.
 

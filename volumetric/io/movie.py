@@ -7,6 +7,20 @@ from pathlib import Path
 
 import numpy as np
 
+from volumetric.extras import require
+
+
+def check_movie_writer(path: str) -> None:
+    """Refuse, before any work, an MP4 when ffmpeg (the ``video`` extra) is not installed.
+
+    Raises
+    ------
+    MissingExtraError
+        ``path`` ends in ``.mp4`` and imageio-ffmpeg is missing (a GIF needs nothing more).
+    """
+    if Path(path).suffix.lower() == ".mp4":
+        require("imageio_ffmpeg", extra="video")
+
 
 def write_movie(path: str, frames: Iterable[np.ndarray], fps: float) -> int:
     """Write ``(H, W, 3)`` uint8 frames to ``path`` (``.mp4`` or ``.gif``); the frame count.
@@ -21,6 +35,7 @@ def write_movie(path: str, frames: Iterable[np.ndarray], fps: float) -> int:
         stack = list(frames)
         iio.imwrite(path, np.stack(stack), extension=".gif", duration=1000.0 / fps, loop=0)
         return len(stack)
+    require("imageio_ffmpeg", extra="video")
     import imageio.v2 as imageio
 
     count = 0

@@ -12,11 +12,15 @@ or 3D images, batched over the leading ``(N, C)`` axes.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 from torch.nn import functional as F
+
+from volumetric.kernels.scores import mask_scores, psnr_from_mse
+
+__all__ = ["confusion", "dice", "iou", "mask_scores", "mse", "precision", "psnr",
+           "psnr_from_mse", "recall", "ssim"]
 
 
 def _tensor(x: Any) -> torch.Tensor:
@@ -40,27 +44,6 @@ def confusion(prediction: Any, target: Any) -> dict[str, int]:
     if p.shape != t.shape:
         raise ValueError(f"shapes differ: {tuple(p.shape)} vs {tuple(t.shape)}")
     return {"tp": int((p & t).sum()), "fp": int((p & ~t).sum()), "fn": int((~p & t).sum())}
-
-
-def _ratio(num: int, den: int) -> float:
-    return num / den if den else 1.0
-
-
-def mask_scores(counts: dict[str, int]) -> dict[str, float]:
-    """Dice, IoU, precision and recall from :func:`confusion` counts.
-
-    Examples
-    --------
-    >>> mask_scores({"tp": 3, "fp": 1, "fn": 2})["dice"]
-    0.6666666666666666
-    """
-    tp, fp, fn = counts["tp"], counts["fp"], counts["fn"]
-    return {
-        "dice": _ratio(2 * tp, 2 * tp + fp + fn),
-        "iou": _ratio(tp, tp + fp + fn),
-        "precision": _ratio(tp, tp + fp),
-        "recall": _ratio(tp, tp + fn),
-    }
 
 
 def dice(prediction: Any, target: Any) -> float:
@@ -100,11 +83,6 @@ def psnr(image: Any, reference: Any, *, data_range: float) -> float:
         Span of possible values (e.g. 1.0 for [0, 1] images).
     """
     return psnr_from_mse(mse(image, reference), data_range=data_range)
-
-
-def psnr_from_mse(error: float, *, data_range: float) -> float:
-    """PSNR in dB of a mean squared ``error`` (e.g. one accumulated over many patches)."""
-    return math.inf if error == 0 else 10 * math.log10(data_range**2 / error)
 
 
 def ssim(image: Any, reference: Any, *, data_range: float, win_size: int = 7) -> float:

@@ -275,6 +275,9 @@ def align(
             raise InputError("--reference previous composes affine transforms along the "
                              "recording; with a TPS matcher give a reference frame")
     if movie is not None:
+        from volumetric.io.movie import check_movie_writer
+
+        check_movie_writer(movie)
         movie = str(claim_file(absolute(movie), inputs=(src,), outputs=(dst,),
                                overwrite=run.overwrite, suffixes=MOVIE_SUFFIXES, what="--movie"))
     count = source.shape[0]

@@ -37,7 +37,7 @@ from volumetric.io.cubes import read_cubes
 from volumetric.io.destination import claim_file, replacing
 from volumetric.io.sources import Source
 from volumetric.kernels.components import merge_labels
-from volumetric.kernels.metrics import mask_scores
+from volumetric.kernels.scores import mask_scores
 from volumetric.kernels.objects import match_objects
 from volumetric.ops.common import open_input, small_job
 from volumetric.ops.evaluate_blocks import CompareBlock, ImageBlock, SurveyBlock, scored_axes

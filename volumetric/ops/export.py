@@ -246,6 +246,10 @@ def export(
     limits = parse_range(value_range)
     if not fps > 0:
         raise InputError(f"--fps must be positive, got {fps}")
+    if fmt == "movie":
+        from volumetric.io.movie import check_movie_writer
+
+        check_movie_writer(out)
     claim_file(out, inputs=[src], overwrite=overwrite)
     image = open_image(src)
     if not image.complete:

@@ -97,10 +97,8 @@ def patch_gallery(
     dict
         ``path``, ``samples`` and ``patch``.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # The figure API, not pyplot: no backend switch, so a notebook's inline plots keep working.
+    from matplotlib.figure import Figure
 
     out = claim_file(out, inputs=(raw, target, mask, cubes), overwrite=overwrite,
                      suffixes=(".png",), what="gallery")
@@ -116,7 +114,8 @@ def patch_gallery(
     n = min(n, len(dataset))  # the grid shows each tile at most once
     rows = -(-n // COLUMNS)
     cols = 2 * min(n, COLUMNS)
-    fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.9 * rows), squeeze=False)
+    fig = Figure(figsize=(2.2 * cols, 2.9 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     for i in range(n):
@@ -144,5 +143,4 @@ def patch_gallery(
     fig.tight_layout()
     with replacing([out], overwrite=overwrite) as (tmp,):
         fig.savefig(tmp, dpi=90)
-    plt.close(fig)
     return {"path": str(out), "samples": n, "patch": list(patch)}

@@ -140,10 +140,11 @@ def curves_figure(history: Sequence[dict[str, float]]) -> Any:
 
 
 def plot_curves(run_dir: Path, history: Sequence[dict[str, float]]) -> None:
-    """Draw :func:`curves_figure` to ``curves.png``."""
-    import matplotlib
+    """Draw :func:`curves_figure` to ``curves.png``.
 
-    matplotlib.use("Agg")
+    The figure is drawn without pyplot, so the caller's matplotlib backend
+    (e.g. a notebook's inline one) stays as it is.
+    """
     tmp = run_dir / f".{CURVES}.tmp.png"
     curves_figure(history).savefig(tmp, dpi=100)
     tmp.replace(run_dir / CURVES)

@@ -18,6 +18,7 @@ import os
 import numpy as np
 
 from volumetric.errors import InputError
+from volumetric.extras import require
 from volumetric.io.sources.base import Source, parse_axes, to_ngff
 
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv",
@@ -57,7 +58,7 @@ class VideoSource(Source):
     """
 
     def __init__(self, path: str, axes: str | None = None):
-        import imageio_ffmpeg
+        imageio_ffmpeg = require("imageio_ffmpeg", extra="video")
 
         self.path = path
         if axes is not None:
@@ -123,7 +124,7 @@ class _Decoder:
     """An ffmpeg process decoding one video forward, from a given frame on."""
 
     def __init__(self, path: str, pix_fmt: str, fps: float, start: int, pixel_bytes: int):
-        import imageio_ffmpeg
+        imageio_ffmpeg = require("imageio_ffmpeg", extra="video")
 
         # Half a frame early, so rounding never skips the first wanted frame.
         seek = ["-ss", f"{(start - 0.5) / fps:.6f}"] if start else []
