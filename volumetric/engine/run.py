@@ -16,7 +16,7 @@ from itertools import islice
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from volumetric.engine.scheduler import scheduler_timeout
+from volumetric.engine.scheduler import lost_scheduler, scheduler_timeout
 from volumetric.engine.journal import Journal
 from volumetric.engine.progress import Progress
 from volumetric.errors import BlockError, ClusterError, VolumetricError
@@ -114,8 +114,7 @@ class _Running:
                 future.result()
             except FutureCancelledError as exc:
                 if exc.reason == "scheduler-connection-lost":
-                    raise ClusterError(f"lost the dask scheduler at {self._address()}; "
-                                       "rerun the same command to resume") from None
+                    raise lost_scheduler(self._address()) from None
         return future
 
     def result(self, future: Future) -> Any:
@@ -124,12 +123,16 @@ class _Running:
         Raises
         ------
         ClusterError
-            The scheduler stopped answering while the result was fetched.
+            The scheduler stopped answering, or went away, while the result was fetched.
         """
+        from distributed.comm import CommClosedError
+
         try:
             return future.result(timeout=self.timeout)
         except (TimeoutError, asyncio.TimeoutError):
             raise self._stopped() from None
+        except CommClosedError:
+            raise lost_scheduler(self._address()) from None
 
     def _stopped(self) -> ClusterError:
         return ClusterError(f"the dask scheduler at {self._address()} stopped answering "
@@ -141,8 +144,7 @@ class _Running:
         except (TimeoutError, asyncio.TimeoutError):
             raise self._stopped() from None
         except OSError:
-            raise ClusterError(f"lost the dask scheduler at {self._address()}; "
-                               "rerun the same command to resume") from None
+            raise lost_scheduler(self._address()) from None
 
     def _address(self) -> str:
         return str(self.client.scheduler.address)
