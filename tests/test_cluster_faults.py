@@ -4,11 +4,14 @@ the scheduler lost, the client killed, and a block whose input is damaged."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
+import zarr
 from dask_processes import (
     dask_processes,
     done_markers,
@@ -19,7 +22,10 @@ from dask_processes import (
 )
 from ome_images import write_image
 
+from volumetric.engine import Journal, run_blocks
 from volumetric.engine.journal import JOURNAL_DIR
+from volumetric.errors import BlockError
+from volumetric.geometry import BlockGrid, Box
 
 BLOCKS = 128  # of the distance map below: 8 x 4 x 4 blocks of 8 x 32 x 32 voxels
 
@@ -127,3 +133,74 @@ def test_a_killed_client_is_resumed_by_a_rerun(cluster, mask, reference, tmp_pat
     assert 10 <= skipped < BLOCKS
     finished(out)
     same_image(out, reference)
+
+
+def test_a_damaged_chunk_fails_the_blocks_that_read_it_and_a_repair_resumes(cluster, mask,
+                                                                            reference, tmp_path):
+    damaged = tmp_path / "mask.zarr"
+    shutil.copytree(mask, damaged)
+    chunk = damaged / "0" / "c" / "3" / "2" / "5"
+    original = chunk.read_bytes()
+    chunk.write_bytes(np.random.default_rng(0).bytes(len(original)))
+    out = tmp_path / "dist.zarr"
+    failed = run_vol(*distance(damaged, out, cluster.address))
+    assert failed.returncode == 2, failed.stderr
+    line = failed.stderr.splitlines()[-1]
+    assert "Traceback" not in failed.stderr
+    assert line.startswith("vol: error: block [") and f"damaged chunk file {chunk}" in line
+    more = int(line.split(" (and ")[1].split(" more blocks failed)")[0])  # the halo reads it too
+    done = len(done_markers(out))
+    assert line.endswith(f"; {done} of {BLOCKS} blocks are done: once the cause is fixed, rerun "
+                         "the same command to finish")
+    assert done == BLOCKS - 1 - more and more >= 1
+    chunk.write_bytes(original)
+    rerun = run_vol(*distance(damaged, out, cluster.address))
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"{1 + more}/{1 + more} blocks" in rerun.stderr
+    assert f"{done} already done" in rerun.stderr
+    finished(out)
+    assert np.array_equal(zarr.open_array(str(out / "0"))[:],
+                          zarr.open_array(str(reference / "0"))[:])
+
+
+@dataclass(frozen=True)
+class CrashOn:
+    """A block task that writes ones, and kills its worker process on one block."""
+
+    array: str
+    crash_at: tuple[int, ...]
+
+    def __call__(self, box: Box) -> None:
+        if box.start == self.crash_at:
+            os._exit(1)
+        zarr.open_array(self.array, mode="r+")[box.slices] = 1
+
+
+def test_a_block_that_kills_every_worker_running_it_is_given_up(tmp_path):
+    from distributed import Client
+
+    path = str(tmp_path / "out.zarr")
+    zarr.create_array(path, shape=(16, 64), chunks=(8, 8), dtype="uint8", fill_value=0)
+    grid = BlockGrid((16, 64), (8, 8))
+    bad = grid.box((1, 3))
+    journal = Journal(path, {"crash": list(bad.start)})
+    journal.start()
+    # a second death gives the block up; a worker holds only the task it runs, so the
+    # deaths are the crashing block's alone
+    config = {"DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "1",
+              "DASK_DISTRIBUTED__SCHEDULER__WORKER_SATURATION": "1.0"}
+    with dask_processes(tmp_path / "dask", env=config) as started, \
+            Client(started.address, timeout="30s") as client, \
+            pytest.raises(BlockError) as info:
+        run_blocks(CrashOn(path, bad.start), list(grid.boxes()), client=client,
+                   journal=journal, progress=False)
+    message = str(info.value)
+    assert message.startswith(f"block {bad}: 2 worker processes died while running it (the last "
+                              "tcp://127.0.0.1:"), message
+    assert message.endswith("): out of memory, or a crash; see the workers' logs, or try smaller "
+                            "blocks (--block-mb); 15 of 16 blocks are done: once the cause is "
+                            "fixed, rerun the same command to finish")
+    assert journal.done("blocks") == {b.key() for b in grid.boxes()} - {bad.key()}
+    expected = np.ones((16, 64), np.uint8)
+    expected[bad.slices] = 0
+    assert np.array_equal(zarr.open_array(path)[:], expected)

@@ -16,10 +16,11 @@ from itertools import islice
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from volumetric.engine.scheduler import lost_scheduler, scheduler_timeout
+from volumetric.engine.failures import Failures, InputFailure, attempt, outcome
 from volumetric.engine.journal import Journal
 from volumetric.engine.progress import Progress
-from volumetric.errors import BlockError, ClusterError, VolumetricError
+from volumetric.engine.scheduler import lost_scheduler, scheduler_timeout
+from volumetric.errors import BlockError, ClusterError, DamagedChunkError, VolumetricError
 from volumetric.geometry import Box
 
 if TYPE_CHECKING:
@@ -29,45 +30,17 @@ R = TypeVar("R")
 W = TypeVar("W")
 
 
-class _InputFailure:
-    """What a task returns instead of raising a :class:`VolumetricError`.
-
-    Bad input fails the same way on every attempt, so the task is neither
-    retried nor logged by the worker; the client raises the error once.
-    """
-
-    def __init__(self, error: VolumetricError):
-        self.error = error
-
-
-def _attempt(task: Callable[..., Any], *args: Any) -> Any:
-    try:
-        return task(*args)
-    except VolumetricError as exc:
-        return _InputFailure(exc)
-
-
 def _prepared(box: Box, prepare: Callable[[Box], Any]) -> Any:
-    return _attempt(prepare, box)
+    return attempt(prepare, box)
 
 
 def _execute(box: Box, *prepared: Any, task: Callable[..., Any], journal: Journal | None,
              job: str) -> Any:
-    if prepared and isinstance(prepared[0], _InputFailure):
+    if prepared and isinstance(prepared[0], InputFailure):
         return prepared[0]
-    result = _attempt(task, box, *prepared)
-    if journal is not None and not isinstance(result, _InputFailure):
+    result = attempt(task, box, *prepared)
+    if journal is not None and not isinstance(result, InputFailure):
         journal.mark(job, box.key())
-    return result
-
-
-def _outcome(future: Any, item: object, running: _Running) -> Any:
-    """The result of a finished task; its error, raised, names ``item`` when it is bad input."""
-    if future.status == "error":
-        future.result()  # a bug or a lost worker: re-raised with the worker's traceback
-    result = running.result(future)
-    if isinstance(result, _InputFailure):
-        raise BlockError(f"block {item}: {result.error}") from result.error
     return result
 
 
@@ -261,8 +234,13 @@ def run_blocks(
     Raises
     ------
     BlockError
-        When a task (or ``prepare``) raised a :class:`~volumetric.errors.VolumetricError`;
-        the message names the block. Other exceptions propagate unchanged.
+        When a task (or ``prepare``) raised a :class:`~volumetric.errors.VolumetricError`,
+        or killed every worker that ran it; the message names the first such block.
+        With a ``journal`` the other blocks run on and stay marked done (unless
+        most blocks fail, see :mod:`volumetric.engine.failures`), and the
+        damaged chunk files named are recorded in it, so that a rerun after their
+        repair resumes (see :meth:`Journal.record_damage`). Other exceptions
+        propagate unchanged.
     ClusterError
         When the scheduler was lost, or stopped answering for
         ``$VOLUMETRIC_SCHEDULER_TIMEOUT`` seconds.
@@ -296,14 +274,25 @@ def run_blocks(
         return max(0, 2 * _slots(client, resources) - len(box_of))
 
     results: dict[Box, R] = {}
+    failures = Failures(len(blocks), kept=journal is not None)
+    going = True
     with running:
         submit(free_slots())
         for future in running:
             box = box_of.pop(future.key)
-            results[box] = _outcome(future, box, running)
+            try:
+                results[box] = outcome(future, box, running.result)
+                bar.update()
+            except BlockError as exc:
+                going = failures.add(exc, len(results))
             future.release()
-            bar.update()
+            if not going:
+                break
             submit(free_slots())
+    if journal is not None and failures.errors:
+        journal.record_damage([(c.file, c.folder) for e in failures.errors for c in e.causes
+                               if isinstance(c, DamagedChunkError)])
+    failures.raise_any(done=len(results) + len(blocks) - len(todo), stopped=not going)
     bar.close()
     return results
 
@@ -362,7 +351,7 @@ def run_expanding(
 
     def submit(items: Iterable[W]) -> None:
         for item in items:
-            future = client.submit(_attempt, task, item, key=f"{prefix}-{bar.total}",
+            future = client.submit(attempt, task, item, key=f"{prefix}-{bar.total}",
                                    retries=retries, pure=False)
             item_of[future.key] = item
             running.update([future])
@@ -372,7 +361,7 @@ def run_expanding(
         submit(first)
         for future in running:
             item = item_of.pop(future.key)
-            result = _outcome(future, item, running)
+            result = outcome(future, item, running.result)
             future.release()
             bar.update()
             submit(follow(item, result))
