@@ -282,3 +282,36 @@ def test_a_failed_preparation_names_the_block(client, tmp_path):
                    prepare=LoggedRead(log, fail_at=bad.start), progress=False, retries=3)
     assert bad.key() not in journal.done("blocks")
     assert open(log).read().count(f"read {bad}\n") == 1 and f"done {bad}" not in open(log).read()
+
+
+@dataclass(frozen=True)
+class CountUnfinished:
+    """Writes its block, and logs how many block tasks the scheduler holds unfinished."""
+
+    array: str
+    log: str
+
+    def __call__(self, box: Box) -> int:
+        from distributed import get_client
+
+        unfinished = get_client().run_on_scheduler(_unfinished_blocks)
+        with open(self.log, "a") as f:
+            f.write(f"{unfinished}\n")
+        zarr.open_array(self.array, mode="r+")[box.slices] = 1 + sum(box.start)
+        return 1 + sum(box.start)
+
+
+def test_a_job_keeps_a_bounded_number_of_blocks_in_flight(client, tmp_path, monkeypatch):
+    import volumetric.engine.run
+
+    monkeypatch.setattr(volumetric.engine.run, "SUBMIT_WINDOW", 6)
+    path = _array(tmp_path, shape=(20, 160))
+    grid = BlockGrid((20, 160), (4, 8))
+    log = tmp_path / "log.txt"
+    results = run_blocks(CountUnfinished(path, str(log)), list(grid.boxes()), client=client,
+                         progress=False)
+    assert len(results) == grid.num_blocks == 100
+    np.testing.assert_array_equal(zarr.open_array(path)[:], _expected(grid))
+    unfinished = [int(line) for line in log.read_text().splitlines()]
+    slots = sum(w["nthreads"] for w in client.scheduler_info()["workers"].values())
+    assert len(unfinished) == 100 and max(unfinished) <= max(6, 4 * slots) < 100

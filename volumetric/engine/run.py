@@ -2,8 +2,11 @@
 
 The engine never builds a dask array: each block becomes one task that
 receives a :class:`~volumetric.geometry.Box` (the write box), opens its
-inputs, computes and writes its output inside the worker. The graph is
-O(blocks) small tasks whatever the volume size.
+inputs, computes and writes its output inside the worker. A job is
+O(blocks) small tasks whatever the volume size, submitted as earlier ones
+finish: at most :data:`SUBMIT_WINDOW` (or four per task slot) are in flight,
+so the client and the scheduler hold a bounded number of tasks however many
+blocks the job has.
 """
 
 from __future__ import annotations
@@ -152,6 +155,11 @@ def ask_workers(client: Client, question: Callable[[], R]) -> dict[str, tuple[R,
             for address, answer in answers.items()}
 
 
+SUBMIT_WINDOW = 1000
+"""Blocks of a job in flight at most (or four per task slot, when more): the client and the
+scheduler hold that many tasks whatever the number of blocks."""
+
+
 def _slots(client: Client, resources: dict[str, float] | None) -> int:
     """Tasks the cluster runs at once: each worker's share of ``resources``, else its threads."""
     workers = client.scheduler_info()["workers"].values()
@@ -250,10 +258,11 @@ def run_blocks(
     done = journal.done(job) if journal is not None else set()
     todo = [b for b in blocks if b.key() not in done]
     bar = Progress(len(todo), label, skipped=len(blocks) - len(todo), enabled=progress)
-    token = uuid.uuid4().hex[:8]
-    pending = iter([(b, f"{label.replace(' ', '-')}-{token}-{i}") for i, b in enumerate(todo)])
+    prefix = f"{label.replace(' ', '-')}-{uuid.uuid4().hex[:8]}"
+    pending = ((b, f"{prefix}-{i}") for i, b in enumerate(todo))
     running = _Running(client)
     box_of: dict[str, Box] = {}
+    window = SUBMIT_WINDOW
 
     def submit(count: int) -> None:
         batch = list(islice(pending, count))
@@ -268,16 +277,21 @@ def run_blocks(
                                   retries=retries, pure=False, resources=resources))
         box_of.update(zip(keys, boxes))
 
-    def free_slots() -> int:
-        if prepare is None:
-            return len(todo)
-        return max(0, 2 * _slots(client, resources) - len(box_of))
+    def refill() -> None:
+        """Keep the scheduler supplied: the window full again once half of it has finished
+        (a prepared job: two blocks per slot, topped up at every block)."""
+        nonlocal window
+        if prepare is not None:
+            submit(max(0, 2 * _slots(client, resources) - len(box_of)))
+        elif len(box_of) <= window // 2:
+            window = max(SUBMIT_WINDOW, 4 * _slots(client, resources))
+            submit(window - len(box_of))
 
     results: dict[Box, R] = {}
     failures = Failures(len(blocks), kept=journal is not None)
     going = True
     with running:
-        submit(free_slots())
+        refill()
         for future in running:
             box = box_of.pop(future.key)
             try:
@@ -288,7 +302,7 @@ def run_blocks(
             future.release()
             if not going:
                 break
-            submit(free_slots())
+            refill()
     if journal is not None and failures.errors:
         journal.record_damage([(c.file, c.folder) for e in failures.errors for c in e.causes
                                if isinstance(c, DamagedChunkError)])
