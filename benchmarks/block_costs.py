@@ -18,7 +18,10 @@ with 64^3 chunks and the default codec (blosc zstd, shuffle).
   features), with the floating-point operations of a window counted by
   torch's ``FlopCounterMode``; and the blending of a window's output;
 - ``partials``: the bytes a dense prediction block (128^3, 64^3 windows,
-  overlap 0.25) keeps as scratch between its two phases.
+  overlap 0.25) keeps as scratch between its two phases, the time to save
+  and load them (local disk), and the time to write a 128^3 prediction
+  (the neurite block's mask, smoothed: a probability map) as float32 and
+  as uint8.
 
     python -m benchmarks.block_costs [--repeats 3]
 """
@@ -92,6 +95,38 @@ def _io(raw: str, scratch: Path, repeats: int) -> dict:
         "block_bytes": block.nbytes,
         "compression_ratio": array.nbytes / stored,
     }
+
+
+def _prediction_io(mask: str, occupied: tuple[int, ...], scratch: Path, repeats: int) -> dict:
+    """Writing a 128^3 prediction block (float32 and uint8) and a block's scratch round trip.
+
+    The prediction is what a good model gives for the neurite block: the
+    mask, smoothed (a probability near 1 on the neurites, 0 elsewhere).
+    """
+    import zarr
+    from scipy import ndimage
+
+    box = tuple(slice(s, s + BLOCK) for s in occupied)
+    truth = zarr.open_array(mask, mode="r")[box].astype(np.float32)
+    probability = np.clip(ndimage.gaussian_filter(truth, 1.0) * 2, 0, 1).astype(np.float32)
+    out = {}
+    for dtype, data in (("float32", probability), ("uint8", np.round(probability * 255))):
+        array = zarr.create_array(str(scratch / f"pred-{dtype}.zarr"), shape=data.shape,
+                                  chunks=(CUBE,) * 3, dtype=dtype)
+        block = data.astype(dtype)
+        out[f"write_{dtype}_s"] = best(lambda: array.__setitem__(Ellipsis, block), repeats)
+        stored = sum(f.stat().st_size for f in (scratch / f"pred-{dtype}.zarr").rglob("c/*/*/*"))
+        out[f"{dtype}_compression_ratio"] = block.nbytes / stored
+    sums = np.zeros((2, 144, 144, 144), np.float32)  # a block's region: sums and weights
+    path = scratch / "partial.npy"
+
+    def round_trip() -> None:
+        np.save(path, sums)
+        float(np.load(path, mmap_mode="r")[:, :BLOCK, :BLOCK, :BLOCK].sum())
+
+    out["scratch_round_trip_s"] = best(round_trip, repeats)
+    out["scratch_bytes"] = sums.nbytes
+    return out
 
 
 def _distance(mask: str, occupied: tuple[int, ...], repeats: int) -> dict:
@@ -185,6 +220,7 @@ def main(argv: list[str] | None = None) -> dict:
     with scratch_dir("block_costs", args) as scratch:
         raw, mask, occupied = _volume(scratch)
         results = {"io": _io(raw, scratch, args.repeats),
+                   "prediction_io": _prediction_io(mask, occupied, scratch, args.repeats),
                    "distance": _distance(mask, occupied, args.repeats),
                    "count": _count(raw, args.repeats), "windows": _windows(args.repeats),
                    "partials": _partials(), "load_average": list(os.getloadavg())}
@@ -203,6 +239,12 @@ def main(argv: list[str] | None = None) -> dict:
                          f"batch 4: {w['batch4_window_s'] * 1e3:.1f} ms/window, "
                          f"{w['flops_per_window'] / 1e9:.1f} GFLOP, {w['parameters']} params"))
     rows.append(("blend one window", f"{win['blend_window_s'] * 1e3:.1f}", ""))
+    pio = results["prediction_io"]
+    for dtype in ("float32", "uint8"):
+        rows.append((f"write a 128^3 {dtype} prediction block", f"{pio[f'write_{dtype}_s'] * 1e3:.1f}",
+                     f"compression ratio {pio[f'{dtype}_compression_ratio']:.1f}"))
+    rows.append(("scratch of a block: save and load", f"{pio['scratch_round_trip_s'] * 1e3:.1f}",
+                 f"{pio['scratch_bytes'] / 2**20:.1f} MiB, local disk, page cache warm"))
     p = results["partials"]
     rows.append(("dense predict block: windows, scratch", "",
                  f"{p['windows_per_block']:.1f} windows, "
