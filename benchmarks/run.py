@@ -27,6 +27,9 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     "predict": ([], ["--quick"]),
     "loader": ([], ["--side", "128", "--patches", "64"]),
     "align": ([], ["--side", "96", "--depth", "10", "--frames", "6", "--tilt", "6"]),
+    "scale": ([], ["--blocks", "500,4000", "--distance-blocks", "200,800"]),
+    "cluster": ([], ["--side", "128", "--predict-shape", "64,128,128", "--repeats", "1"]),
+    "block_costs": ([], ["--repeats", "1"]),
 }
 
 

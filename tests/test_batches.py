@@ -49,7 +49,7 @@ def test_slow_blocks_run_one_per_task_again():
     assert sizer.size(10_000) == 1
 
 
-def test_a_batch_marks_each_block_and_stops_at_bad_input(tmp_path):
+def test_a_batch_marks_each_block_and_runs_on_after_bad_input(tmp_path):
     array = str(tmp_path / "a.zarr")
     zarr.create_array(array, shape=(4, 4), chunks=(1, 4), dtype="int32")
     journal = Journal(tmp_path / "out.zarr", {"job": "batch"})
@@ -57,10 +57,10 @@ def test_a_batch_marks_each_block_and_stops_at_bad_input(tmp_path):
     boxes = [Box((i, 0), (i + 1, 4)) for i in range(4)]
     results, seconds = run_batch(boxes, task=Fill(array, fail_at=(2, 0)), journal=journal,
                                  job="fill")
-    assert results[:2] == [0, 1] and isinstance(results[2], InputFailure) and len(results) == 3
+    assert results[:2] == [0, 1] and isinstance(results[2], InputFailure) and results[3] == 3
     assert seconds >= 0
-    assert journal.done("fill") == {boxes[0].key(), boxes[1].key()}
-    np.testing.assert_array_equal(zarr.open_array(array)[:, 0], [1, 2, 0, 0])
+    assert journal.done("fill") == {boxes[0].key(), boxes[1].key(), boxes[3].key()}
+    np.testing.assert_array_equal(zarr.open_array(array)[:, 0], [1, 2, 0, 4])
 
 
 def test_a_log_line_cut_short_is_not_a_marker(tmp_path):

@@ -7,73 +7,30 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import time
 from contextlib import suppress
-from pathlib import Path
 
 import numpy as np
 import pytest
-import zarr
+from dask_processes import (
+    DASK,
+    dask_processes,
+    run_vol,
+    same_image,
+    vol_env,
+    wait_for_scheduler_file,
+)
 
-from volumetric.engine.scheduler import CLUSTER_ENV, CONNECT_TIMEOUT_ENV
+from volumetric.engine.scheduler import CLUSTER_ENV
 from volumetric.engine.standing import STATE_ENV
 
-VOL = str(Path(sys.executable).with_name("vol"))
 CONVERT = ("--chunks", "8,16,16", "--block-mb", "0.01")
-DASK = [sys.executable, "-m", "dask"]  # this environment's, whatever the scripts' shebangs
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in (CLUSTER_ENV, STATE_ENV)}
-    env[CONNECT_TIMEOUT_ENV] = "10"
-    return {**env, **extra}
-
-
-def _vol(*args: object, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([VOL, *map(str, args)], env=env or _env(), capture_output=True,
-                          text=True, timeout=180)
-
-
-def _wait_for(path: Path, process: subprocess.Popen) -> dict:
-    deadline = time.monotonic() + 60
-    while True:
-        with suppress(OSError, ValueError):
-            return json.loads(path.read_text())
-        assert process.poll() is None, "the dask scheduler exited"
-        assert time.monotonic() < deadline, "the dask scheduler did not start"
-        time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")
 def scheduler(tmp_path_factory):
     """A ``dask scheduler`` and two ``dask worker`` processes; yields the scheduler file."""
-    from distributed import Client
-
-    folder = tmp_path_factory.mktemp("dask")
-    options: dict = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "cwd": folder}
-    processes: list[subprocess.Popen] = []
-    try:
-        processes.append(subprocess.Popen(
-            [*DASK, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-             "--scheduler-file", str(folder / "scheduler.json")], **options))
-        address = _wait_for(folder / "scheduler.json", processes[0])["address"]
-        for _ in range(2):
-            processes.append(subprocess.Popen(
-                [*DASK, "worker", address, "--nthreads", "1", "--host", "127.0.0.1",
-                 "--no-dashboard"], **options))
-        with Client(address, timeout="30s") as client:
-            client.wait_for_workers(2, timeout=60)
-        yield folder / "scheduler.json"
-    finally:
-        for process in reversed(processes):
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    with dask_processes(tmp_path_factory.mktemp("dask")) as started:
+        yield started.scheduler_file
 
 
 @pytest.fixture(scope="module")
@@ -87,15 +44,9 @@ def images(tmp_path_factory):
     for command in (["convert", folder / "raw.npy", folder / "raw.zarr", *CONVERT],
                     ["distance", folder / "mask.npy", folder / "dist.zarr", "--clip", "4",
                      "--block-mb", "0.5"]):
-        result = _vol(*command, "--cluster", "local:2")
+        result = run_vol(*command, "--cluster", "local:2")
         assert result.returncode == 0, result.stderr
     return folder
-
-
-def _same_image(a: Path, b: Path) -> None:
-    first, second = zarr.open_group(str(a), mode="r"), zarr.open_group(str(b), mode="r")
-    assert np.array_equal(first["0"][:], second["0"][:])
-    assert first.attrs.asdict() == second.attrs.asdict()
 
 
 @pytest.mark.parametrize("how", ["address", "scheduler file"])
@@ -103,24 +54,24 @@ def test_commands_on_a_scheduler_of_their_own_equal_the_embedded_cluster(schedul
                                                                          tmp_path, how):
     cluster = (json.loads(scheduler.read_text())["address"] if how == "address"
                else str(scheduler))
-    converted = _vol("convert", images / "raw.npy", tmp_path / "raw.zarr", *CONVERT,
+    converted = run_vol("convert", images / "raw.npy", tmp_path / "raw.zarr", *CONVERT,
                      "--cluster", cluster)
     assert converted.returncode == 0, converted.stderr
     assert ", 1 level(s), 9 blocks," in converted.stdout
-    distances = _vol("distance", images / "mask.npy", tmp_path / "dist.zarr", "--clip", "4",
+    distances = run_vol("distance", images / "mask.npy", tmp_path / "dist.zarr", "--clip", "4",
                      "--block-mb", "0.5", "--cluster", cluster)
     assert distances.returncode == 0, distances.stderr
     assert "blocks (" in distances.stdout and " 1 blocks" not in distances.stdout
-    _same_image(tmp_path / "raw.zarr", images / "raw.zarr")
-    _same_image(tmp_path / "dist.zarr", images / "dist.zarr")
+    same_image(tmp_path / "raw.zarr", images / "raw.zarr")
+    same_image(tmp_path / "dist.zarr", images / "dist.zarr")
 
 
 def test_the_environment_names_the_scheduler_too(scheduler, images, tmp_path):
-    env = _env(**{CLUSTER_ENV: str(scheduler)})
-    result = _vol("distance", images / "mask.npy", tmp_path / "dist.zarr", "--clip", "4",
+    env = vol_env(**{CLUSTER_ENV: str(scheduler)})
+    result = run_vol("distance", images / "mask.npy", tmp_path / "dist.zarr", "--clip", "4",
                   "--block-mb", "0.5", env=env)
     assert result.returncode == 0, result.stderr
-    _same_image(tmp_path / "dist.zarr", images / "dist.zarr")
+    same_image(tmp_path / "dist.zarr", images / "dist.zarr")
 
 
 @pytest.fixture
@@ -140,8 +91,8 @@ def state(tmp_path, monkeypatch):
 def test_cluster_up_info_and_down(state, images, tmp_path):
     import psutil
 
-    env = _env(**{STATE_ENV: str(state)})
-    up = _vol("cluster", "up", "--workers", "2", "--dashboard-address", ":0", env=env)
+    env = vol_env(**{STATE_ENV: str(state)})
+    up = run_vol("cluster", "up", "--workers", "2", "--dashboard-address", ":0", env=env)
     assert up.returncode == 0, up.stderr
     recorded = json.loads((state / "cluster.json").read_text())
     address = recorded["address"]
@@ -153,12 +104,12 @@ def test_cluster_up_info_and_down(state, images, tmp_path):
     ]
     assert recorded["dashboard"].startswith("http://127.0.0.1:")
 
-    again = _vol("cluster", "up", env=env)
+    again = run_vol("cluster", "up", env=env)
     assert again.returncode == 2
     assert again.stderr == (f"vol: error: a cluster started by `vol cluster up` runs at {address} "
                             f"({state / 'cluster.json'}); stop it with `vol cluster down`\n")
 
-    info = _vol("cluster", "info", "--json", env=env)
+    info = run_vol("cluster", "info", "--json", env=env)
     assert info.returncode == 0, info.stderr
     described = json.loads(info.stdout)
     assert described["address"] == address
@@ -168,34 +119,34 @@ def test_cluster_up_info_and_down(state, images, tmp_path):
     for package in ("volumetric", "dask", "distributed", "zarr", "numpy", "torch"):
         assert packages["here"][package] is not None
         assert {v[package] for v in packages["workers"].values()} == {packages["here"][package]}
-    table = _vol("cluster", "info", address, env=env).stdout
+    table = run_vol("cluster", "info", address, env=env).stdout
     assert f"scheduler  {address}" in table and "workers    2: 2 threads" in table
 
-    used = _vol("distance", images / "mask.npy", tmp_path / "dist.zarr", "--clip", "4",
+    used = run_vol("distance", images / "mask.npy", tmp_path / "dist.zarr", "--clip", "4",
                 "--block-mb", "0.5", env={**env, CLUSTER_ENV: address})
     assert used.returncode == 0, used.stderr
-    _same_image(tmp_path / "dist.zarr", images / "dist.zarr")
+    same_image(tmp_path / "dist.zarr", images / "dist.zarr")
 
-    down = _vol("cluster", "down", env=env)
+    down = run_vol("cluster", "down", env=env)
     assert down.returncode == 0, down.stderr
     assert down.stdout == f"stopped the dask cluster at {address} (2 workers)\n"
     assert not (state / "cluster.json").exists()
     for process in recorded["processes"]:
         assert not psutil.pid_exists(process["pid"]) or \
             psutil.Process(process["pid"]).status() == psutil.STATUS_ZOMBIE
-    gone = _vol("cluster", "down", env=env)
+    gone = run_vol("cluster", "down", env=env)
     assert gone.returncode == 2
     assert gone.stderr.startswith("vol: error: no cluster started by `vol cluster up` to stop")
 
 
 def test_cluster_info_refuses_what_is_no_running_scheduler(state, tmp_path):
-    env = _env(**{STATE_ENV: str(state)})
+    env = vol_env(**{STATE_ENV: str(state)})
     for args, message in (
         ([], "no cluster to describe: give its ADDRESS or scheduler file, or start one"),
         (["local:2"], "local:2 names no running scheduler: `vol cluster info` describes one"),
         ([str(tmp_path / "none.json")], f"scheduler file {tmp_path / 'none.json'}: no such file"),
     ):
-        result = _vol("cluster", "info", *args, env=env)
+        result = run_vol("cluster", "info", *args, env=env)
         assert result.returncode == 2
         assert result.stderr.startswith(f"vol: error: {message}")
         assert result.stderr.count("\n") == 1
@@ -216,7 +167,7 @@ def other_zarr_worker(tmp_path):
         processes.append(subprocess.Popen(
             [*DASK, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
              "--scheduler-file", str(tmp_path / "scheduler.json")], **options))
-        address = _wait_for(tmp_path / "scheduler.json", processes[0])["address"]
+        address = wait_for_scheduler_file(tmp_path / "scheduler.json", processes[0])
         processes.append(subprocess.Popen(
             [*DASK, "worker", address, "--nthreads", "1", "--host", "127.0.0.1", "--no-dashboard"],
             env={**os.environ, "PYTHONPATH": str(tmp_path / "stale")}, **options))
@@ -234,13 +185,13 @@ def test_workers_with_other_package_versions_are_refused(other_zarr_worker, imag
     from importlib.metadata import version
 
     address, worker = other_zarr_worker
-    result = _vol("convert", images / "raw.npy", tmp_path / "raw.zarr", "--cluster", address)
+    result = run_vol("convert", images / "raw.npy", tmp_path / "raw.zarr", "--cluster", address)
     assert result.returncode == 2
     assert result.stderr == (
         f"vol: error: the workers of the dask scheduler at {address} run other package versions: "
         f"zarr {version('zarr')} here, 0.0.1 on {worker}; install the same versions everywhere\n")
     assert not (tmp_path / "raw.zarr").exists()
-    info = _vol("cluster", "info", address)
+    info = run_vol("cluster", "info", address)
     assert info.returncode == 0, info.stderr
     zarr_row = next(line for line in info.stdout.splitlines() if line.startswith("zarr "))
     assert zarr_row.split() == ["zarr", version("zarr"), version("zarr"), "0.0.1"]
@@ -249,8 +200,8 @@ def test_workers_with_other_package_versions_are_refused(other_zarr_worker, imag
 def test_cluster_up_gpus_gives_each_worker_its_own_gpu(state):
     from distributed import Client
 
-    env = _env(**{STATE_ENV: str(state)})
-    up = _vol("cluster", "up", "--gpus", "2", "--dashboard-address", ":0", env=env)
+    env = vol_env(**{STATE_ENV: str(state)})
+    up = run_vol("cluster", "up", "--gpus", "2", "--dashboard-address", ":0", env=env)
     assert up.returncode == 0, up.stderr
     assert ": 2 workers of 1 thread, 2 GPUs (logs in" in up.stdout.splitlines()[0]
     address = json.loads((state / "cluster.json").read_text())["address"]
@@ -261,5 +212,5 @@ def test_cluster_up_gpus_gives_each_worker_its_own_gpu(state):
         assert sorted(pinned.values()) == ["0", "1"]  # no GPU here: the machinery, not CUDA
         assert [w["resources"] for w in workers] == [{"GPU": 1}, {"GPU": 1}]
     finally:
-        down = _vol("cluster", "down", env=env)
+        down = run_vol("cluster", "down", env=env)
     assert down.returncode == 0, down.stderr

@@ -238,3 +238,40 @@ def test_a_refused_job_submission_is_one_line(fake_slurm, tmp_path):
                                               "failed: sbatch: error: Invalid account")
     assert "Traceback" not in result.stderr
     assert not list(queue.iterdir())
+
+
+EXAMPLE = Path(__file__).parents[1] / "docs" / "examples" / "volumetric.yaml"
+
+
+def test_the_example_slurm_profiles_render_their_job_scripts(monkeypatch, tmp_path):
+    """docs/examples/volumetric.yaml, through dask-jobqueue, without submitting anything."""
+    import yaml
+
+    monkeypatch.chdir(tmp_path)  # dask-jobqueue makes the log directory where a command runs
+    monkeypatch.delenv(CLUSTER_ENV, raising=False)
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "sbatch").write_text("#!/bin/sh\ntouch \"$0.ran\"\nexit 1\n")
+    (tmp_path / "bin" / "sbatch").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+    with dask.config.set(yaml.safe_load(EXAMPLE.read_text())):
+        gpu, cpu = resolve_target("slurm-gpu").profile, resolve_target("slurm-cpu").profile
+        gpu_script, cpu_script = gpu.job_script().splitlines(), cpu.job_script().splitlines()
+    assert (gpu.kind, gpu.jobs, cpu.kind, cpu.jobs) == ("slurm", 8, "slurm", 4)
+    for line in ("#SBATCH -p gpu", "#SBATCH -A mylab", "#SBATCH -n 1",
+                 "#SBATCH --cpus-per-task=32", "#SBATCH --mem=224G", "#SBATCH -t 04:00:00",
+                 "#SBATCH --exclusive", "#SBATCH --gres=gpu:4",
+                 "#SBATCH -o dask-logs/dask-worker-%J.out", "export VOLUMETRIC_JOB_WORKERS=4",
+                 "export VOLUMETRIC_GPU_SLOTS=1"):
+        assert line in gpu_script, line
+    worker = gpu_script[-1].split()
+    assert worker[1:3] == ["-m", "distributed.cli.dask_worker"]
+    for option in (["--nworkers", "4"], ["--nthreads", "8"], ["--local-directory", "/tmp"],
+                   ["--resources", "GPU=1"], ["--preload", "volumetric.engine.gpu_pin"]):
+        assert " ".join(option) in " ".join(worker), option
+    for line in ("#SBATCH -p cpu", "#SBATCH --cpus-per-task=64", "#SBATCH --mem=239G",
+                 "#SBATCH -t 02:00:00"):
+        assert line in cpu_script, line
+    assert "--nworkers 16" in cpu_script[-1] and "--nthreads 4" in cpu_script[-1]
+    assert "--resources" not in cpu_script[-1] and "--gres" not in " ".join(cpu_script)
+    assert (tmp_path / "dask-logs").is_dir()
+    assert not (tmp_path / "bin" / "sbatch.ran").exists()  # rendered, never submitted

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -12,13 +11,14 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from dask_processes import dask_processes as started_processes
 
 from volumetric.engine import run_blocks
 from volumetric.engine.cluster import check_cluster, connect, local_cluster, workers_cap
@@ -168,41 +168,11 @@ class Nap:
         time.sleep(self.seconds)
 
 
-def _scheduler_address(scheduler_file: Path) -> str:
-    deadline = time.monotonic() + 60
-    while True:
-        with suppress(OSError, ValueError, KeyError):
-            return str(json.loads(scheduler_file.read_text())["address"])
-        assert time.monotonic() < deadline, "the dask scheduler did not start"
-        time.sleep(0.1)
-
-
 @pytest.fixture
 def dask_processes(tmp_path):
     """A dask scheduler and one one-thread worker in processes of their own (test tasks import)."""
-    from distributed import Client
-
-    dask = [sys.executable, "-m", "dask"]  # this environment's, whatever the script's shebang
-    options: dict[str, Any] = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL,
-                               "env": {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}}
-    processes: list[subprocess.Popen] = []
-    try:
-        processes.append(subprocess.Popen(
-            [*dask, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-             "--scheduler-file", str(tmp_path / "scheduler.json")], **options))
-        address = _scheduler_address(tmp_path / "scheduler.json")
-        processes.append(subprocess.Popen(
-            [*dask, "worker", address, "--nthreads", "1", "--no-nanny", "--no-dashboard"],
-            **options))
-        with Client(address, timeout="30s") as client:
-            client.wait_for_workers(1, timeout=60)
-        yield address, processes[0], processes[1]
-    finally:
-        for process in processes:
-            with suppress(ProcessLookupError):
-                os.kill(process.pid, signal.SIGCONT)
-            process.kill()
-            process.wait()
+    with started_processes(tmp_path, 1, nanny=False) as started:
+        yield started.address, started.scheduler, started.workers[0]
 
 
 def test_a_frozen_scheduler_ends_the_job(dask_processes, monkeypatch):
@@ -315,3 +285,24 @@ def test_a_result_the_frozen_scheduler_never_hands_over_ends_the_job(client, mon
     monkeypatch.setenv(SCHEDULER_TIMEOUT_ENV, "1")
     with pytest.raises(ClusterError, match="stopped answering"):
         _Running(client).result(Unfetchable())
+
+
+def test_a_result_lost_with_the_scheduler_is_one_line(client):
+    """The scheduler went away while a finished task's result was being fetched."""
+    from distributed.comm import CommClosedError
+
+    from volumetric.engine.cluster import lost_is_one_line
+    from volumetric.engine.run import _Running
+
+    class Unreachable:
+        def result(self, timeout=None):
+            raise CommClosedError("in <TCP (closed) ConnectionPool.gather>: reset by peer")
+
+    address = client.scheduler.address
+    with pytest.raises(ClusterError) as info:
+        _Running(client).result(Unreachable())
+    assert str(info.value) == (f"lost the dask scheduler at {address}; rerun the same command "
+                               "to resume")
+    with pytest.raises(ClusterError) as info, lost_is_one_line(client):
+        raise CommClosedError("while listing the workers")
+    assert str(info.value).startswith(f"lost the dask scheduler at {address};")

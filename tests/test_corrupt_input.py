@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 import pytest
+from dask_processes import done_markers
 import torch
 from test_predict import write_image
 
@@ -124,7 +125,7 @@ def test_full_disk_while_writing_a_block(vol, client, tmp_path):
     line = one_error(result)
     assert f"no space left on device writing {target}" in line, line
     assert not_complete(out)
-    assert not list((out / ".volumetric" / "done").glob("*/*"))  # no block claims to be done
+    assert not done_markers(out)  # no block claims to be done
 
 
 @pytest.mark.parametrize("content", [
@@ -173,3 +174,54 @@ def test_a_loader_workers_input_error_keeps_its_one_line():
     with pytest.raises(InputError) as info:
         list(_batches(loader))
     assert str(info.value) == "raw.zarr: cannot read [0:8]: damaged chunk file raw.zarr/0/c/0"
+
+
+CONVERT = ("--chunks", "8,8,8", "--block-mb", "0.0005")  # a block per chunk: 64 blocks
+
+
+@pytest.fixture
+def damaged_raw(vol, tmp_path):
+    """A raw image of 64 chunks, what convert makes of it, and one of its chunks damaged
+    (with its bytes before)."""
+    raw = tmp_path / "raw.zarr"
+    write_image(raw, np.random.default_rng(1).integers(0, 255, (32, 32, 32), dtype=np.uint8),
+                chunks=(8, 8, 8))
+    reference = vol("convert", raw, tmp_path / "reference.zarr", *CONVERT)
+    assert reference.exit_code == 0 and ", 64 blocks," in reference.output, reference.output
+    chunk = raw / "0" / "c" / "1" / "2" / "3"
+    original = chunk.read_bytes()
+    _damage(chunk)
+    return raw, chunk, original
+
+
+def test_a_damaged_chunk_fails_its_block_alone(vol, tmp_path, damaged_raw):
+    import zarr
+
+    raw, chunk, original = damaged_raw
+    out = tmp_path / "out.zarr"
+    line = one_error(vol("convert", raw, out, *CONVERT))
+    assert line.startswith("vol: error: block [8:16, 16:24, 24:32]: "), line
+    assert f"damaged chunk file {chunk}" in line
+    assert line.endswith("; 63 of 64 blocks are done: once the cause is fixed, rerun the same "
+                         "command to finish")
+    assert len(done_markers(out)) == 63
+    chunk.write_bytes(original)  # repaired: the same bytes, a new modification time
+    rerun = vol("convert", raw, out, *CONVERT)
+    assert rerun.exit_code == 0, rerun.output
+    assert "1/1 blocks" in rerun.output and "63 already done" in rerun.output
+    assert not (out / ".volumetric").exists()
+    assert np.array_equal(zarr.open_array(str(out / "0"))[:],
+                          zarr.open_array(str(tmp_path / "reference.zarr" / "0"))[:])
+
+
+def test_a_rerun_is_refused_when_more_than_the_damaged_chunk_changed(vol, tmp_path, damaged_raw):
+    raw, chunk, original = damaged_raw
+    out = tmp_path / "out.zarr"
+    one_error(vol("convert", raw, out, *CONVERT))
+    chunk.write_bytes(original)
+    other = raw / "0" / "c" / "0" / "0" / "0"
+    other.write_bytes(other.read_bytes())  # rewritten since the run: a block done may differ
+    line = one_error(vol("convert", raw, out, *CONVERT))
+    assert line == (f"vol: error: {out} was started from {raw} before it changed (its files were "
+                    "modified since the interrupted run); rerun with --overwrite to start again")
+    assert len(done_markers(out)) == 63

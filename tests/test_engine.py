@@ -11,6 +11,7 @@ import pytest
 import zarr
 
 from volumetric.engine import Journal, run_blocks, run_expanding
+from volumetric.engine.failures import FAILED_BLOCKS_LIMIT
 from volumetric.errors import BlockError, InputError, LayoutMismatchError
 from volumetric.geometry import BlockGrid, Box
 
@@ -63,21 +64,73 @@ def test_failure_names_the_block_and_resume_skips_finished(client, tmp_path):
     journal = Journal(tmp_path / "out.zarr", {"shape": [20, 30], "block": [8, 8]})
     assert journal.start() is False
     bad = grid.box((1, 2))
-    with pytest.raises(BlockError, match=r"block \[8:16, 16:24\]: corrupt input"):
+    with pytest.raises(BlockError) as info:
         run_blocks(FillWithBlockId(path, fail_at=bad.start), list(grid.boxes()), client=client,
                    journal=journal, job="fill", progress=False, retries=0)
-    # tasks already running when the error came cannot be stopped: they end and mark
-    deadline = time.monotonic() + 30
-    while any(client.run(_executing).values()) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    assert str(info.value) == ("block [8:16, 16:24]: corrupt input; 11 of 12 blocks are done: "
+                               "once the cause is fixed, rerun the same command to finish")
     done = journal.done("fill")
-    assert bad.key() not in done
+    assert done == {b.key() for b in grid.boxes()} - {bad.key()}  # the others ran on
     assert journal.start() is True  # same layout: resume
     results = run_blocks(FillWithBlockId(path), list(grid.boxes()), client=client,
                          journal=journal, job="fill", progress=False)
-    assert set(b.key() for b in results) == {b.key() for b in grid.boxes()} - done
-    assert bad in results
+    assert list(results) == [bad]
     np.testing.assert_array_equal(zarr.open_array(path)[:], _expected(grid))
+
+
+@dataclass(frozen=True)
+class FailEverywhere:
+    """Logs each call, then fails as bad input after a while: a cause every block shares (a
+    full disk found once the block is computed)."""
+
+    log: str
+
+    def __call__(self, box: Box) -> None:
+        time.sleep(0.05)
+        with open(self.log, "a") as f:
+            f.write(f"{box}\n")
+        raise InputError("no space left on device")
+
+
+def test_a_job_whose_every_block_fails_stops_after_a_few(client, tmp_path):
+    log = tmp_path / "calls.txt"
+    journal = Journal(tmp_path / "out.zarr", {"job": "full disk"})
+    journal.start()
+    blocks = list(BlockGrid((100, 8), (1, 8)).boxes())
+    with pytest.raises(BlockError) as info:
+        run_blocks(FailEverywhere(str(log)), blocks, client=client, journal=journal,
+                   progress=False)
+    assert str(info.value).startswith("block [")
+    assert str(info.value).endswith(": no space left on device (and 31 more blocks failed, so "
+                                    "the job stopped)")
+    assert len(info.value.causes) == FAILED_BLOCKS_LIMIT == 32
+    deadline = time.monotonic() + 30  # the tasks running when it stopped end first
+    while any(client.run(_executing).values()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert FAILED_BLOCKS_LIMIT <= len(log.read_text().splitlines()) < len(blocks)
+    assert journal.done("blocks") == set()
+
+
+def test_a_job_without_a_journal_stops_at_its_first_failure(client, tmp_path):
+    path = _array(tmp_path)
+    grid = BlockGrid((20, 30), (8, 8))
+    with pytest.raises(BlockError) as info:
+        run_blocks(FillWithBlockId(path, fail_at=(8, 16)), list(grid.boxes()), client=client,
+                   progress=False)
+    assert str(info.value) == "block [8:16, 16:24]: corrupt input"
+    assert [str(c) for c in info.value.causes] == ["corrupt input"]
+
+
+def test_a_marker_is_not_written_for_another_layout(tmp_path):
+    old, new = Journal(tmp_path, {"block": [8, 8]}), Journal(tmp_path, {"block": [4, 4]})
+    old.start()
+    new.start(restart=True)  # an --overwrite run took the output over
+    old.mark("fill", "0.0")  # a task of the earlier run, still running
+    new.mark("fill", "1.1")
+    assert new.done("fill") == {"1.1"}
+    new.finish()  # the output is complete
+    new.mark("fill", "2.2")
+    assert not (tmp_path / ".volumetric" / "done").exists()
 
 
 def test_changed_layout_is_refused_or_restarted(tmp_path):
@@ -229,3 +282,33 @@ def test_a_failed_preparation_names_the_block(client, tmp_path):
                    prepare=LoggedRead(log, fail_at=bad.start), progress=False, retries=3)
     assert bad.key() not in journal.done("blocks")
     assert open(log).read().count(f"read {bad}\n") == 1 and f"done {bad}" not in open(log).read()
+
+
+@dataclass(frozen=True)
+class CountUnfinished:
+    """Writes its block, and logs how many block tasks the scheduler holds unfinished."""
+
+    array: str
+    log: str
+
+    def __call__(self, box: Box) -> int:
+        from distributed import get_client
+
+        unfinished = get_client().run_on_scheduler(_unfinished_blocks)
+        with open(self.log, "a") as f:
+            f.write(f"{unfinished}\n")
+        zarr.open_array(self.array, mode="r+")[box.slices] = 1 + sum(box.start)
+        return 1 + sum(box.start)
+
+
+def test_a_job_keeps_a_bounded_number_of_blocks_in_flight(client, tmp_path):
+    path = _array(tmp_path, shape=(20, 160))
+    grid = BlockGrid((20, 160), (4, 8))
+    log = tmp_path / "log.txt"
+    results = run_blocks(CountUnfinished(path, str(log)), list(grid.boxes()), client=client,
+                         progress=False)
+    assert len(results) == grid.num_blocks == 100
+    np.testing.assert_array_equal(zarr.open_array(path)[:], _expected(grid))
+    unfinished = [int(line) for line in log.read_text().splitlines()]
+    slots = sum(w["nthreads"] for w in client.scheduler_info()["workers"].values())
+    assert len(unfinished) == 100 and max(unfinished) <= 4 * slots < 100

@@ -40,6 +40,20 @@ def test_window_starts_are_monais(grid):
     assert grid.count == len(starts)
 
 
+@settings(max_examples=150, deadline=None)
+@given(window_grids(), st.data())
+def test_owned_and_touching_windows_are_found_by_their_definition(grid, data):
+    """Bisection finds exactly the windows the definitions name, padded axes included."""
+    lo = tuple(data.draw(st.integers(-5, n + 2)) for n in grid.shape)
+    box = Box(lo, tuple(a + data.draw(st.integers(1, 25)) for a in lo))
+    every = list(product(*grid.starts))
+    assert list(grid.owned_by(box)) == [
+        s for s in every if all(a <= max(v, 0) < b for v, a, b in zip(s, box.start, box.stop))]
+    assert list(grid.touching(box)) == [
+        s for s in every
+        if all(v < b and v + w > a for v, w, a, b in zip(s, grid.window, box.start, box.stop))]
+
+
 def test_stride_rounding_and_window_equal_to_size():
     assert scan_interval(100, 10, 0.7) == 3  # int(10 * 0.3) with float rounding, as MONAI
     assert scan_interval(16, 16, 0.5) == 16

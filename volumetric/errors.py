@@ -25,8 +25,41 @@ class LayoutMismatchError(DestinationError):
     """A resumable run whose stored layout differs from the requested one."""
 
 
+class DamagedChunkError(InputError):
+    """A stored chunk (or shard) file that cannot be decoded.
+
+    Parameters
+    ----------
+    message : str
+        The whole message, naming the file.
+    file : str
+        The damaged file.
+    folder : str
+        The Zarr array holding it (whose files an input's fingerprint covers).
+    """
+
+    def __init__(self, message: str, file: str, folder: str):
+        super().__init__(message)
+        self.file, self.folder = file, folder
+
+    def __reduce__(self) -> tuple[type, tuple[str, str, str]]:
+        return type(self), (str(self), self.file, self.folder)
+
+
 class BlockError(VolumetricError):
-    """A block task failed because of its input (the message names the block)."""
+    """Block tasks failed because of their input (the message names the first block).
+
+    Attributes
+    ----------
+    causes : list of VolumetricError
+        What each failed block raised, in the order they failed.
+    """
+
+    causes: list[VolumetricError]
+
+    def __init__(self, message: str, causes: list[VolumetricError] | None = None):
+        super().__init__(message)
+        self.causes = list(causes or [])
 
 
 class ClusterError(VolumetricError):

@@ -29,8 +29,10 @@ single window starts at a negative index. Everything here is pure Python.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from itertools import product
 
 from volumetric.geometry import BlockGrid, Box, Coord, as_coord
@@ -58,8 +60,13 @@ def axis_starts(size: int, window: int, overlap: float) -> tuple[int, ...]:
     (0, 16, 32, 48, 64, 68)
     """
     stride = scan_interval(size, window, overlap)
-    count = next(d for d in range(size) if d * stride + window >= size) + 1
+    count = max(0, -(-(size - window) // stride)) + 1  # the first d with d*stride+window >= size
     return tuple(min(d * stride, size - window) for d in range(count))
+
+
+def _between(starts: tuple[int, ...], lo: int, hi: int) -> tuple[int, ...]:
+    """The ``starts`` (sorted) within ``[lo, hi)``."""
+    return starts[bisect_left(starts, lo):bisect_left(starts, hi)]
 
 
 @dataclass(frozen=True)
@@ -118,9 +125,9 @@ class WindowGrid:
         """Axes along which the volume is shorter than the window."""
         return tuple(i for i, (s, w) in enumerate(zip(self.shape, self.window)) if w > s)
 
-    @property
+    @cached_property
     def starts(self) -> tuple[tuple[int, ...], ...]:
-        """Window starts per axis in volume coordinates (negative on padded axes)."""
+        """Window starts per axis in volume coordinates (negative on padded axes), ascending."""
         return tuple(
             tuple(s - pad for s in axis_starts(max(n, w), w, o))
             for n, w, o, pad in zip(self.shape, self.window, self.overlap, self.pad_before)
@@ -139,20 +146,22 @@ class WindowGrid:
         return Box.from_shape(self.window, start)
 
     def owned_by(self, box: Box) -> Iterator[Coord]:
-        """Starts of the windows whose first voxel inside the volume lies in ``box``."""
-        per_axis = [
-            [s for s in starts if lo <= max(s, 0) < hi]
-            for starts, lo, hi in zip(self.starts, box.start, box.stop)
-        ]
+        """Starts of the windows whose first voxel inside the volume lies in ``box``.
+
+        Found by bisection in each axis's starts: a block's windows cost the
+        same whatever the volume's size.
+        """
+        per_axis = []
+        for starts, lo, hi in zip(self.starts, box.start, box.stop):
+            # max(s, 0) in [lo, hi): a negative start (a padded axis) counts as 0
+            owned = _between(starts, lo, hi) if lo > 0 else _between(starts, -2**62, hi)
+            per_axis.append(owned if hi > 0 else ())
         return product(*per_axis)
 
     def touching(self, box: Box) -> Iterator[Coord]:
-        """Starts of the windows that overlap ``box``."""
-        per_axis = [
-            [s for s in starts if s < hi and s + w > lo]
-            for starts, w, lo, hi in zip(self.starts, self.window, box.start, box.stop)
-        ]
-        return product(*per_axis)
+        """Starts of the windows that overlap ``box`` (``lo - window < start < hi``)."""
+        return product(*(_between(starts, lo - w + 1, hi) for starts, w, lo, hi
+                         in zip(self.starts, self.window, box.start, box.stop)))
 
 
 @dataclass(frozen=True)

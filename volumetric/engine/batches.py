@@ -17,31 +17,12 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from volumetric.engine.failures import InputFailure, attempt
 from volumetric.engine.journal import Journal
-from volumetric.errors import VolumetricError
 from volumetric.geometry import Box
 
 TASK_SECONDS = 0.1  # the time one task should take
 MAX_BATCH = 4096  # blocks per task at most (one task's results travel in one message)
-
-
-class InputFailure:
-    """What a task returns instead of raising a :class:`VolumetricError`.
-
-    Bad input fails the same way on every attempt, so the task is neither
-    retried nor logged by the worker; the client raises the error once.
-    """
-
-    def __init__(self, error: VolumetricError):
-        self.error = error
-
-
-def attempt(task: Callable[..., Any], *args: Any) -> Any:
-    """``task(*args)``, or an :class:`InputFailure` for the input error it raised."""
-    try:
-        return task(*args)
-    except VolumetricError as exc:
-        return InputFailure(exc)
 
 
 def run_batch(boxes: Sequence[Box], *, task: Callable[[Box], Any], journal: Journal | None,
@@ -49,8 +30,8 @@ def run_batch(boxes: Sequence[Box], *, task: Callable[[Box], Any], journal: Jour
     """Run ``task`` on each box in turn, marking each done once it returns.
 
     Returns the results, in the order of ``boxes``, and the seconds they took.
-    The first :class:`InputFailure` ends the batch: it is the last result,
-    and the boxes after it are not run.
+    A block that fails on bad input gives an :class:`InputFailure` and is not
+    marked; the others run on (see :mod:`volumetric.engine.failures`).
     """
     t0 = time.perf_counter()
     results: list[Any] = []
@@ -58,9 +39,8 @@ def run_batch(boxes: Sequence[Box], *, task: Callable[[Box], Any], journal: Jour
         for box in boxes:
             result = attempt(task, box)
             results.append(result)
-            if isinstance(result, InputFailure):
-                break
-            mark(box.key())
+            if not isinstance(result, InputFailure):
+                mark(box.key())
     return results, time.perf_counter() - t0
 
 

@@ -18,7 +18,12 @@ from contextlib import ExitStack, contextmanager, suppress
 from typing import TYPE_CHECKING, Any, TextIO
 
 from volumetric.engine.progress import silenced
-from volumetric.engine.scheduler import check_scheduler, connect_timeout, in_thread
+from volumetric.engine.scheduler import (
+    check_scheduler,
+    connect_timeout,
+    in_thread,
+    lost_scheduler,
+)
 from volumetric.engine.targets import Target, resolve_target
 from volumetric.errors import ClusterError
 
@@ -301,7 +306,8 @@ def connect(
     try:
         if not (quiet or silenced()):
             _announce(client, target, stream)
-        yield client
+        with lost_is_one_line(client):
+            yield client
     except ClusterError:
         # a client that lost its scheduler logs its failed reconnection, even after its close
         silence_cluster_logs()
@@ -312,6 +318,22 @@ def connect(
         if cluster is not None:
             with quiet_logs():
                 cluster.close()
+
+
+@contextmanager
+def lost_is_one_line(client: Client) -> Iterator[None]:
+    """Turn a connection to ``client``'s scheduler closed under a call into a :class:`ClusterError`.
+
+    Whatever asks the scheduler while it goes away (a result fetched, workers
+    listed) then ends the run with one line, as a lost scheduler does between
+    calls (see :mod:`volumetric.engine.run`).
+    """
+    from distributed.comm import CommClosedError
+
+    try:
+        yield
+    except CommClosedError:
+        raise lost_scheduler(str(client.scheduler.address)) from None
 
 
 def _announce(client: Client, target: Target, stream: TextIO) -> None:
@@ -389,7 +411,8 @@ def session(
     :func:`connect`)."""
     client = current_client(client, cluster)
     if client is not None:
-        yield client
+        with lost_is_one_line(client):
+            yield client
         return
     with connect(cluster, workers=workers, quiet=quiet, gpus=gpus, checked=checked,
                  in_process=in_process) as new_client:

@@ -5,6 +5,7 @@ A journal lives inside the output store while it is written::
     OUT/.volumetric/layout.json        the layout and its hash
     OUT/.volumetric/done/<job>/<key>   one empty file per finished block, or
     OUT/.volumetric/done/<job>/<id>.log  one line per finished block of one task
+    OUT/.volumetric/damaged.json       input chunk files a failed run found damaged
     OUT/.volumetric/<scratch>/         intermediate arrays of multi-pass operations
 
 and is removed once the output is complete, so a finished store holds
@@ -37,6 +38,7 @@ from volumetric.errors import LayoutMismatchError
 
 JOURNAL_DIR = ".volumetric"
 LOG_SUFFIX = ".log"  # box keys are digits, dots and a dash: never a log's name
+DAMAGE_FILE = "damaged.json"
 
 
 def layout_hash(layout: Mapping[str, Any]) -> str:
@@ -76,8 +78,16 @@ class Journal:
         """The hash recorded by an earlier run, or None when there is none."""
         try:
             return json.loads(self._layout_file.read_text())["hash"]
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, TypeError):
             return None
+
+    def stored_layout(self) -> dict[str, Any]:
+        """The layout recorded by an earlier run (empty when there is none)."""
+        try:
+            layout = json.loads(self._layout_file.read_text())["layout"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return {}
+        return layout if isinstance(layout, dict) else {}
 
     def start(self, *, restart: bool = False) -> bool:
         """Record the layout, keeping earlier markers when it matches.
@@ -104,12 +114,56 @@ class Journal:
         if stored is not None and not restart:
             raise LayoutMismatchError(self._mismatch())
         shutil.rmtree(Path(self.root) / "done", ignore_errors=True)
+        (Path(self.root) / DAMAGE_FILE).unlink(missing_ok=True)
         Path(self.root).mkdir(parents=True, exist_ok=True)
+        self._write_layout()
+        return False
+
+    def adopt(self) -> None:
+        """Record this layout in place of the stored one, keeping the done markers.
+
+        For a rerun whose layout differs only where that makes no difference
+        to the blocks already done (e.g. damaged input files since repaired,
+        see :meth:`record_damage`); the caller decides that.
+        """
+        self._write_layout()
+        (Path(self.root) / DAMAGE_FILE).unlink(missing_ok=True)
+
+    def _write_layout(self) -> None:
         _atomic_write(
             self._layout_file,
             json.dumps({"hash": self.hash, "layout": self.layout}, indent=1, default=str),
         )
-        return False
+
+    def record_damage(self, files: list[tuple[str, str]]) -> None:
+        """Record input chunk files found damaged, as they are now (size, modification time).
+
+        A rerun after their repair finds its inputs' fingerprints changed; these
+        records let it check that nothing else changed (see :meth:`damage`).
+
+        Parameters
+        ----------
+        files : list of (str, str)
+            Each damaged file and the folder (Zarr array) whose fingerprint covers it.
+        """
+        records = []
+        for file, folder in dict.fromkeys(files):
+            try:
+                st = os.stat(file)
+            except OSError:
+                continue
+            records.append({"file": file, "folder": folder, "size": st.st_size,
+                            "mtime_ns": st.st_mtime_ns})
+        if records:
+            _atomic_write(Path(self.root) / DAMAGE_FILE, json.dumps(records, indent=1))
+
+    def damage(self) -> list[dict[str, Any]]:
+        """What :meth:`record_damage` recorded: ``file``, ``folder``, ``size``, ``mtime_ns``."""
+        try:
+            records = json.loads((Path(self.root) / DAMAGE_FILE).read_text())
+        except (OSError, ValueError):
+            return []
+        return records if isinstance(records, list) else []
 
     def _mismatch(self) -> str:
         """Why the stored layout differs: a changed input (same path), else the parameters."""
@@ -147,7 +201,15 @@ class Journal:
         return keys
 
     def mark(self, job: str, key: str) -> None:
-        """Record block ``key`` of ``job`` as finished (after its data is written)."""
+        """Record block ``key`` of ``job`` as finished (after its data is written).
+
+        Nothing is recorded once the journal holds another layout, or none: a
+        task that outlived its run (its client killed, its tasks left running
+        on an external cluster) must not mark a block of the next run's
+        layout, nor leave markers in an output completed since.
+        """
+        if self.stored_hash() != self.hash:
+            return
         folder = self._job_dir(job)
         folder.mkdir(parents=True, exist_ok=True)
         _atomic_write(folder / key, "")
@@ -158,15 +220,21 @@ class Journal:
 
         The keys go to a log of this call's own, one unbuffered write each: a
         block marked is as durable as with :meth:`mark`, for a fraction of
-        its cost. The log is created with the first mark.
+        its cost. The log is created with the first mark, and only while the
+        journal holds this layout (as :meth:`mark`): a task that outlived its
+        run marks nothing.
         """
         folder = self._job_dir(job)
         path = folder / f"{uuid.uuid4().hex}{LOG_SUFFIX}"
         fd = -1
+        current = True
 
         def mark(key: str) -> None:
-            nonlocal fd
+            nonlocal fd, current
             if fd < 0:
+                current = current and self.stored_hash() == self.hash
+                if not current:
+                    return
                 folder.mkdir(parents=True, exist_ok=True)
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
             os.write(fd, f"{key}\n".encode())

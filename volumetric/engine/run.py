@@ -18,11 +18,12 @@ from collections.abc import Callable, Iterable, Sequence
 from itertools import count
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from volumetric.engine.batches import BatchSizer, InputFailure, attempt, run_batch
+from volumetric.engine.batches import BatchSizer, run_batch
+from volumetric.engine.failures import Failures, InputFailure, attempt, outcome
 from volumetric.engine.journal import Journal
 from volumetric.engine.progress import Progress
 from volumetric.engine.running import _Running
-from volumetric.errors import BlockError, VolumetricError
+from volumetric.errors import BlockError, DamagedChunkError, VolumetricError
 from volumetric.geometry import Box
 
 if TYPE_CHECKING:
@@ -44,20 +45,6 @@ def _execute(box: Box, prepared: Any, *, task: Callable[..., Any], journal: Jour
     if journal is not None and not isinstance(result, InputFailure):
         journal.mark(job, box.key())
     return result
-
-
-def _outcome(future: Any, item: object, running: _Running) -> Any:
-    """The result of a finished task; its error, raised, names ``item`` when it is bad input."""
-    if future.status == "error":
-        future.result()  # a bug or a lost worker: re-raised with the worker's traceback
-    result = running.result(future)
-    _raise_failure(result, item)
-    return result
-
-
-def _raise_failure(result: Any, item: object) -> None:
-    if isinstance(result, InputFailure):
-        raise BlockError(f"block {item}: {result.error}") from result.error
 
 
 def ask_workers(client: Client, question: Callable[[], R]) -> dict[str, tuple[R, dict[str, float]]]:
@@ -164,8 +151,13 @@ def run_blocks(
     Raises
     ------
     BlockError
-        When a task (or ``prepare``) raised a :class:`~volumetric.errors.VolumetricError`;
-        the message names the block. Other exceptions propagate unchanged.
+        When a task (or ``prepare``) raised a :class:`~volumetric.errors.VolumetricError`,
+        or killed every worker that ran it; the message names the first such block.
+        With a ``journal`` the other blocks run on and stay marked done (unless
+        most blocks fail, see :mod:`volumetric.engine.failures`), and the
+        damaged chunk files named are recorded in it, so that a rerun after their
+        repair resumes (see :meth:`Journal.record_damage`). Other exceptions
+        propagate unchanged.
     ClusterError
         When the scheduler was lost, or stopped answering for
         ``$VOLUMETRIC_SCHEDULER_TIMEOUT`` seconds.
@@ -174,11 +166,13 @@ def run_blocks(
     label = label or job
     done = journal.done(job) if journal is not None else set()
     todo = deque(b for b in blocks if b.key() not in done)
-    bar = Progress(len(todo), label, skipped=len(blocks) - len(todo), enabled=progress)
+    skipped = len(blocks) - len(todo)
+    bar = Progress(len(todo), label, skipped=skipped, enabled=progress)
     prefix = f"{label.replace(' ', '-')}-{uuid.uuid4().hex[:8]}"
     numbers = count()
     running = _Running(client)
     boxes_of: dict[str, list[Box]] = {}
+    alone: deque[Box] = deque()  # blocks of a task that died: run again one per task
     sizer = BatchSizer(_slots(client, resources))
     checked = time.monotonic()
 
@@ -186,10 +180,11 @@ def run_blocks(
         nonlocal checked
         if time.monotonic() - checked > 1.0:  # workers join and leave
             sizer.slots, checked = _slots(client, resources), time.monotonic()
-        while todo and len(boxes_of) < 2 * sizer.slots:
+        while (todo or alone) and len(boxes_of) < 2 * sizer.slots:
             key = f"{prefix}-{next(numbers)}"
             if prepare is None:
-                boxes = [todo.popleft() for _ in range(sizer.size(len(todo)))]
+                boxes = ([alone.popleft()] if alone else
+                         [todo.popleft() for _ in range(sizer.size(len(todo)))])
                 future = client.submit(run_batch, boxes, task=task, journal=journal, job=job,
                                        key=key, retries=retries, pure=False,
                                        resources=resources)
@@ -204,21 +199,41 @@ def run_blocks(
             running.update([future])
 
     results: dict[Box, R] = {}
+    failures = Failures(len(blocks), kept=journal is not None)
+    going = True
     with running:
         submit()
         for future in running:
             boxes = boxes_of.pop(future.key)
-            if prepare is None:
-                values, seconds = _outcome(future, boxes[0], running)
-                sizer.record(len(values), seconds)
-            else:
-                values = [_outcome(future, boxes[0], running)]
+            try:
+                if prepare is None:
+                    values, seconds = outcome(future, boxes[0], running.result)
+                    sizer.record(len(values), seconds)
+                else:
+                    values = [outcome(future, boxes[0], running.result)]
+            except BlockError as exc:  # the task killed its workers
+                if len(boxes) > 1:  # which block did is found by running them alone
+                    alone.extend(boxes)
+                    future.release()
+                    submit()
+                    continue
+                values = [InputFailure(exc)]
             future.release()
             for box, value in zip(boxes, values):
-                _raise_failure(value, box)
-                results[box] = value
-            bar.update(len(values))
+                if isinstance(value, InputFailure):
+                    error = value.error if isinstance(value.error, BlockError) else BlockError(
+                        f"block {box}: {value.error}", [value.error])
+                    going = failures.add(error, len(results)) and going
+                else:
+                    results[box] = value
+                    bar.update()
+            if not going:
+                break
             submit()
+    if journal is not None and failures.errors:
+        journal.record_damage([(c.file, c.folder) for e in failures.errors for c in e.causes
+                               if isinstance(c, DamagedChunkError)])
+    failures.raise_any(done=len(results) + skipped, stopped=not going)
     bar.close()
     return results
 
@@ -287,7 +302,7 @@ def run_expanding(
         submit(first)
         for future in running:
             item = item_of.pop(future.key)
-            result = _outcome(future, item, running)
+            result = outcome(future, item, running.result)
             future.release()
             bar.update()
             submit(follow(item, result))

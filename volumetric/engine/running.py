@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from volumetric.engine.scheduler import scheduler_timeout
+from volumetric.engine.scheduler import lost_scheduler, scheduler_timeout
 from volumetric.errors import ClusterError
 
 if TYPE_CHECKING:
@@ -58,8 +58,7 @@ class _Running:
                 future.result()
             except FutureCancelledError as exc:
                 if exc.reason == "scheduler-connection-lost":
-                    raise ClusterError(f"lost the dask scheduler at {self._address()}; "
-                                       "rerun the same command to resume") from None
+                    raise lost_scheduler(self._address()) from None
         return future
 
     def result(self, future: Future) -> Any:
@@ -68,12 +67,16 @@ class _Running:
         Raises
         ------
         ClusterError
-            The scheduler stopped answering while the result was fetched.
+            The scheduler stopped answering, or went away, while the result was fetched.
         """
+        from distributed.comm import CommClosedError
+
         try:
             return future.result(timeout=self.timeout)
         except (TimeoutError, asyncio.TimeoutError):
             raise self._stopped() from None
+        except CommClosedError:
+            raise lost_scheduler(self._address()) from None
 
     def _stopped(self) -> ClusterError:
         return ClusterError(f"the dask scheduler at {self._address()} stopped answering "
@@ -85,8 +88,7 @@ class _Running:
         except (TimeoutError, asyncio.TimeoutError):
             raise self._stopped() from None
         except OSError:
-            raise ClusterError(f"lost the dask scheduler at {self._address()}; "
-                               "rerun the same command to resume") from None
+            raise lost_scheduler(self._address()) from None
 
     def _address(self) -> str:
         return str(self.client.scheduler.address)

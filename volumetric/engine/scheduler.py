@@ -38,6 +38,11 @@ def scheduler_timeout() -> float:
     return _seconds(SCHEDULER_TIMEOUT_ENV, DEFAULT_SCHEDULER_TIMEOUT)
 
 
+def lost_scheduler(address: str) -> ClusterError:
+    """The error that ends a run whose scheduler at ``address`` went away."""
+    return ClusterError(f"lost the dask scheduler at {address}; rerun the same command to resume")
+
+
 def _seconds(name: str, default: float) -> float:
     value = os.environ.get(name)
     if value is None:

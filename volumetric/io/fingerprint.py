@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Mapping
 from typing import Any
 
 # Folders that hold no data of the store: volumetric's own journal.
@@ -30,7 +31,8 @@ def _entries(folder: str) -> list[os.DirEntry[str]]:
         return sorted(it, key=lambda e: e.name)
 
 
-def tree_fingerprint(path: str | os.PathLike[str]) -> dict[str, Any]:
+def tree_fingerprint(path: str | os.PathLike[str],
+                     stats: Mapping[str, tuple[int, int]] | None = None) -> dict[str, Any]:
     """Digest the names, sizes and modification times of every file below ``path``.
 
     Parameters
@@ -38,6 +40,10 @@ def tree_fingerprint(path: str | os.PathLike[str]) -> dict[str, Any]:
     path : str or path-like
         A folder, e.g. a Zarr array or store. Folders named in ``SKIPPED``
         are left out; symbolic links are followed.
+    stats : mapping, optional
+        ``{relative path: (size, mtime_ns)}`` digested in place of those
+        files' own: the fingerprint the folder had when they were so (e.g.
+        before damaged chunk files were repaired).
 
     Returns
     -------
@@ -59,10 +65,14 @@ def tree_fingerprint(path: str | os.PathLike[str]) -> dict[str, Any]:
                 if entry.name not in SKIPPED:
                     subfolders.append(name)
                 continue
-            st = entry.stat()
-            lines.append(f"{name}\0{st.st_size}\0{st.st_mtime_ns}\n")
+            if stats is not None and name in stats:
+                size, mtime_ns = stats[name]
+            else:
+                st = entry.stat()
+                size, mtime_ns = st.st_size, st.st_mtime_ns
+            lines.append(f"{name}\0{size}\0{mtime_ns}\n")
             files += 1
-            total += st.st_size
+            total += size
         digest.update("".join(lines).encode())
         stack.extend(reversed(subfolders))
     return {"files": files, "bytes": total, "sha256": digest.hexdigest()}

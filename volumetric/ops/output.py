@@ -12,12 +12,17 @@ Every operation that writes an OME-Zarr image goes through
   (:mod:`volumetric.engine.lease`) from here until :func:`complete_output`,
   and a second run is refused with the first one's host and pid;
 - an incomplete store written by volumetric with the same layout resumes;
-  with another layout it is refused unless ``overwrite``.
+  with another layout it is refused unless ``overwrite``. The one change
+  that resumes is the repair of input chunk files a failed run found
+  damaged (recorded in its journal): the blocks done never read them, and
+  every other file of those inputs must be as the failed run found it.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -27,8 +32,11 @@ from typing import Any
 from volumetric.engine import JOURNAL_DIR, Journal, acquire_lease, release_lease
 from volumetric.errors import DestinationError
 from volumetric.io.destination import check_apart, check_writable
+from volumetric.io.fingerprint import tree_fingerprint
 from volumetric.io.ome import finalize_image
 from volumetric.io.sources.arrays import is_zarr
+
+log = logging.getLogger("volumetric")
 
 
 def _is_incomplete_volumetric(path: Path) -> bool:
@@ -159,13 +167,54 @@ def _resume_or_create(dst: Path, journal: Journal, create: Callable[[], None],
                       overwrite: bool) -> bool:
     """Resume an interrupted run (True) or create the output afresh (False), under the lease."""
     _refuse_foreign(dst, overwrite)  # again: an earlier holder may have completed it meanwhile
-    if (not overwrite and is_zarr(str(dst)) and journal.stored_hash() is not None
-            and journal.start(restart=False)):
-        return True
+    stored = journal.stored_hash()
+    if not overwrite and is_zarr(str(dst)) and stored is not None:
+        if stored != journal.hash and _repaired(journal):
+            log.info("the damaged input chunk files of the interrupted run were rewritten, and "
+                     "nothing else: resuming it")
+            journal.adopt()
+            return True
+        if journal.start(restart=False):
+            return True
     _clear(dst, journal)
     create()
     journal.start(restart=True)
     return False
+
+
+def _repaired(journal: Journal) -> bool:
+    """Whether the stored layout differs from ``journal``'s only in the fingerprints of Zarr
+    arrays whose damaged chunk files (:meth:`Journal.damage`) alone were rewritten since."""
+    stats: dict[str, dict[str, tuple[int, int]]] = {}
+    try:
+        for record in journal.damage():
+            rel = os.path.relpath(record["file"], record["folder"])
+            stats.setdefault(record["folder"], {})[rel] = (int(record["size"]),
+                                                            int(record["mtime_ns"]))
+        changed = {_json(tree_fingerprint(folder, before)): tree_fingerprint(folder)
+                   for folder, before in stats.items()}
+    except (OSError, KeyError, TypeError, ValueError):
+        return False
+    now = json.loads(json.dumps(journal.layout, default=str))
+    return bool(changed) and _explained(journal.stored_layout(), now, changed)
+
+
+def _explained(before: Any, after: Any, changed: dict[str, Any]) -> bool:
+    """Whether ``before`` becomes ``after`` by replacing fingerprints as ``changed`` says."""
+    if before == after:
+        return True
+    if isinstance(before, dict) and isinstance(after, dict):
+        if changed.get(_json(before)) == after:
+            return True
+        return before.keys() == after.keys() and all(
+            _explained(before[k], after[k], changed) for k in before)
+    if isinstance(before, list) and isinstance(after, list) and len(before) == len(after):
+        return all(_explained(b, a, changed) for b, a in zip(before, after))
+    return False
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)
 
 
 def complete_output(dst: str | Path, journal: Journal) -> None:

@@ -51,8 +51,8 @@ def is_zarr(path: str) -> bool:
 ZARR_READ_ERRORS = (*Source.read_errors, RuntimeError, zlib.error)
 
 
-def damaged_chunk(array: Any, path: str, index: tuple[slice | int, ...]) -> str:
-    """``": damaged chunk file F"`` for the first chunk (or shard) of ``index`` that fails.
+def damaged_chunk_file(array: Any, path: str, index: tuple[slice | int, ...]) -> str | None:
+    """The first chunk (or shard) file of ``index`` that fails to decode, or None.
 
     Parameters
     ----------
@@ -65,8 +65,8 @@ def damaged_chunk(array: Any, path: str, index: tuple[slice | int, ...]) -> str:
 
     Returns
     -------
-    str
-        The text to append to the error message; empty when every chunk reads.
+    str or None
+        The file's path; None when every chunk reads.
     """
     grid = array.shards or array.chunks
     bounds = [s.indices(n)[:2] if isinstance(s, slice) else (s, s + 1)
@@ -78,9 +78,15 @@ def damaged_chunk(array: Any, path: str, index: tuple[slice | int, ...]) -> str:
         try:
             array[part]
         except ZARR_READ_ERRORS:
-            key = array.metadata.encode_chunk_key(coords)
-            return f": damaged chunk file {os.path.join(path, key)}"
-    return ""
+            return os.path.join(path, array.metadata.encode_chunk_key(coords))
+    return None
+
+
+def damaged_chunk(array: Any, path: str, index: tuple[slice | int, ...]) -> str:
+    """``": damaged chunk file F"`` for the first chunk (or shard) of ``index`` that fails
+    (see :func:`damaged_chunk_file`); empty when every chunk reads."""
+    file = damaged_chunk_file(array, path, index)
+    return "" if file is None else f": damaged chunk file {file}"
 
 
 class ZarrSource(Source):
@@ -167,11 +173,12 @@ class ZarrSource(Source):
             self._handle = zarr.open_array(self.array_path, mode="r")
         return self._handle[index]
 
-    def _damage(self, index: tuple[slice, ...]) -> str:
+    def _damaged_file(self, index: tuple[slice, ...]) -> tuple[str, str] | None:
         """The first stored chunk (or shard) file of ``index`` that cannot be decoded."""
         if self._handle is None:
-            return ""
-        return damaged_chunk(self._handle, self.array_path, index)
+            return None
+        file = damaged_chunk_file(self._handle, self.array_path, index)
+        return None if file is None else (file, self.array_path)
 
     def close(self) -> None:
         self._handle = None

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from volumetric.errors import InputError
+from volumetric.errors import DamagedChunkError, InputError
 from volumetric.geometry import Box
 from volumetric.io.ome import NGFF_AXES, SPATIAL_AXES, ImageMeta
 
@@ -159,17 +159,23 @@ class Source:
         try:
             data = np.asarray(self._read_native(native))
         except self.read_errors as exc:
-            raise InputError(f"{self.path}: cannot read {box}{self._damage(native)} "
-                             f"({type(exc).__name__}: {exc})") from None
+            cause = f"({type(exc).__name__}: {exc})"
+            damaged = self._damaged_file(native)
+            if damaged is None:
+                raise InputError(f"{self.path}: cannot read {box} {cause}") from None
+            file, folder = damaged
+            raise DamagedChunkError(f"{self.path}: cannot read {box}: damaged chunk file "
+                                    f"{file} {cause}", file, folder) from None
         perm = [self.native_axes.index(a) for a in self.axes]
         return np.ascontiguousarray(data.transpose(perm))
 
     def _read_native(self, index: tuple[slice, ...]) -> np.ndarray:
         raise NotImplementedError
 
-    def _damage(self, index: tuple[slice, ...]) -> str:
-        """Where a failed read of ``index`` went wrong, for the message (e.g. ``": chunk ..."``)."""
-        return ""
+    def _damaged_file(self, index: tuple[slice, ...]) -> tuple[str, str] | None:
+        """The stored file a failed read of ``index`` could not decode, and the array (folder)
+        holding it; None when no one file is to blame."""
+        return None
 
     def close(self) -> None:
         """Close any open handle (it is reopened on the next read)."""
