@@ -66,6 +66,22 @@ def test_commands_on_a_scheduler_of_their_own_equal_the_embedded_cluster(schedul
     same_image(tmp_path / "dist.zarr", images / "dist.zarr")
 
 
+def test_predict_on_a_scheduler_of_its_own_equals_the_embedded_cluster(scheduler, images,
+                                                                     tmp_path):
+    from predict_models import save_torchscript, tiny
+
+    model = save_torchscript(tiny(out_channels=1), tmp_path / "tiny.ts")
+    options = ("--model", model, "--window", "8,16,16", "--block", "20,40,36")
+    address = json.loads(scheduler.read_text())["address"]
+    outputs = {}
+    for cluster in (address, "local:2"):
+        out = tmp_path / f"pred-{cluster.replace(':', '-').replace('/', '')}.zarr"
+        result = run_vol("predict", images / "raw.zarr", out, *options, "--cluster", cluster)
+        assert result.returncode == 0, result.stderr
+        outputs[cluster] = out
+    same_image(outputs[address], outputs["local:2"])
+
+
 def test_the_environment_names_the_scheduler_too(scheduler, images, tmp_path):
     env = vol_env(**{CLUSTER_ENV: str(scheduler)})
     result = run_vol("distance", images / "mask.npy", tmp_path / "dist.zarr", "--clip", "4",
