@@ -1,4 +1,4 @@
-"""``vol train-matcher``: train a geometric matcher (affine or TPS) for ``vol align --method learned``."""
+"""``vol train-matcher``: train a geometric matcher (affine or TPS) for learned alignment."""
 
 from __future__ import annotations
 

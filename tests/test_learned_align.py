@@ -109,7 +109,8 @@ def test_grid_distance_equals_the_grid_loss_for_a_transformation_of_the_kind(kin
     true = identity_theta(kind, 3) + 0.1 * torch.randn(3, size, generator=generator)
     predicted = identity_theta(kind, 3) + 0.1 * torch.randn(3, size, generator=generator)
     moved_true = transform_points(true, grid(), kind)
-    torch.testing.assert_close(grid_distance(predicted, moved_true), grid_loss(predicted, true, kind))
+    torch.testing.assert_close(grid_distance(predicted, moved_true),
+                               grid_loss(predicted, true, kind))
     assert float(grid_distance(true, moved_true)) < 1e-10
 
 

@@ -49,7 +49,7 @@ def control_points() -> torch.Tensor:
 
 
 def _radial(points: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
-    """The TPS kernel ``U(r) = r^2 log r^2`` between ``points (..., N, 2)`` and ``centres (K, 2)``."""
+    """The TPS kernel ``U(r) = r^2 log r^2`` of ``points (..., N, 2)`` and ``centres (K, 2)``."""
     r2 = (points[..., :, None, :] - centres).square().sum(dim=-1)
     return r2 * torch.log(r2.clamp_min(1e-12))
 
@@ -96,7 +96,7 @@ def tps_points(theta: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
 
 
 def transform_points(theta: torch.Tensor, points: torch.Tensor, kind: str) -> torch.Tensor:
-    """Move ``points (N, 2)`` or ``(B, N, 2)`` by ``theta`` of the given ``kind``; returns ``(B, N, 2)``."""
+    """Move ``points (N, 2)`` or ``(B, N, 2)`` by ``theta`` of ``kind``; returns ``(B, N, 2)``."""
     check_kind(kind)
     return affine_points(theta, points) if kind == "affine" else tps_points(theta, points)
 

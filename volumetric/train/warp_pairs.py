@@ -153,7 +153,7 @@ def random_warp(rng: np.random.Generator, aspect: tuple[float, float] = (1.0, 1.
 
 
 def pixel_positions(size: tuple[int, int]) -> torch.Tensor:
-    """Normalised ``(x, y)`` of every pixel centre of an image of ``size = (H, W)``, ``(H, W, 2)``."""
+    """Normalised ``(x, y)`` of the pixel centres of an image of ``size = (H, W)``: ``(H, W, 2)``."""
     height, width = size
     y = (2 * torch.arange(height, dtype=torch.float32) + 1) / height - 1
     x = (2 * torch.arange(width, dtype=torch.float32) + 1) / width - 1
@@ -162,7 +162,8 @@ def pixel_positions(size: tuple[int, int]) -> torch.Tensor:
 
 
 def landmarks(image: np.ndarray, count: int = LANDMARKS) -> np.ndarray:
-    """Up to ``count`` bright, well separated local maxima of ``image``, ``(k, 2)`` normalised ``(x, y)``."""
+    """Up to ``count`` bright, well separated local maxima of ``image``: ``(k, 2)``, normalised
+    ``(x, y)``."""
     from skimage.feature import peak_local_max
 
     height, width = image.shape
@@ -279,7 +280,7 @@ class LandmarkMeter:
         self.errors.append(distance[batch["landmarks_mask"] > 0].cpu())
 
     def result(self) -> dict[str, float]:
-        """The validation row: ``val_loss``, ``val_landmark_px``, ``val_landmark_p90_px``, ``val_pck``."""
+        """The row: ``val_loss``, ``val_landmark_px``, ``val_landmark_p90_px``, ``val_pck``."""
         errors = torch.cat(self.errors) if self.errors else torch.zeros(0)
         row = {"val_loss": self.total / max(self.samples, 1)}
         if len(errors):
