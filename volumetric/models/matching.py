@@ -207,7 +207,9 @@ def kind_of(theta: torch.Tensor) -> str:
 
 def grid(points: int = GRID_POINTS, *, dtype: torch.dtype = torch.float32,
          device: torch.device | str = "cpu") -> torch.Tensor:
-    """``points x points`` positions evenly spaced over ``[-1, 1]^2``: ``(points**2, 2)``, ``(x, y)``.
+    """``points x points`` positions spread evenly over ``[-1, 1]^2``, ``(points**2, 2)``.
+
+    Each row is ``(x, y)``, row-major in ``y``.
     """
     axis = torch.linspace(-1, 1, points, dtype=dtype, device=device)
     y, x = torch.meshgrid(axis, axis, indexing="ij")

@@ -153,7 +153,8 @@ def random_warp(rng: np.random.Generator, aspect: tuple[float, float] = (1.0, 1.
 
 
 def pixel_positions(size: tuple[int, int]) -> torch.Tensor:
-    """Normalised ``(x, y)`` of the pixel centres of an image of ``size = (H, W)``: ``(H, W, 2)``."""
+    """Normalised ``(x, y)`` of the pixel centres of an image of ``size = (H, W)``, ``(H, W, 2)``.
+    """
     height, width = size
     y = (2 * torch.arange(height, dtype=torch.float32) + 1) / height - 1
     x = (2 * torch.arange(width, dtype=torch.float32) + 1) / width - 1
