@@ -69,7 +69,8 @@ def _help(command: click.Command) -> list[str]:
 
 
 def _section(command: click.Command, path: list[str], level: int) -> list[str]:
-    ctx = click.Context(command, info_name=path[-1])
+    # the group's settings (help as -h too): click keeps the help option it first makes
+    ctx = click.Context(command, info_name=path[-1], **vol.context_settings)
     usage = " ".join(path) + " " + " ".join(command.collect_usage_pieces(ctx))
     lines = [f"{'#' * level} `{' '.join(path)}`", "", "```", usage.strip(), "```", "",
              *_help(command)]
@@ -83,7 +84,7 @@ def _section(command: click.Command, path: list[str], level: int) -> list[str]:
 
 def generated(name: str) -> str:
     """The generated part of the page of ``vol NAME``, markers included."""
-    command = vol.get_command(click.Context(vol), name)
+    command = vol.get_command(click.Context(vol, **vol.context_settings), name)
     body = "\n".join(_section(command, ["vol", name], 2)).rstrip()
     return f"{BEGIN}\n\n{body}\n\n{END}"
 
