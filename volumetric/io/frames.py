@@ -42,14 +42,19 @@ def frame_channels(source: Source, channels: Sequence[int] | None, what: str) ->
     return chosen
 
 
-def check_frames(source: Source, path: str, size: Sequence[int]) -> None:
-    """Refuse an input that is not a time series of frames at least ``size = (H, W)``."""
+def check_time_series(source: Source, path: str, user: str) -> None:
+    """Refuse an input that is not a time series of at least 2 frames; ``user`` needs it."""
     axes = source.axes
     if "t" not in axes or not axes.endswith("yx"):
-        raise InputError(f"FRAMES {path} has axes {axes!r}; a matcher needs a time series "
+        raise InputError(f"FRAMES {path} has axes {axes!r}; {user} needs a time series "
                          "with t, y and x axes")
     if source.shape[0] < 2:
-        raise InputError(f"FRAMES {path} has a single frame; a matcher needs at least 2")
+        raise InputError(f"FRAMES {path} has a single frame; {user} needs at least 2")
+
+
+def check_frames(source: Source, path: str, size: Sequence[int]) -> None:
+    """Refuse an input that is not a time series of frames at least ``size = (H, W)``."""
+    check_time_series(source, path, "a matcher")
     frame = tuple(source.shape[-2:])
     if any(f < s for f, s in zip(frame, size)):
         raise InputError(f"FRAMES {path} has frames of {frame[0]}x{frame[1]} pixels, smaller "

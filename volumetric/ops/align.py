@@ -37,7 +37,7 @@ from volumetric.engine import RunOptions, block_operation
 from volumetric.errors import InputError, check_choice
 from volumetric.geometry import Box
 from volumetric.io.destination import claim_file, replacing
-from volumetric.io.frames import frame_box, projections
+from volumetric.io.frames import check_time_series, frame_box, projections
 from volumetric.io.ome import LevelSpec, OmeImage, create_image, open_image
 from volumetric.io.sources import Source
 from volumetric.io.writes import write_box
@@ -61,6 +61,14 @@ def registered_image(source: Source, t: int, channel: int, dims: int) -> np.ndar
     return source.read(frame_box(source, t, channel)).reshape(source.shape[-3:])
 
 
+def save_record(folder: str, record: dict) -> None:
+    """Leave a registration task's ``record`` of frame ``record["t"]`` in ``folder``, atomically."""
+    path = Path(folder) / f"{record['t']}.json"
+    tmp = path.with_suffix(".partial")
+    tmp.write_text(json.dumps(record))
+    os.replace(tmp, path)
+
+
 @dataclass(frozen=True)
 class RegisterFrame:
     """Block task: register frame ``t`` (the box's) to its fixed frame; the transform to a file."""
@@ -82,12 +90,9 @@ class RegisterFrame:
         else:
             fixed = registered_image(self.source, fixed_t, self.channel, self.dims)
             matrix, score = register(fixed, moving, self.model, spacing=self.spacing)
-        record = {"t": t, "fixed": max(fixed_t, 0), "pair_matrix": matrix.tolist(),
-                  "score": score, "score_before": ncc(fixed, moving)}
-        path = Path(self.folder) / f"{t}.json"
-        tmp = path.with_suffix(".partial")
-        tmp.write_text(json.dumps(record))
-        os.replace(tmp, path)
+        save_record(self.folder, {"t": t, "fixed": max(fixed_t, 0),
+                                  "pair_matrix": matrix.tolist(), "score": score,
+                                  "score_before": ncc(fixed, moving)})
         return score
 
 
@@ -125,16 +130,11 @@ class AlignReport:
 def _check(source: Source, src: str, reference: int | str | None, channel: int,
            dims: int = 2) -> int | None:
     """Refuse an input or option no alignment can use; the reference frame (None: previous)."""
-    axes = source.axes
-    if "t" not in axes or not axes.endswith("yx"):
-        raise InputError(f"FRAMES {src} has axes {axes!r}; alignment needs a time series "
-                         "with t, y and x axes")
+    check_time_series(source, src, "alignment")
+    axes, count = source.axes, source.shape[0]
     if dims == 3 and ("z" not in axes or source.shape[axes.index("z")] < 2):
         raise InputError(f"--dims 3 registers volumes and needs a z axis of 2 planes or more; "
                          f"FRAMES {src} has axes {axes!r}, shape {source.shape}")
-    count = source.shape[0]
-    if count < 2:
-        raise InputError(f"FRAMES {src} has a single frame; alignment needs at least 2")
     channels = source.shape[axes.index("c")] if "c" in axes else 1
     if not 0 <= channel < channels:
         raise InputError(f"--channel {channel} does not exist: FRAMES has {channels} "

@@ -17,7 +17,6 @@ normalised coordinates, :mod:`volumetric.models.warps`).
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from functools import lru_cache
@@ -33,6 +32,7 @@ from volumetric.io.sources import Source
 from volumetric.io.writes import write_box
 from volumetric.kernels.registration import ncc
 from volumetric.models.matching import ARCHITECTURE
+from volumetric.ops.align import save_record
 from volumetric.ops.paths import absolute
 
 
@@ -209,10 +209,7 @@ class MatchFrame:
                   "score": ncc(fixed[self.channel], aligned),
                   "score_before": ncc(fixed[self.channel], moving[self.channel]),
                   **({"tps": thetas["tps"]} if "tps" in thetas else {})}
-        path = Path(self.folder) / f"{t}.json"
-        tmp = path.with_suffix(".partial")
-        tmp.write_text(json.dumps(record))
-        os.replace(tmp, path)
+        save_record(self.folder, record)
         return record["score"]
 
 
