@@ -41,8 +41,8 @@ import torch
 from torch.nn import functional as F
 
 from volumetric.io.frames import projections
-from volumetric.models.matching import GRID_POINTS, grid, matcher_input
-from volumetric.models.warps import warp
+from volumetric.models.matching import GRID_POINTS, grid, grid_distance, kind_of, matcher_input
+from volumetric.models.warps import transform_points, warp
 
 AUGMENTATIONS = ("shear", "rotate", "distort", "zoom", "noise")
 SHEAR_DEG = 10.0
@@ -270,9 +270,6 @@ class LandmarkMeter:
 
     def add(self, output: torch.Tensor, batch: dict[str, torch.Tensor]) -> None:
         """Count one batch of predicted parameters ``output``."""
-        from volumetric.models.matching import grid_distance, kind_of
-        from volumetric.models.warps import transform_points
-
         self.total += float(grid_distance(output, batch["target"])) * output.shape[0]
         self.samples += output.shape[0]
         moved = transform_points(output, batch["landmarks"], kind_of(output))
