@@ -18,8 +18,8 @@ from volumetric_cli.options import levels_option, run_options
 @click.option("--normalize", is_flag=True,
               help="Divide by D**P after clipping (values within [-1, 1]).")
 @levels_option("mean")
-@run_options(block_mb="Target size of one block task in MiB, whole chunks (default: 8 clipped, "
-                      "64 per pass unclipped).")
+@run_options(block_mb="Target size of one block task in MiB, whole chunks (default: 64, clipped "
+                      "and per pass unclipped).")
 def distance(mask: str, out: str, clip, signed, invert, power, normalize, levels, run) -> None:
     """Distance from every voxel of MASK to its nearest nonzero voxel, written to OUT (float32).
 

@@ -62,6 +62,20 @@ def test_kernel_matches_scipy(target):
                                _reference(m, target), rtol=1e-6, atol=1e-5)
 
 
+@pytest.mark.parametrize("target", ["foreground", "background", "signed", "signed-inverted"])
+@pytest.mark.parametrize("clip", [0.5, 3.5, 40.0])
+def test_kernel_within_clip_matches_scipy_clipped(target, clip):
+    m = np.zeros((30, 40, 35), dtype=np.uint8)
+    m[3:5, 30:33, 2] = 1  # targets near one corner: the transform runs on a small box
+    m[4, 36, 6] = 1
+    near = distance_map(m != 0, SPACING, target=target, within=clip)
+    np.testing.assert_allclose(shape_distance(near, clip=clip),
+                               shape_distance(_reference(m, target), clip=clip),
+                               rtol=1e-6, atol=1e-5)
+    if target == "foreground" and clip < 40:
+        assert np.isinf(near).any()  # voxels beyond the grown box were not transformed
+
+
 def test_separable_passes_match_scipy_and_brute_force():
     rng = np.random.default_rng(3)
     m = rng.random((23, 31, 17)) < 0.01

@@ -18,6 +18,8 @@ voxel within that halo, so the block sees it; any other voxel is at least
 ``D`` away in the block as in the whole volume, and clips to ``D`` in both.
 A block whose padded read holds no target voxel is entirely ``D``; such
 blocks are not even written, because ``D`` (shaped) is the output's fill value.
+Otherwise the transform runs only on the bounding box of the block's target
+voxels grown by ``D``, which in a sparse volume is often much smaller.
 
 Unclipped maps use the separable exact transform (see
 :mod:`volumetric.kernels.edt_separable`) out of core: the first pass runs on
@@ -77,7 +79,7 @@ from volumetric.ops.pyramid import (
     run_pyramid,
 )
 
-BLOCK_TARGET_BYTES = 8 * 2**20
+BLOCK_TARGET_BYTES = 64 * 2**20
 LINE_TARGET_BYTES = 64 * 2**20
 _SHOWN_VALUES = 6
 
@@ -127,7 +129,8 @@ class ClippedDistanceBlock:
         if empty is not None:
             dist = np.full(mask[inner_spatial].shape, empty, dtype=np.float32)
         else:
-            dist = distance_map(mask, self.spacing, target=self.target)[inner_spatial]
+            dist = distance_map(mask, self.spacing, target=self.target,
+                                within=self.clip)[inner_spatial]
         out = shape_distance(dist, clip=self.clip, power=self.power,
                              scale_to_clip=self.scale_to_clip)
         write_box(self.array, box.slices, out.reshape(box.shape))
@@ -277,7 +280,7 @@ def distance(
         the one below.
     run : RunOptions
         Where and how to run; ``block_bytes``, the target size of a block's
-        output, defaults to 8 MiB clipped and 64 MiB per pass unclipped (blocks
+        output, defaults to 64 MiB clipped and per pass unclipped (blocks
         are whole chunks, so small values give chunk-sized blocks), and that
         of a pyramid task's read to 16 MiB.
 
