@@ -49,7 +49,7 @@ def _channels(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
 @click.option("--channels", metavar="I,J", callback=_channels,
               help="Input channels fed to the model, in order (default: all).")
 @click.option("--cubes", metavar="FILE", help="Cube list from `vol discover`: only windows "
-              "touching listed cubes run.")
+              "touching listed cubes run, and only the cubes are written.")
 @click.option("--mask", metavar="MASK", help="Mask volume: only windows touching its nonzero "
               "chunks run.")
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True,
@@ -69,7 +69,7 @@ def _channels(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
 @click.option("--clip", type=float, default=None,
               help="Clip predictions to [0, D] (distance maps; D positive and finite).")
 @click.option("--fill", type=float, default=None,
-              help="Value where no window ran (outside --cubes/--mask); default: --clip, else 0.")
+              help="Value outside --cubes/--mask and where no window ran; default: --clip, else 0.")
 @click.option("--pad/--no-pad", default=True, show_default=True,
               help="Pad axes shorter than the window (as MONAI), or refuse them.")
 @click.option("--chunks", metavar="Z,Y,X", callback=int_tuple,

@@ -35,6 +35,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from itertools import product
 
+import numpy as np
+
 from volumetric.geometry import BlockGrid, Box, Coord, as_coord
 
 
@@ -195,6 +197,24 @@ class WindowPlan:
         ]
         return any(index in self.cubes for index in product(*ranges))
 
+    def in_cubes(self, box: Box) -> np.ndarray | None:
+        """Which voxels of ``box`` lie in an occupied cube (None in a dense run: all of them).
+
+        A sparse run writes only these: a voxel outside the cubes is covered
+        by just some of its windows (those touching a cube), so its blend
+        would differ from a dense run's and outline the cubes.
+        """
+        if self.cubes is None or self.cube_shape is None:
+            return None
+        inside = np.zeros(box.shape, dtype=bool)
+        ranges = [range(a // c, (b - 1) // c + 1)
+                  for a, b, c in zip(box.start, box.stop, self.cube_shape)]
+        for index in product(*ranges):
+            if index in self.cubes:
+                cube = Box.from_shape(self.cube_shape, [i * c for i, c in zip(index, self.cube_shape)])
+                inside[cube.intersect(box).relative_to(box)] = True
+        return inside
+
     def windows_of(self, index: Sequence[int]) -> list[Coord]:
         """Starts of the windows that block ``index`` evaluates."""
         owned = self.windows.owned_by(self.blocks.box(index))
@@ -236,12 +256,15 @@ class WindowPlan:
         return found
 
     def output_blocks(self, evaluated: Sequence[Coord]) -> list[Coord]:
-        """Indices of the output blocks some window covers, given the phase-1 blocks."""
+        """Indices of the output blocks some window covers (in a cube, in a sparse run),
+        given the phase-1 blocks."""
         touched: set[Coord] = set()
         for j in evaluated:
             region = self.region_of(j)
             if region is not None:
                 touched.update(self.blocks.indices_touching(region))
+        if self.cubes is not None and self.cube_shape is not None:
+            touched = {i for i in touched if self.in_cubes(self.blocks.box(i)).any()}
         return sorted(touched)
 
     def selected_count(self) -> int:

@@ -101,8 +101,8 @@ class PredictOptions:
     clip : float, optional
         Clip predictions to ``[0, clip]`` (distance-map models); positive and finite.
     fill : float, optional
-        Prediction assumed where no window ran (outside the listed cubes or
-        the mask), on the model's scale; stored as the array's fill value, so
+        Prediction assumed outside the listed cubes (or the mask's) and
+        where no window ran, on the model's scale; stored as the array's fill value, so
         those chunks are never written. Default: ``clip`` when given (far
         from any structure), else 0.
     amp : {"bf16", "fp16"}, optional

@@ -164,6 +164,9 @@ class BlendBlock:
                 raise InputError(f"scratch data of block {j} does not match its region; rerun with --overwrite")
             both = region.intersect(box)
             sums[(slice(None), *both.relative_to(box))] += part[(slice(None), *both.relative_to(region))]
+        inside = self.plan.in_cubes(box)
+        if inside is not None:
+            sums[-1][~inside] = 0  # outside the cubes: the fill value, as if no window ran
         pred, covered = normalize_sums(sums, fill=self.fill)
         count = int(covered.sum())
         if count:
