@@ -17,6 +17,7 @@ import numpy as np
 
 from volumetric.errors import check_choice
 from volumetric.geometry import Box
+from volumetric.kernels.casting import to_dtype
 
 BLEND_MODES = ("gaussian", "hann", "constant")
 SIGMA_SCALE = 0.125
@@ -179,6 +180,5 @@ def postprocess(
     if dtype == "uint8" and unscale is None:
         return np.rint(np.clip(out, 0.0, 1.0) * 255).astype(np.uint8)
     if np.dtype(dtype).kind == "u":
-        info = np.iinfo(dtype)
-        return np.rint(np.clip(out, info.min, info.max)).astype(dtype)
+        return to_dtype(out, dtype)
     return out.astype(dtype)

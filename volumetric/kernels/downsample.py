@@ -9,6 +9,8 @@ from itertools import product
 
 import numpy as np
 
+from volumetric.kernels.casting import to_dtype
+
 
 def _accumulator(dtype: np.dtype, cells: int) -> np.dtype:
     """The narrowest exact sum type of ``cells`` values of ``dtype`` (float64 otherwise)."""
@@ -82,7 +84,4 @@ def downsample(block: np.ndarray, factors: Sequence[int], *, method: str = "mean
     if np.issubdtype(total.dtype, np.integer):
         return _rint_divide(total, counts).astype(block.dtype)
     total /= counts
-    if np.issubdtype(block.dtype, np.integer):
-        info = np.iinfo(block.dtype)
-        return np.clip(np.rint(total), info.min, info.max).astype(block.dtype)
-    return total.astype(block.dtype)
+    return to_dtype(total, block.dtype)

@@ -32,6 +32,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from volumetric.kernels.casting import to_dtype
+
 MODELS = ("translation", "rigid", "affine")
 ANGLES_DEG = np.arange(-60.0, 60.1, 4.0)
 COARSE_SIZE = 128
@@ -58,10 +60,7 @@ def warp(image: np.ndarray, matrix: np.ndarray, *, order: int = 1, mode: str = "
     n = image.ndim
     out = affine_transform(image.astype(np.float64, copy=False), matrix[:n, :n],
                            offset=matrix[:n, n], order=order, mode=mode, cval=cval)
-    if np.issubdtype(image.dtype, np.integer):
-        info = np.iinfo(image.dtype)
-        return np.clip(np.rint(out), info.min, info.max).astype(image.dtype)
-    return out.astype(image.dtype)
+    return to_dtype(out, image.dtype)
 
 
 def matrix_from(linear: np.ndarray, shift: np.ndarray, centre: np.ndarray) -> np.ndarray:

@@ -30,6 +30,7 @@ from volumetric.geometry import Box
 from volumetric.io.frames import check_frames, frame_channels, projections
 from volumetric.io.sources import Source
 from volumetric.io.writes import write_box
+from volumetric.kernels.casting import to_dtype
 from volumetric.kernels.registration import ncc
 from volumetric.models.matching import ARCHITECTURE
 from volumetric.ops.align import save_record
@@ -178,10 +179,7 @@ def warp_planes(planes: np.ndarray, matrix: np.ndarray,
     affine = torch.tensor([affine_theta(matrix, size)], dtype=torch.float64)
     grid = affine_points(affine, tps_grid(spline, size).reshape(1, -1, 2)).reshape(1, *size, 2)
     out = warp(torch.from_numpy(planes.astype(np.float64))[None], grid)[0].numpy()
-    if np.issubdtype(planes.dtype, np.integer):
-        info = np.iinfo(planes.dtype)
-        return np.clip(np.rint(out), info.min, info.max).astype(planes.dtype)
-    return out.astype(planes.dtype)
+    return to_dtype(out, planes.dtype)
 
 
 @dataclass(frozen=True)
