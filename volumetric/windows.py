@@ -188,14 +188,22 @@ class WindowPlan:
     cube_shape: Coord | None = None
     cubes: frozenset[Coord] | None = None
 
+    def _listed_cubes_in(self, box: Box) -> Iterator[Coord]:
+        """Indices of the listed cubes that ``box`` overlaps (a sparse run only)."""
+        assert self.cubes is not None and self.cube_shape is not None
+        ranges = [
+            range(a // c, (b - 1) // c + 1) for a, b, c in zip(box.start, box.stop, self.cube_shape)
+        ]
+        return (index for index in product(*ranges) if index in self.cubes)
+
+    def _touches_cube(self, box: Box) -> bool:
+        return next(self._listed_cubes_in(box), None) is not None
+
     def _selected(self, start: Coord) -> bool:
         if self.cubes is None or self.cube_shape is None:
             return True
         box = self.windows.box(start).clip(self.windows.shape)
-        ranges = [
-            range(a // c, (b - 1) // c + 1) for a, b, c in zip(box.start, box.stop, self.cube_shape)
-        ]
-        return any(index in self.cubes for index in product(*ranges))
+        return self._touches_cube(box)
 
     def in_cubes(self, box: Box) -> np.ndarray | None:
         """Which voxels of ``box`` lie in an occupied cube (None in a dense run: all of them).
@@ -207,12 +215,9 @@ class WindowPlan:
         if self.cubes is None or self.cube_shape is None:
             return None
         inside = np.zeros(box.shape, dtype=bool)
-        ranges = [range(a // c, (b - 1) // c + 1)
-                  for a, b, c in zip(box.start, box.stop, self.cube_shape)]
-        for index in product(*ranges):
-            if index in self.cubes:
-                cube = Box.from_shape(self.cube_shape, [i * c for i, c in zip(index, self.cube_shape)])
-                inside[cube.intersect(box).relative_to(box)] = True
+        for index in self._listed_cubes_in(box):
+            cube = Box.from_shape(self.cube_shape, [i * c for i, c in zip(index, self.cube_shape)])
+            inside[cube.intersect(box).relative_to(box)] = True
         return inside
 
     def windows_of(self, index: Sequence[int]) -> list[Coord]:
@@ -264,7 +269,7 @@ class WindowPlan:
             if region is not None:
                 touched.update(self.blocks.indices_touching(region))
         if self.cubes is not None and self.cube_shape is not None:
-            touched = {i for i in touched if self.in_cubes(self.blocks.box(i)).any()}
+            touched = {i for i in touched if self._touches_cube(self.blocks.box(i))}
         return sorted(touched)
 
     def selected_count(self) -> int:
