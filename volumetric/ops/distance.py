@@ -79,8 +79,7 @@ from volumetric.ops.pyramid import (
     run_pyramid,
 )
 
-BLOCK_TARGET_BYTES = 64 * 2**20
-LINE_TARGET_BYTES = 64 * 2**20
+BLOCK_TARGET_BYTES = 64 * 2**20  # a clipped block's output, or an unclipped pass's
 _SHOWN_VALUES = 6
 
 
@@ -318,7 +317,7 @@ def distance(
         jobs = [("distance", task, BlockGrid(shape, block))]
     else:
         jobs = _separable_passes(source, spatial, spacing, chunks, target, power, out_array,
-                                 scratch, run.block_bytes or LINE_TARGET_BYTES)
+                                 scratch, run.block_bytes or BLOCK_TARGET_BYTES)
     pyramid = pyramid_jobs(dst, specs, chunks, 4, run.block_bytes, "mean")
     layout = {
         "operation": "distance",
