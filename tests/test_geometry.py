@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -87,9 +89,16 @@ def test_neighbour_counts_follow_connectivity():
 def test_block_shape_is_whole_chunks_within_volume(shape, data):
     chunks = [data.draw(st.integers(1, n)) for n in shape]
     block = block_shape_for(shape, chunks, 2, target_bytes=2**16)
+    assert 2 * math.prod(block) <= max(2**16, 2 * math.prod(chunks))
     for b, c, n in zip(block, chunks, shape):
         assert b % c == 0
         assert b < n + c
+
+
+def test_block_shape_splits_an_axis_evenly():
+    assert block_shape_for((384, 384, 384), (64, 64, 64), 4, 64 * 2**20, cubic=True) == (192,) * 3
+    # 320 voxels in chunks of 64, 256 at most: blocks of 192 and 128 rather than 256 and 64
+    assert block_shape_for((320,), (64,), 1, 256) == (192,)
 
 
 def test_box_rejects_mismatched_corners():

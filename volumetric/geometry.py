@@ -301,7 +301,9 @@ def block_shape_for(
     stacked along the leading axes first (``t``, ``c``, then ``z``), where
     most sources are cheapest to read; ``cubic=True`` doubles the shortest
     growing axis instead, keeping blocks near-cubic (the least halo per
-    voxel). No axis grows past the chunk multiple that covers the volume.
+    voxel). Each axis is then split into that many blocks of equal size, to
+    the chunk (384 voxels make two blocks of 192, not 256 and 128), so that
+    workers get even shares of the work.
 
     Parameters
     ----------
@@ -323,7 +325,7 @@ def block_shape_for(
     >>> block_shape_for((100, 256, 256), (16, 64, 64), 2, target_bytes=2**19)
     (64, 64, 64)
     >>> block_shape_for((300, 300, 300), (64, 64, 64), 4, 16 * 2**20, cubic=True)
-    (128, 128, 256)
+    (128, 128, 192)
     """
     shape = as_coord(shape)
     start = as_coord(chunks, len(shape))
@@ -340,4 +342,10 @@ def block_shape_for(
         if size * 2 > target_bytes:
             break
         block[axis] *= 2
-    return tuple(min(b, ceil_div(s, c) * c) for b, s, c in zip(block, shape, start))
+    return tuple(_even_split(s, b, c) for s, b, c in zip(shape, block, start))
+
+
+def _even_split(size: int, block: int, chunk: int) -> int:
+    """The smallest multiple of ``chunk`` that covers ``size`` in as few blocks as ``block`` does."""
+    count = ceil_div(size, block)
+    return ceil_div(ceil_div(size, count), chunk) * chunk
