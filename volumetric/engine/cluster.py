@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from typing import TYPE_CHECKING, Any, TextIO
 
+from volumetric.engine.forkserver import environ_changes, forkserver_available, start_forkserver
 from volumetric.engine.progress import silenced
 from volumetric.engine.scheduler import (
     check_scheduler,
@@ -39,11 +40,17 @@ _shared: list[Client] = []  # the open SharedClusters' clients, the latest last
 # distributed sets MALLOC_TRIM_THRESHOLD_=64 KiB in its workers, which also pins glibc's
 # mmap threshold at 128 KiB: every block-sized buffer is then mmapped and unmapped again,
 # doubling the CPU time of compression-bound tasks. Keep memory returned to the system,
-# but serve block-sized buffers from the heap.
+# but serve block-sized buffers from the heap. One BLAS thread per task slot, as distributed
+# sets (this dict replaces its own).
 WORKER_ENVIRON = {
     "MALLOC_TRIM_THRESHOLD_": 64 * 2**20,
     "MALLOC_MMAP_THRESHOLD_": 32 * 2**20,
+    "OMP_NUM_THREADS": 1,
+    "MKL_NUM_THREADS": 1,
+    "OPENBLAS_NUM_THREADS": 1,
 }
+# the one Python hash seed of all workers, which distributed gives spawned ones
+_FORKSERVER_ENVIRON = {**WORKER_ENVIRON, "PYTHONHASHSEED": 6640}
 
 
 def default_workers() -> int:
@@ -120,6 +127,23 @@ def check_cluster(client: Client | None, cluster: str | None) -> None:
         _check_scheduler(target.address, connect_timeout())
 
 
+def prepare_embedded_workers(client: Client | None, cluster: str | None, *, gpus: int = 0,
+                             in_process: bool = False) -> None:
+    """Start the server that the embedded cluster forks its worker processes from, when this
+    run starts such a cluster (see :mod:`volumetric.engine.forkserver`).
+
+    An operation calls it before it prepares its output, so that the server
+    imports what the tasks need meanwhile; the arguments are those of
+    :func:`session`. It does nothing where workers are threads (``in_process``),
+    drive GPUs, or run elsewhere.
+    """
+    if (gpus or in_process or not forkserver_available()
+            or current_client(client, cluster) is not None):
+        return
+    if resolve_target(cluster).embedded:
+        start_forkserver(_FORKSERVER_ENVIRON)
+
+
 def local_cluster(
     workers: int | None = None,
     *,
@@ -178,6 +202,10 @@ def local_cluster(
     if not kwargs["processes"]:
         kwargs["protocol"] = "tcp"  # on 127.0.0.1, as the dashboard link says, not inproc
     environ = {f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in WORKER_ENVIRON.items()}
+    if kwargs["processes"] and gpus == 0 and forkserver_available():
+        start_forkserver(_FORKSERVER_ENVIRON)
+        environ["distributed.worker.multiprocessing-method"] = "forkserver"
+        kwargs["env"] = environ_changes()
     with dask.config.set(environ), warnings.catch_warnings():
         # a busy dashboard port moves to a free one, which the printed link names
         warnings.filterwarnings("ignore", r"Port \d+ is already in use", UserWarning)

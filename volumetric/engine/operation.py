@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from volumetric.engine.cluster import check_cluster, session
+from volumetric.engine.cluster import check_cluster, prepare_embedded_workers, session
 from volumetric.engine.journal import Journal
 from volumetric.engine.lease import release_lease
 from volumetric.engine.run import run_blocks
@@ -156,6 +156,7 @@ def block_operation(
         The output may not be written (see the output's ``claim``).
     """
     check_cluster(options.client, options.cluster)
+    prepare_embedded_workers(options.client, options.cluster, gpus=gpus, in_process=small)
     journal, resumed = output.claim(options.overwrite) if output is not None else (None, False)
     if resumed:
         log.info("resuming the interrupted run that writes %s", output.path)

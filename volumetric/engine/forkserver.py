@@ -1,0 +1,82 @@
+"""Worker processes forked from a server that has already imported what block tasks need.
+
+A spawned worker process starts a fresh interpreter and imports distributed
+(about 0.25 s of CPU) before it can join, then zarr and the operation's own
+modules on its first task, each worker again. The embedded cluster instead
+forks its workers from multiprocessing's *forkserver*: one clean,
+single-threaded process that imports those modules once, while the command
+is still preparing its run, so that each worker starts as a copy that has
+them all (the start method distributed's own test suite uses).
+
+A forked worker keeps what the server read when it started: glibc's
+allocator settings (``MALLOC_*``) and the BLAS thread counts. The server
+therefore starts with the workers' environment
+(:data:`volumetric.engine.cluster.WORKER_ENVIRON`), and each worker sets,
+as it starts, the variables this process has set or changed since (see
+:func:`environ_changes`).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+from collections.abc import Mapping
+
+# what every block task needs, whatever the operation
+PRELOAD = ("distributed", "numpy", "zarr", "volumetric.engine.batches", "volumetric.io.sources")
+
+_server_environ: dict[str, str] | None = None  # os.environ as the server started with it
+
+
+def forkserver_available() -> bool:
+    """Whether this platform starts processes with a forkserver (Linux and macOS, not Windows)."""
+    return "forkserver" in multiprocessing.get_all_start_methods()
+
+
+def preloaded_modules() -> list[str]:
+    """:data:`PRELOAD` and the volumetric modules this process has imported.
+
+    By the time a block operation prepares its run, the command has imported
+    the operation and its kernels, so the workers get them too.
+    """
+    ours = sorted(name for name in sys.modules if name.startswith("volumetric."))
+    return list(dict.fromkeys([*PRELOAD, *ours]))
+
+
+def start_forkserver(environ: Mapping[str, object]) -> None:
+    """Start this process's forkserver, with ``environ`` set and :func:`preloaded_modules` imported.
+
+    It imports in the background. Nothing happens when it is already running:
+    its modules and environment are those of its first start. A variable
+    already set in this process keeps its value.
+
+    Parameters
+    ----------
+    environ : mapping
+        Variables the server (and so every worker forked from it) starts with.
+    """
+    global _server_environ
+    from multiprocessing import forkserver
+
+    multiprocessing.get_context("forkserver").set_forkserver_preload(preloaded_modules())
+    added = {key: str(value) for key, value in environ.items() if key not in os.environ}
+    os.environ.update(added)
+    try:
+        forkserver.ensure_running()
+        if _server_environ is None:
+            _server_environ = dict(os.environ)
+    finally:
+        for key in added:
+            del os.environ[key]
+    import distributed.utils
+
+    # else distributed imports its optional packages (pandas...) here, to preload them in a
+    # server that has already started
+    distributed.utils._forkserver_preload_set = True
+
+
+def environ_changes() -> dict[str, str]:
+    """The variables of this process that the forkserver did not start with, or with other values."""
+    started = _server_environ or {}
+    return {key: value for key, value in os.environ.items() if started.get(key) != value}
