@@ -7,7 +7,7 @@ embedded cluster. Four commands alternate, each in a fresh subprocess
 distance --clip 3`` on it (a small job: workers are threads of the command's
 process), the same on an HDF5 copy (HDF5 is read from worker processes: the
 embedded cluster of ``--workers`` processes) and ``vol -q convert`` of the
-HDF5 copy. ``--before DIR`` adds the two Zarr commands run with an earlier
+HDF5 copy. ``--before DIR`` adds the same commands run with an earlier
 checkout of volumetric (see :mod:`benchmarks.alternate`).
 
 The phases of the embedded cluster (starting it, the first task, closing
@@ -81,10 +81,10 @@ def main(argv: list[str] | None = None) -> dict:
             commands[f"{tag}vol info (Zarr)"] = [*vol, "-q", "info", str(zarr_mask)]
             commands[f"{tag}vol distance (Zarr)"] = [*vol, "-q", "distance", str(zarr_mask),
                                                      str(out), "--clip", "3", *workers]
-        commands["vol distance (HDF5: worker processes)"] = [
-            *vol_python(), "-q", "distance", str(h5_mask), str(out), "--clip", "3", *workers]
-        commands["vol convert (HDF5: worker processes)"] = [
-            *vol_python(), "-q", "convert", str(h5_mask), str(out), *workers]
+            commands[f"{tag}vol distance (HDF5: worker processes)"] = [
+                *vol, "-q", "distance", str(h5_mask), str(out), "--clip", "3", *workers]
+            commands[f"{tag}vol convert (HDF5: worker processes)"] = [
+                *vol, "-q", "convert", str(h5_mask), str(out), *workers]
         timings = alternate(commands, args.rounds,
                             before_each=lambda _: shutil.rmtree(out, ignore_errors=True))
         # threads first: their start then includes the imports both kinds need (the dashboard)

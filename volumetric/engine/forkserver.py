@@ -38,13 +38,15 @@ def forkserver_available() -> bool:
 
 
 def preloaded_modules() -> list[str]:
-    """:data:`PRELOAD` and the volumetric modules this process has imported.
+    """:data:`PRELOAD` and the volumetric modules this process has imported, after the main script.
 
     By the time a block operation prepares its run, the command has imported
-    the operation and its kernels, so the workers get them too.
+    the operation and its kernels, so the workers get them too. The main
+    script comes first, as in a spawned worker: whatever it sets up for
+    imports holds for the rest.
     """
     ours = sorted(name for name in sys.modules if name.startswith("volumetric."))
-    return list(dict.fromkeys([*PRELOAD, *ours]))
+    return list(dict.fromkeys(["__main__", *PRELOAD, *ours]))
 
 
 def start_forkserver(environ: Mapping[str, object]) -> None:
