@@ -30,8 +30,8 @@ SMALL = {
     "--shape 512,512": "--shape 64,64",
     "--patch 1,512,512": "--patch 1,64,64",
     "--t 99": "--t 2",
-    # transfer
-    "--shape 128,256,256": "--shape 32,96,96",
+    # transfer (in proportion to the patch, so that the validation slab must hold one)
+    "--shape 128,256,256": "--shape 32,64,64",
     # worm
     "--frames 575": "--frames 6",
     "--shape 2,512,512,35": "--shape 2,64,64,8",
