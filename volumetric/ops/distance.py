@@ -352,7 +352,8 @@ def distance(
     with block_operation(ImageOutput(dst, layout, create, (src,)), run,
                          small=small_job(source)) as op:
         for name, task, grid in jobs:
-            results = op.run(task, list(grid.boxes()), job=name, label=f"distance {name}")
+            label = name if name == "distance" else f"distance {name}"  # not "distance distance"
+            results = op.run(task, list(grid.boxes()), job=name, label=label)
             blocks += grid.num_blocks
             written += sum(w for _, w in results.values())
             values.update(v for v, _ in results.values() if v is not None)
