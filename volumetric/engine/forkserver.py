@@ -23,8 +23,8 @@ import multiprocessing
 import os
 import signal
 import sys
-from contextlib import suppress
 from collections.abc import Mapping
+from contextlib import suppress
 
 # what every block task needs, whatever the operation
 PRELOAD = ("distributed", "numpy", "zarr", "volumetric.engine.batches", "volumetric.io.sources")
