@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing.forkserver
 import os
 import subprocess
 import sys
@@ -81,8 +82,16 @@ def test_a_fresh_process_gives_its_workers_the_worker_environment(tmp_path):
     assert done.stdout.strip() == str([str(expected)] * 2)
 
 
-def test_without_a_forkserver_workers_are_spawned(monkeypatch):
-    monkeypatch.setattr(cluster_module, "forkserver_available", lambda: False)
+def _no_socket_folder() -> None:
+    raise FileNotFoundError("No usable temporary directory found")
+
+
+@pytest.mark.parametrize("why", ["platform", "start fails"])
+def test_without_a_forkserver_workers_are_spawned(why, monkeypatch):
+    if why == "platform":
+        monkeypatch.setattr(cluster_module, "forkserver_available", lambda: False)
+    else:
+        monkeypatch.setattr(multiprocessing.forkserver, "ensure_running", _no_socket_folder)
     for facts in _facts_of_workers():
         assert facts["parent"] == os.getpid()  # the nanny, in this process, spawned it
         assert facts["environ"]["MALLOC_MMAP_THRESHOLD_"] == str(

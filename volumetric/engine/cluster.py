@@ -202,8 +202,8 @@ def local_cluster(
     if not kwargs["processes"]:
         kwargs["protocol"] = "tcp"  # on 127.0.0.1, as the dashboard link says, not inproc
     environ = {f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in WORKER_ENVIRON.items()}
-    if kwargs["processes"] and gpus == 0 and forkserver_available():
-        start_forkserver(_FORKSERVER_ENVIRON)
+    if (kwargs["processes"] and gpus == 0 and forkserver_available()
+            and start_forkserver(_FORKSERVER_ENVIRON)):
         environ["distributed.worker.multiprocessing-method"] = "forkserver"
         kwargs["env"] = environ_changes()
     with dask.config.set(environ), warnings.catch_warnings():

@@ -19,6 +19,7 @@ as it starts, the variables this process has set or changed since (see
 from __future__ import annotations
 
 import atexit
+import logging
 import multiprocessing
 import os
 import signal
@@ -29,6 +30,7 @@ from contextlib import suppress
 # what every block task needs, whatever the operation
 PRELOAD = ("distributed", "numpy", "zarr", "volumetric.engine.batches", "volumetric.io.sources")
 
+log = logging.getLogger("volumetric")
 _server_environ: dict[str, str] | None = None  # os.environ as the server started with it
 
 
@@ -49,7 +51,7 @@ def preloaded_modules() -> list[str]:
     return list(dict.fromkeys(["__main__", *PRELOAD, *ours]))
 
 
-def start_forkserver(environ: Mapping[str, object]) -> None:
+def start_forkserver(environ: Mapping[str, object]) -> bool:
     """Start this process's forkserver, with ``environ`` set and :func:`preloaded_modules` imported.
 
     It imports in the background. Nothing happens when it is already running:
@@ -60,6 +62,12 @@ def start_forkserver(environ: Mapping[str, object]) -> None:
     ----------
     environ : mapping
         Variables the server (and so every worker forked from it) starts with.
+
+    Returns
+    -------
+    bool
+        Whether the server runs; false where it could not start (e.g. no
+        writable temporary folder for its socket): workers are then spawned.
     """
     global _server_environ
     from multiprocessing import forkserver
@@ -69,17 +77,21 @@ def start_forkserver(environ: Mapping[str, object]) -> None:
     os.environ.update(added)
     try:
         forkserver.ensure_running()
-        if _server_environ is None:
-            _server_environ = dict(os.environ)
-            atexit.register(_stop_server)
+    except OSError as exc:
+        log.debug("no forkserver (%s): worker processes are spawned", exc)
+        return False
     finally:
         for key in added:
             del os.environ[key]
+    if _server_environ is None:
+        _server_environ = {**os.environ, **added}
+        atexit.register(_stop_server)
     import distributed.utils
 
     # else distributed imports its optional packages (pandas...) here, to preload them in a
     # server that has already started
     distributed.utils._forkserver_preload_set = True
+    return True
 
 
 def _stop_server() -> None:
