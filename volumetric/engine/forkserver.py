@@ -35,8 +35,14 @@ _server_environ: dict[str, str] | None = None  # os.environ as the server starte
 
 
 def forkserver_available() -> bool:
-    """Whether this platform starts processes with a forkserver (Linux and macOS, not Windows)."""
-    return "forkserver" in multiprocessing.get_all_start_methods()
+    """Whether workers are forked from a forkserver here: on Linux.
+
+    Windows cannot fork; on macOS system libraries (Accelerate, used by
+    numpy) may start threads when imported, and a forked copy would keep
+    their locks without the threads.
+    """
+    return (sys.platform.startswith("linux")
+            and "forkserver" in multiprocessing.get_all_start_methods())
 
 
 def preloaded_modules() -> list[str]:
@@ -111,6 +117,6 @@ def _stop_server() -> None:
 
 
 def environ_changes() -> dict[str, str]:
-    """The variables of this process that the forkserver did not start with, or with other values."""
+    """This process's variables that the forkserver did not start with, or with other values."""
     started = _server_environ or {}
     return {key: value for key, value in os.environ.items() if started.get(key) != value}
