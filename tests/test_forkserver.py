@@ -13,6 +13,7 @@ from distributed import Client
 
 from volumetric.engine import cluster as cluster_module
 from volumetric.engine.cluster import WORKER_ENVIRON, local_cluster
+from volumetric.engine import forkserver as forkserver_module
 from volumetric.engine.forkserver import forkserver_available
 
 pytestmark = pytest.mark.skipif(not forkserver_available(), reason="no forkserver here")
@@ -89,7 +90,7 @@ def _no_socket_folder() -> None:
 @pytest.mark.parametrize("why", ["platform", "start fails"])
 def test_without_a_forkserver_workers_are_spawned(why, monkeypatch):
     if why == "platform":
-        monkeypatch.setattr(cluster_module, "forkserver_available", lambda: False)
+        monkeypatch.setattr(forkserver_module, "forkserver_available", lambda: False)
     else:
         monkeypatch.setattr(multiprocessing.forkserver, "ensure_running", _no_socket_folder)
     for facts in _facts_of_workers():

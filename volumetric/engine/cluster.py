@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from typing import TYPE_CHECKING, Any, TextIO
 
-from volumetric.engine.forkserver import environ_changes, forkserver_available, start_forkserver
+from volumetric.engine.forkserver import environ_changes, start_forkserver
 from volumetric.engine.progress import silenced
 from volumetric.engine.scheduler import (
     check_scheduler,
@@ -41,7 +41,8 @@ _shared: list[Client] = []  # the open SharedClusters' clients, the latest last
 # mmap threshold at 128 KiB: every block-sized buffer is then mmapped and unmapped again,
 # doubling the CPU time of compression-bound tasks. Keep memory returned to the system,
 # but serve block-sized buffers from the heap. One BLAS thread per task slot, as distributed
-# sets (this dict replaces its own).
+# sets: as DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON (standing clusters, job scripts) this
+# dict replaces distributed's own.
 WORKER_ENVIRON = {
     "MALLOC_TRIM_THRESHOLD_": 64 * 2**20,
     "MALLOC_MMAP_THRESHOLD_": 32 * 2**20,
@@ -137,8 +138,7 @@ def prepare_embedded_workers(client: Client | None, cluster: str | None, *, gpus
     :func:`session`. It does nothing where workers are threads (``in_process``),
     drive GPUs, or run elsewhere.
     """
-    if (gpus or in_process or not forkserver_available()
-            or current_client(client, cluster) is not None):
+    if gpus or in_process or current_client(client, cluster) is not None:
         return
     if resolve_target(cluster).embedded:
         start_forkserver(_FORKSERVER_ENVIRON)
@@ -202,8 +202,7 @@ def local_cluster(
     if not kwargs["processes"]:
         kwargs["protocol"] = "tcp"  # on 127.0.0.1, as the dashboard link says, not inproc
     environ = {f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in WORKER_ENVIRON.items()}
-    if (kwargs["processes"] and gpus == 0 and forkserver_available()
-            and start_forkserver(_FORKSERVER_ENVIRON)):
+    if kwargs["processes"] and gpus == 0 and start_forkserver(_FORKSERVER_ENVIRON):
         environ["distributed.worker.multiprocessing-method"] = "forkserver"
         kwargs["env"] = environ_changes()
     with dask.config.set(environ), warnings.catch_warnings():

@@ -72,12 +72,15 @@ def start_forkserver(environ: Mapping[str, object]) -> bool:
     Returns
     -------
     bool
-        Whether the server runs; false where it could not start (e.g. no
-        writable temporary folder for its socket): workers are then spawned.
+        Whether the server runs; false off Linux (see :func:`forkserver_available`)
+        and where it could not start (e.g. no writable temporary folder for its
+        socket): workers are then spawned.
     """
     global _server_environ
     from multiprocessing import forkserver
 
+    if not forkserver_available():
+        return False
     multiprocessing.get_context("forkserver").set_forkserver_preload(preloaded_modules())
     added = {key: str(value) for key, value in environ.items() if key not in os.environ}
     os.environ.update(added)
