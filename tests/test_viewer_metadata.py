@@ -8,10 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from ome_images import write_image
 from ome_zarr_models import open_ome_zarr
 
 from volumetric.engine import RunOptions
+from volumetric.io.intensity import display_windows
 from volumetric.io.ome import ImageMeta, LevelSpec, create_image, finalize_image, open_image
 from volumetric.ops.convert import convert
 
@@ -122,3 +125,16 @@ def test_foreign_metadata_the_models_refuse_still_opens(tmp_path, multiscale, vo
     image = open_image(tmp_path / "f.zarr")
     assert image.meta.axes == "zyx" and image.shape == (2, 3, 4)
     assert image.meta.voxel_size == voxel and (image.meta.origin or (0.0,) * 3) == origin
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.sampled_from(["uint8", "uint16", "int16", "int32"]), st.integers(1, 3000),
+       st.integers(0, 2**16))
+def test_integer_windows_equal_those_of_the_values_as_float64(dtype, size, seed):
+    info = np.iinfo(dtype)
+    values = np.random.default_rng(seed).integers(info.min, info.max, size, dtype=dtype,
+                                                  endpoint=True)
+    (ours,) = display_windows(values)
+    (as_float,) = display_windows(values.astype(np.float64))
+    assert (ours["start"], ours["end"]) == (as_float["start"], as_float["end"])
+    assert (ours["min"], ours["max"]) == (float(info.min), float(info.max))

@@ -131,8 +131,9 @@ def display_windows(
     integer = np.issubdtype(array.dtype, np.integer)
     windows = []
     for values in channels:
-        values = values.astype(np.float64, copy=False)
-        values = values[np.isfinite(values)]
+        if not integer:  # integers need no cast: percentiles are computed in float64 anyway
+            values = values.astype(np.float64, copy=False)
+            values = values[np.isfinite(values)]
         if values.size == 0:
             values = np.zeros(1)
         start, end = (float(v) for v in np.percentile(values, percentiles))
