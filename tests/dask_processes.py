@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import zarr
@@ -30,6 +31,17 @@ def vol_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in (CLUSTER_ENV, STATE_ENV)}
     env[CONNECT_TIMEOUT_ENV] = "10"
     return {**env, **extra}
+
+
+def zarr_threads(client: Any) -> list[int | None]:
+    """zarr's ``threading.max_workers`` in each worker of ``client``."""
+
+    def setting() -> int | None:  # nested: sent by value to workers that cannot import tests
+        import zarr
+
+        return zarr.config.get("threading.max_workers")
+
+    return list(client.run(setting).values())
 
 
 def run_vol(*args: object, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:

@@ -18,7 +18,9 @@ from dask_processes import (
     same_image,
     vol_env,
     wait_for_scheduler_file,
+    zarr_threads,
 )
+from distributed import Client
 
 from volumetric.engine.scheduler import CLUSTER_ENV
 from volumetric.engine.standing import STATE_ENV
@@ -137,6 +139,8 @@ def test_cluster_up_info_and_down(state, images, tmp_path):
         assert {v[package] for v in packages["workers"].values()} == {packages["here"][package]}
     table = run_vol("cluster", "info", address, env=env).stdout
     assert f"scheduler  {address}" in table and "workers    2: 2 threads" in table
+    with Client(address, timeout=30) as client:  # one zarr thread per task thread
+        assert zarr_threads(client) == [1, 1]
 
     used = run_vol("distance", images / "mask.npy", tmp_path / "dist.zarr", "--clip", "4",
                 "--block-mb", "0.5", env={**env, CLUSTER_ENV: address})
@@ -172,8 +176,6 @@ def test_cluster_info_refuses_what_is_no_running_scheduler(state, tmp_path):
 def other_zarr_worker(tmp_path):
     """A scheduler and a worker that reports zarr 0.0.1 (a distribution record ahead of the
     real one on its path, as a stale environment would have); yields the scheduler address."""
-    from distributed import Client
-
     record = tmp_path / "stale" / "zarr-0.0.1.dist-info"
     record.mkdir(parents=True)
     (record / "METADATA").write_text("Metadata-Version: 2.1\nName: zarr\nVersion: 0.0.1\n")

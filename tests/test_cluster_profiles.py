@@ -13,6 +13,8 @@ from pathlib import Path
 import dask
 import numpy as np
 import pytest
+import zarr
+from dask_processes import zarr_threads
 
 from volumetric.engine.cluster import connect
 from volumetric.engine.gpu_pin import dask_setup, pinned_devices
@@ -29,6 +31,7 @@ PROFILES = {
     "cpu-slurm": {"kind": "slurm", "cores": 4, "memory": "8GB", "processes": 2,
                   "job_extra_directives": ["--exclusive"]},
     "two": {"kind": "local", "workers": 2, "threads": 1, "memory-limit": "1GiB"},
+    "one-of-two-threads": {"kind": "local", "workers": 1, "threads": 2},
 }
 
 
@@ -117,6 +120,16 @@ def test_local_n_and_a_local_profile_start_that_many_workers(profiles):
         workers = client.scheduler_info()["workers"].values()
         assert [w["memory_limit"] for w in workers] == [2**30, 2**30]
         assert client.dashboard_link.startswith("http://127.0.0.1:")
+
+
+def test_each_worker_process_gets_one_zarr_thread_per_task_thread(profiles):
+    with connect("local:2", quiet=True) as client:
+        assert zarr_threads(client) == [1, 1]
+    with connect("one-of-two-threads", quiet=True) as client:
+        assert zarr_threads(client) == [2]
+    before = zarr.config.get("threading.max_workers")
+    with connect("local:2", quiet=True, in_process=True) as client:  # workers of this process
+        assert set(zarr_threads(client)) == {before}
 
 
 @pytest.mark.parametrize("value", ["nosuchprofile", "local:0"])

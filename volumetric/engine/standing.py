@@ -37,6 +37,7 @@ from volumetric.engine.cluster import (
 )
 from volumetric.engine.gpu_pin import GPU_SLOTS_ENV, JOB_WORKERS_ENV
 from volumetric.engine.scheduler import CLUSTER_ENV, connect_timeout
+from volumetric.engine.zarr_threads import ZARR_THREADS_ENV
 from volumetric.errors import ClusterError
 
 STATE_ENV = "VOLUMETRIC_STATE"
@@ -145,7 +146,8 @@ def cluster_up(
                 str(scheduler_file), "--dashboard-address",
                 on_this_machine(dashboard_address) or f"{LOCALHOST}:8787"]))
             address = _wait_for_address(scheduler_file, started[0], timeout)
-            environ = {"DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON": repr(WORKER_ENVIRON)}
+            environ = {"DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON": repr(WORKER_ENVIRON),
+                       ZARR_THREADS_ENV: str(threads)}
             extra = []
             if gpus > 0:
                 extra = ["--resources", "GPU=1", "--preload", "volumetric.engine.gpu_pin"]
