@@ -124,10 +124,12 @@ def main(argv: list[str] | None = None) -> dict:
         same = naive_out.shape == vol_out.shape and all(
             np.array_equal(naive_out[z:z + CHUNKS[0]], vol_out[z:z + CHUNKS[0]])
             for z in range(0, shape[0], CHUNKS[0]))
-        floor_files = sorted(p for p in (scratch / "floor").rglob("*") if p.is_file())
-        floor_same = len(floor_files) == int(np.prod([s // c for s, c in zip(shape, CHUNKS)])) \
-            and all(p.read_bytes() == (scratch / "vol.zarr" / "0" / p.relative_to(scratch / "floor"))
-                    .read_bytes() for p in floor_files)
+        floor_dir, vol_chunks = scratch / "floor", scratch / "vol.zarr" / "0"
+        floor_files = sorted(p for p in floor_dir.rglob("*") if p.is_file())
+        chunk_count = int(np.prod([-(-s // c) for s, c in zip(shape, CHUNKS)]))
+        floor_same = len(floor_files) == chunk_count and all(
+            p.read_bytes() == (vol_chunks / p.relative_to(floor_dir)).read_bytes()
+            for p in floor_files)
         results = {
             "source_shape": list(shape), "source_gib": nbytes / 2**30, "chunks": list(CHUNKS),
             "workers": args.workers,

@@ -89,8 +89,8 @@ def every_chunk_holds_data(array: Any, index: tuple[Any, ...], data: Any) -> boo
     """
     fill = array.fill_value
     if (not isinstance(data, np.ndarray) or data.dtype != array.dtype
-            or data.dtype.kind not in "biuf" or fill is None or fill != fill or array.shards is not None
-            or not len(index) == data.ndim == array.ndim):
+            or data.dtype.kind not in "biuf" or fill is None or fill != fill
+            or array.shards is not None or not len(index) == data.ndim == array.ndim):
         return False
     for selection, size, chunk, length in zip(index, array.shape, array.chunks, data.shape):
         if not isinstance(selection, slice):
