@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
+from distributed import Client
 
 from volumetric.engine import RunOptions
-from volumetric.ops.common import small_job
-from volumetric.io.sources import open_source
 from volumetric.ops.convert import convert
 from volumetric.ops.distance import distance
+from volumetric.ops.predict import PredictOptions, predict
 
 pytest.importorskip("zarrs", reason="zarrs (the fast extra) is not installed")
 
@@ -58,19 +58,26 @@ def test_each_pipeline_reads_what_the_other_wrote(tmp_path, compressor):
                 np.testing.assert_array_equal(zarr.open_array(str(store / "0"))[...], data)
 
 
-def test_convert_and_distance_store_the_same_bytes_with_both_pipelines(tmp_path):
+def test_convert_distance_and_predict_store_the_same_bytes_with_both_pipelines(tmp_path):
+    pytest.importorskip("torch")
+    from predict_models import save_torchscript, tiny
+
+    model = str(save_torchscript(tiny(), tmp_path / "tiny.pt"))
     data = _volume()
     np.save(tmp_path / "mask.npy", (data % 97 == 0).astype(np.uint8))
-    # a small job: the workers are threads of this process, so the pipeline set here is theirs
-    assert small_job(open_source(str(tmp_path / "mask.npy")))
     outputs = {}
-    for name, path in PIPELINES.items():
-        run = RunOptions(cluster="local:2", block_bytes=1, progress=False)
-        with zarr.config.set({"codec_pipeline.path": path}):
-            mask = str(tmp_path / f"mask-{name}.zarr")
-            convert(str(tmp_path / "mask.npy"), mask, chunks=(8, 8, 8), levels=2, run=run)
-            distance(mask, str(tmp_path / f"d-{name}.zarr"), clip=4.0, signed=True, levels=2,
-                     run=run)
-        outputs[name] = (_files(Path(mask)), _files(tmp_path / f"d-{name}.zarr"))
-    assert outputs["default"][0] and outputs["default"][1]
+    # workers that are threads of this process: the pipeline set here is theirs
+    with Client(processes=False, n_workers=2, threads_per_worker=1,
+                dashboard_address=":0") as client:
+        for name, path in PIPELINES.items():
+            run = RunOptions(client=client, block_bytes=1, progress=False)
+            with zarr.config.set({"codec_pipeline.path": path}):
+                mask = str(tmp_path / f"m-{name}.zarr")
+                convert(str(tmp_path / "mask.npy"), mask, chunks=(8, 8, 8), levels=2, run=run)
+                distance(mask, str(tmp_path / f"d-{name}.zarr"), clip=4.0, signed=True,
+                         levels=2, run=run)
+                predict(mask, str(tmp_path / f"p-{name}.zarr"),
+                        PredictOptions(model, window=(8, 8, 8), device="cpu"), run=run)
+            outputs[name] = tuple(_files(tmp_path / f"{kind}-{name}.zarr") for kind in "mdp")
+    assert all(outputs["default"])
     assert outputs["default"] == outputs["zarrs"]
