@@ -33,13 +33,13 @@ def vol_env(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
-def zarr_threads(client: Any) -> list[int | None]:
-    """zarr's ``threading.max_workers`` in each worker of ``client``."""
+def worker_zarr_config(client: Any, key: str = "threading.max_workers") -> list[Any]:
+    """zarr's setting ``key`` in each worker of ``client``."""
 
-    def setting() -> int | None:  # nested: sent by value to workers that cannot import tests
+    def setting() -> Any:  # nested: sent by value to workers that cannot import tests
         import zarr
 
-        return zarr.config.get("threading.max_workers")
+        return zarr.config.get(key)
 
     return list(client.run(setting).values())
 

@@ -18,7 +18,7 @@ from dask_processes import (
     same_image,
     vol_env,
     wait_for_scheduler_file,
-    zarr_threads,
+    worker_zarr_config,
 )
 from distributed import Client
 
@@ -140,7 +140,7 @@ def test_cluster_up_info_and_down(state, images, tmp_path):
     table = run_vol("cluster", "info", address, env=env).stdout
     assert f"scheduler  {address}" in table and "workers    2: 2 threads" in table
     with Client(address, timeout=30) as client:  # one zarr thread per task thread
-        assert zarr_threads(client) == [1, 1]
+        assert worker_zarr_config(client) == [1, 1]
 
     used = run_vol("distance", images / "mask.npy", tmp_path / "dist.zarr", "--clip", "4",
                 "--block-mb", "0.5", env={**env, CLUSTER_ENV: address})

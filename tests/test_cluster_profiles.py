@@ -14,7 +14,7 @@ import dask
 import numpy as np
 import pytest
 import zarr
-from dask_processes import zarr_threads
+from dask_processes import worker_zarr_config
 
 from volumetric.engine.cluster import connect
 from volumetric.engine.gpu_pin import dask_setup, pinned_devices
@@ -124,12 +124,20 @@ def test_local_n_and_a_local_profile_start_that_many_workers(profiles):
 
 def test_each_worker_process_gets_one_zarr_thread_per_task_thread(profiles):
     with connect("local:2", quiet=True) as client:
-        assert zarr_threads(client) == [1, 1]
+        assert worker_zarr_config(client) == [1, 1]
     with connect("one-of-two-threads", quiet=True) as client:
-        assert zarr_threads(client) == [2]
+        assert worker_zarr_config(client) == [2]
     before = zarr.config.get("threading.max_workers")
     with connect("local:2", quiet=True, in_process=True) as client:  # workers of this process
-        assert set(zarr_threads(client)) == {before}
+        assert set(worker_zarr_config(client)) == {before}
+
+
+def test_zarr_settings_of_the_environment_reach_forked_workers(profiles, monkeypatch):
+    with connect("local:1", quiet=True):  # the forkserver runs, zarr imported in it
+        pass
+    monkeypatch.setenv("ZARR_ARRAY__ORDER", "F")
+    with connect("local:2", quiet=True) as client:
+        assert worker_zarr_config(client, "array.order") == ["F", "F"]
 
 
 @pytest.mark.parametrize("value", ["nosuchprofile", "local:0"])

@@ -300,7 +300,7 @@ def connect(
     from distributed import Client
 
     from volumetric.engine.shutdown import QuietShutdown, quiet_logs, silence_cluster_logs
-    from volumetric.engine.zarr_threads import ZarrThreads
+    from volumetric.engine.zarr_config import ZarrWorkerConfig
 
     stream = stream or sys.stderr
     target = resolve_target(address)
@@ -324,7 +324,7 @@ def connect(
             if not threads and (target.profile is None
                                 or target.profile.kind in ("local", "cuda")):
                 client.register_plugin(QuietShutdown())
-                client.register_plugin(ZarrThreads())
+                client.register_plugin(ZarrWorkerConfig())
         else:
             assert target.address is not None
             client = _scheduler_client(target.address, connect_timeout(), not checked)

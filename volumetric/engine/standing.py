@@ -37,7 +37,7 @@ from volumetric.engine.cluster import (
 )
 from volumetric.engine.gpu_pin import GPU_SLOTS_ENV, JOB_WORKERS_ENV
 from volumetric.engine.scheduler import CLUSTER_ENV, connect_timeout
-from volumetric.engine.zarr_threads import ZARR_THREADS_ENV
+from volumetric.engine.zarr_config import ZARR_THREADS_ENV
 from volumetric.errors import ClusterError
 
 STATE_ENV = "VOLUMETRIC_STATE"
