@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 import warnings
 from dataclasses import replace
 
@@ -17,6 +18,7 @@ from volumetric.models.device import resolve_device
 from volumetric.models.export import METADATA_FILE
 from volumetric.models.registry import build_model
 from volumetric.models.transfer import freeze
+from volumetric.train import rundir
 from volumetric.train.loop import TrainSettings, _optimizer, _validate, _Validation, fit
 from volumetric.train.losses import get_loss
 from volumetric.train.rundir import NetworkSpec, curves_figure
@@ -228,6 +230,34 @@ def test_each_validation_metric_has_its_own_curve_panel():
     assert [list(line.get_ydata()) for line in ssim.get_lines()] == [[0.1, 0.2, 0.1 * 3]]
     low, high = ssim.get_ylim()
     assert high - low < 1  # SSIM on its own scale, not flattened by MSE
+
+
+@pytest.mark.parametrize("drawing_seconds, drawn_epochs", [(0.0, list(range(1, 9))),
+                                                            (0.5, [1, 8])])
+def test_curves_are_drawn_first_last_and_while_cheap(volume, tmp_path, monkeypatch,
+                                                     drawing_seconds, drawn_epochs):
+    # A free drawing is redone every epoch; one slower than 5 % of these short epochs only
+    # after the first and the last. metrics.csv gets every epoch either way.
+    drawn = []
+
+    def draw(run_dir, history):
+        time.sleep(drawing_seconds)
+        drawn.append(len(history))
+
+    monkeypatch.setattr(rundir, "plot_curves", draw)
+    settings = TrainSettings(loss="dice", batch=8, epochs=8, seed=0)
+    _, result = _run(volume, tmp_path / "run", settings=settings)
+    assert drawn == drawn_epochs and result.epochs == 8
+    assert len(list(csv.DictReader((tmp_path / "run" / "metrics.csv").open()))) == 8
+
+
+def test_early_stopping_draws_the_curves_of_its_last_epoch(volume, tmp_path, monkeypatch):
+    drawn = []
+    monkeypatch.setattr(rundir, "plot_curves", lambda run_dir, history: (
+        time.sleep(0.5), drawn.append(len(history))))
+    settings = TrainSettings(loss="dice", batch=2, epochs=10, lr=1e-9, patience=2, min_delta=0.5)
+    _, result = _run(volume, tmp_path / "run", settings=settings)
+    assert result.stopped_early and drawn == [1, 3]
 
 
 def test_early_stopping(volume, tmp_path):

@@ -40,6 +40,8 @@ log = logging.getLogger("volumetric")
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULERS = ("none", "cosine", "exponential")
 DEFAULT_EPOCHS = 10
+# curves.png is redrawn while its drawing has taken at most this share of the run's time
+CURVES_TIME_SHARE = 0.05
 
 
 class PatchSource(Protocol):
@@ -378,6 +380,7 @@ def fit(
         torch.manual_seed(settings.seed)
     stopped_early = settings.patience is not None and state["stale_epochs"] >= settings.patience
     example: torch.Tensor | None = None
+    fit_started, drawing = time.perf_counter(), 0.0
 
     while state["epoch"] < epochs and state["step"] < max_steps and not stopped_early:
         epoch = state["epoch"]
@@ -428,7 +431,11 @@ def fit(
         _save_last(run_dir / rundir.LAST, model, spec, optimizer, scheduler, train_step.scaler,
                    state)
         rundir.write_metrics(run_dir, state["history"])
-        rundir.plot_curves(run_dir, state["history"])
+        last = state["epoch"] >= epochs or state["step"] >= max_steps or stopped_early
+        if last or drawing <= CURVES_TIME_SHARE * (time.perf_counter() - fit_started):
+            drawn = time.perf_counter()
+            rundir.plot_curves(run_dir, state["history"])
+            drawing += time.perf_counter() - drawn
         summary = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in ("epoch", "step"))
         if progress:
             bar.write(f"epoch {epoch + 1}/{epochs}: {summary}", file=sys.stderr)

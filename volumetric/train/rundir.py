@@ -3,7 +3,9 @@
 ==============  ==============================================================
 ``config.json`` everything that defines the run (data, model, optimisation)
 ``metrics.csv`` one row per epoch: losses, validation metrics, lr, throughput
-``curves.png``  loss curves and one panel per validation metric
+``curves.png``  loss curves and one panel per validation metric, drawn after the
+                first and last epochs and, in between, while drawing takes at
+                most 5 % of the run's time
 ``model.pt``    checkpoint of the best epoch (lowest validation loss, or
                 training loss without validation), inference-ready
 ``model.ts``    the same network as TorchScript, for ``vol predict``
