@@ -302,7 +302,7 @@ class CountUnfinished:
 
 
 def test_a_job_keeps_a_bounded_number_of_blocks_in_flight(client, tmp_path):
-    path = _array(tmp_path, shape=(20, 160))
+    path = _array(tmp_path, shape=(20, 160), chunks=(4, 8))  # one writer per chunk
     grid = BlockGrid((20, 160), (4, 8))
     log = tmp_path / "log.txt"
     results = run_blocks(CountUnfinished(path, str(log)), list(grid.boxes()), client=client,
