@@ -232,19 +232,25 @@ def test_each_validation_metric_has_its_own_curve_panel():
     assert high - low < 1  # SSIM on its own scale, not flattened by MSE
 
 
+def _record_drawings(monkeypatch, seconds: float) -> list[int]:
+    """Replace the drawing of curves.png by one taking ``seconds``; lists each one's epochs."""
+    drawn = []
+
+    def draw(run_dir, history):
+        time.sleep(seconds)
+        drawn.append(len(history))
+
+    monkeypatch.setattr(rundir, "plot_curves", draw)
+    return drawn
+
+
 @pytest.mark.parametrize("drawing_seconds, drawn_epochs", [(0.0, list(range(1, 9))),
                                                             (0.5, [1, 8])])
 def test_curves_are_drawn_first_last_and_while_cheap(volume, tmp_path, monkeypatch,
                                                      drawing_seconds, drawn_epochs):
     # A free drawing is redone every epoch; one slower than 5 % of these short epochs only
     # after the first and the last. metrics.csv gets every epoch either way.
-    drawn = []
-
-    def draw(run_dir, history):
-        time.sleep(drawing_seconds)
-        drawn.append(len(history))
-
-    monkeypatch.setattr(rundir, "plot_curves", draw)
+    drawn = _record_drawings(monkeypatch, drawing_seconds)
     settings = TrainSettings(loss="dice", batch=8, epochs=8, seed=0)
     _, result = _run(volume, tmp_path / "run", settings=settings)
     assert drawn == drawn_epochs and result.epochs == 8
@@ -252,9 +258,7 @@ def test_curves_are_drawn_first_last_and_while_cheap(volume, tmp_path, monkeypat
 
 
 def test_early_stopping_draws_the_curves_of_its_last_epoch(volume, tmp_path, monkeypatch):
-    drawn = []
-    monkeypatch.setattr(rundir, "plot_curves", lambda run_dir, history: (
-        time.sleep(0.5), drawn.append(len(history))))
+    drawn = _record_drawings(monkeypatch, 0.5)
     settings = TrainSettings(loss="dice", batch=2, epochs=10, lr=1e-9, patience=2, min_delta=0.5)
     _, result = _run(volume, tmp_path / "run", settings=settings)
     assert result.stopped_early and drawn == [1, 3]

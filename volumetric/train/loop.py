@@ -382,7 +382,10 @@ def fit(
     example: torch.Tensor | None = None
     fit_started, drawing = time.perf_counter(), 0.0
 
-    while state["epoch"] < epochs and state["step"] < max_steps and not stopped_early:
+    def more_epochs() -> bool:
+        return state["epoch"] < epochs and state["step"] < max_steps and not stopped_early
+
+    while more_epochs():
         epoch = state["epoch"]
         model.train()
         hold_frozen_norms(model)
@@ -431,8 +434,7 @@ def fit(
         _save_last(run_dir / rundir.LAST, model, spec, optimizer, scheduler, train_step.scaler,
                    state)
         rundir.write_metrics(run_dir, state["history"])
-        last = state["epoch"] >= epochs or state["step"] >= max_steps or stopped_early
-        if last or drawing <= CURVES_TIME_SHARE * (time.perf_counter() - fit_started):
+        if not more_epochs() or drawing <= CURVES_TIME_SHARE * (time.perf_counter() - fit_started):
             drawn = time.perf_counter()
             rundir.plot_curves(run_dir, state["history"])
             drawing += time.perf_counter() - drawn
