@@ -25,12 +25,16 @@ sparse case).
 
 When torch sees a CUDA GPU, a ``gpu`` case also runs both sides on it over
 the larger volume (vol on an embedded cluster with one GPU worker, batch
-``--gpu-batch``): voxels/s of each side and the share of that same timed
-interval the GPU was busy (``utilization.gpu`` sampled by ``nvidia-smi``
-every 100 ms inside the child, around the timed call only; null, with a
-note, where nvidia-smi is missing).
+``--gpu-batch``), in full precision and with autocast (``--amp``, bf16 by
+default): voxels/s of each side, the share of that same timed interval the
+GPU was busy (``utilization.gpu`` sampled by ``nvidia-smi`` every 100 ms
+inside the child, around the timed call only; null, with a note, where
+nvidia-smi is missing) and the largest difference from MONAI's
+full-precision output. ``--gpu-only`` runs that case alone (a short session
+on a lent GPU); ``--gpu-device cpu`` runs the same case on the CPU, to try
+it where no GPU is.
 
-Run: ``python -m benchmarks.predict [--quick] [--repeats N] [--dir D] [--keep]``;
+Run: ``python -m benchmarks.predict [--quick] [--repeats N] [--gpu-only] [--dir D] [--keep]``;
 results also go to ``benchmarks/out/predict.json``.
 """
 
@@ -152,6 +156,16 @@ class GpuBusy:
                 "gpu_busy_samples": self.samples, "gpu_busy_note": self.note}
 
 
+def _autocast(device: str, amp: str | None) -> Any:
+    """MONAI's side of ``--amp``: the autocast vol's ``run_model`` enters (or none)."""
+    import torch
+
+    if amp is None:
+        return nullcontext()
+    return torch.autocast(torch.device(device).type,
+                          dtype={"bf16": torch.bfloat16, "fp16": torch.float16}[amp])
+
+
 def _timed_call(device: str, call: Any) -> tuple[dict[str, Any], Any]:
     """Time ``call()``; on CUDA, also the GPU busy share over exactly that interval."""
     busy = GpuBusy() if device == "cuda" else nullcontext()
@@ -164,10 +178,12 @@ def _timed_call(device: str, call: Any) -> tuple[dict[str, Any], Any]:
 
 # -- the two sides, each run in a child process -------------------------------------------
 
-def _warm() -> None:
-    import torch  # noqa: F401
+def _warm(device: str) -> None:
+    import torch
 
     import volumetric.ops.predict_tasks  # noqa: F401
+
+    torch.zeros(1, device=device)  # the GPU's context, as MONAI's process has it before its clock
 
 
 def child_vol(args: dict[str, Any]) -> dict[str, Any]:
@@ -180,10 +196,10 @@ def child_vol(args: dict[str, Any]) -> dict[str, Any]:
     gpus = 1 if device == "cuda" else 0
     with local_cluster(args["workers"], dashboard_address=":0", gpus=gpus) as cluster, \
             Client(cluster) as client:
-        client.run(_warm)  # imports, as MONAI's process has them before its clock starts
+        client.run(_warm, device)  # imports, as MONAI's process has them before its clock starts
         options = PredictOptions(args["model"], window=WINDOW, overlap=(OVERLAP,),
                                  blend="gaussian", normalize="zscore", cubes=args.get("cubes"),
-                                 device=device, batch=args.get("batch", 1))
+                                 device=device, batch=args.get("batch", 1), amp=args.get("amp"))
         timing, report = _timed_call(device, lambda: predict(
             args["raw"], args["out"], options, run=RunOptions(client=client, progress=False)))
     return {**timing, "evaluations": report.evaluations, "windows": report.windows}
@@ -205,11 +221,11 @@ def child_monai(args: dict[str, Any]) -> dict[str, Any]:
 
     def run() -> Any:
         x = normalize(data, intensity_stats(array), "zscore")
-        with torch.inference_mode():
+        with torch.inference_mode(), _autocast(device, args.get("amp")):
             out = sliding_window_inference(torch.from_numpy(x)[None, None].to(device), WINDOW,
                                            args.get("batch", 1), model, overlap=OVERLAP,
                                            mode="gaussian")
-            return out.cpu()
+            return out.float().cpu()
 
     timing, out = _timed_call(device, run)
     np.save(args["out"], out[0].numpy())
@@ -225,21 +241,51 @@ def run_child(side: str, args: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def gpu_case(folder: Path, raw: str, model: str, batch: int) -> dict[str, Any]:
-    """vol and MONAI on the GPU over ``raw``: voxels/s and GPU busy share."""
+def gpu_case(folder: Path, raw: str, model: str, batch: int, device: str,
+             amp: str) -> dict[str, Any]:
+    """vol and MONAI on ``device`` over ``raw``, in full precision and with ``amp``.
+
+    Each precision gives voxels/s and GPU busy share of both sides, and the
+    largest difference of each side from MONAI's full-precision output.
+    """
     import torch
     import zarr
 
     voxels = float(np.prod(zarr.open_array(f"{raw}/0", mode="r").shape))
-    common = {"raw": raw, "model": model, "workers": 1, "device": "cuda", "batch": batch}
-    vol = run_child("vol", {**common, "out": str(folder / "gpu.zarr")})
-    monai = run_child("monai", {**common, "out": str(folder / "gpu-monai.npy")})
-    return {"device": torch.cuda.get_device_name(0), "batch": batch,
+    reference = str(folder / "gpu-monai-fp32.npy")
+    results: dict[str, Any] = {
+        "device": torch.cuda.get_device_name(0) if device == "cuda" else device,
+        "batch": batch, "precisions": {}}
+    for precision in (None, amp):
+        name = precision or "fp32"
+        common = {"raw": raw, "model": model, "workers": 1, "device": device, "batch": batch,
+                  "amp": precision}
+        vol_out, monai_out = folder / f"gpu-{name}.zarr", folder / f"gpu-monai-{name}.npy"
+        shutil.rmtree(vol_out, ignore_errors=True)
+        vol = run_child("vol", {**common, "out": str(vol_out)})
+        monai = run_child("monai", {**common, "out": str(monai_out)})
+        monai_diff = float(np.abs(np.load(monai_out) - np.load(reference)).max())
+        results["precisions"][name] = {
             "vol": vol, "monai": monai,
             "voxels_per_second_vol": round(voxels / vol["seconds"]),
             "voxels_per_second_monai": round(voxels / monai["seconds"]),
-            "max_abs_difference": max_difference(str(folder / "gpu.zarr"),
-                                                 str(folder / "gpu-monai.npy"), None)}
+            "max_abs_difference_vol": max_difference(str(vol_out), reference, None),
+            "max_abs_difference_monai": monai_diff,
+        }
+    return results
+
+
+GPU_HEADER = ("device", "precision", "vol voxels/s", "MONAI voxels/s", "vol GPU busy",
+              "MONAI GPU busy", "vol max diff", "MONAI max diff")
+
+
+def gpu_rows(gpu: dict[str, Any]) -> list[tuple[str, ...]]:
+    """One row per precision of the GPU case (differences from MONAI's fp32 output)."""
+    return [(gpu["device"], name, f"{run['voxels_per_second_vol']:.3g}",
+             f"{run['voxels_per_second_monai']:.3g}", busy_text(run["vol"]),
+             busy_text(run["monai"]), f"{run['max_abs_difference_vol']:.1e}",
+             f"{run['max_abs_difference_monai']:.1e}")
+            for name, run in gpu["precisions"].items()]
 
 
 def best(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -265,9 +311,11 @@ def max_difference(vol_out: str, monai_out: str, cubes: list[tuple[int, ...]] | 
 
 
 def busy_text(side: dict[str, Any]) -> str:
+    if "gpu_busy_share" not in side:
+        return "- (not CUDA)"
     if side["gpu_busy_share"] is None:
         return f"not measured: {side['gpu_busy_note']}"
-    return f"{100 * side['gpu_busy_share']:.0f} % of the timed run"
+    return f"{100 * side['gpu_busy_share']:.0f} %"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -277,31 +325,48 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=2,
                         help="Runs of each side per case; the fastest counts (shared machines).")
     parser.add_argument("--gpu-batch", type=int, default=8, help="Windows per GPU batch.")
-    parser.add_argument("--no-gpu", action="store_true", help="Skip the GPU case.")
+    parser.add_argument("--amp", choices=("bf16", "fp16"), default="bf16",
+                        help="Autocast dtype the GPU case compares with full precision.")
+    gpu_choice = parser.add_mutually_exclusive_group()
+    gpu_choice.add_argument("--no-gpu", action="store_true", help="Skip the GPU case.")
+    gpu_choice.add_argument("--gpu-only", action="store_true",
+                            help="Only the GPU case (results in benchmarks/out/predict_gpu.json).")
+    parser.add_argument("--gpu-device", choices=("cuda", "cpu"), default="cuda",
+                        help="Device of the GPU case; cpu tries the case where no GPU is.")
     add_scratch_options(parser)
     opts = parser.parse_args(argv)
+    import torch
+
+    run_gpu = not opts.no_gpu and (opts.gpu_device == "cpu" or torch.cuda.is_available())
+    if opts.gpu_only and not run_gpu:
+        parser.error("--gpu-only: torch sees no CUDA GPU "
+                     "(--gpu-device cpu runs the case on the CPU)")
     base = (64, 192, 192) if opts.quick else (64, 512, 512)
     large = (base[0], base[1] * 2, base[2] * 2)
-    cases = {"dense 1x": (base, False), "dense 4x": (large, False), "sparse 4x": (large, True)}
+    cases = {} if opts.gpu_only else {
+        "dense 1x": (base, False), "dense 4x": (large, False), "sparse 4x": (large, True)}
     results: dict[str, Any] = {"window": WINDOW, "overlap": OVERLAP, "workers": opts.workers,
                                "repeats": opts.repeats, "cpu_count": os.cpu_count(),
                                "load_average_at_start": os.getloadavg(), "cases": {}}
     with scratch_dir("predict", opts) as tmp:
-        import torch
-
         from volumetric.models.export import to_torchscript
 
         model = str(tmp / "unet.pt")
         torch.jit.save(to_torchscript(unet(), torch.zeros(1, 1, *WINDOW)), model)
         volumes: dict[tuple[int, ...], str] = {}
-        monai_results: dict[tuple[int, ...], dict[str, Any]] = {}
-        for name, (shape, sparse) in cases.items():
+
+        def volume(shape: tuple[int, ...]) -> tuple[Path, str]:
             folder = tmp / "x".join(map(str, shape))
             if shape not in volumes:
                 folder.mkdir()
                 volumes[shape] = make_volume(folder / "raw.zarr", shape)
+            return folder, volumes[shape]
+
+        monai_results: dict[tuple[int, ...], dict[str, Any]] = {}
+        for name, (shape, sparse) in cases.items():
+            folder, raw = volume(shape)
             cubes = neurite_cubes(shape) if sparse else None
-            common = {"raw": volumes[shape], "model": model, "workers": opts.workers}
+            common = {"raw": raw, "model": model, "workers": opts.workers}
             vol_args = {**common, "out": str(folder / f"{name.replace(' ', '-')}.zarr")}
             if cubes is not None:
                 vol_args["cubes"] = str(folder / "cubes.json")
@@ -329,9 +394,14 @@ def main(argv: list[str] | None = None) -> None:
                 "voxels_per_second_vol": round(float(np.prod(shape)) / vol["seconds"]),
                 "max_abs_difference": max_difference(vol_args["out"], f"{folder}/monai.npy", cubes),
             }
-        if torch.cuda.is_available() and not opts.no_gpu:
-            results["gpu"] = gpu_case(tmp / "x".join(map(str, large)), volumes[large], model,
-                                      opts.gpu_batch)
+        if run_gpu:
+            folder, raw = volume(large)
+            results["gpu"] = gpu_case(folder, raw, model, opts.gpu_batch, opts.gpu_device,
+                                      opts.amp)
+    gpu = results.get("gpu")
+    if opts.gpu_only:
+        report("predict_gpu", results, gpu_rows(gpu), GPU_HEADER)
+        return
     dense = results["cases"]
     results["rss_growth_4x"] = {
         side: round(dense["dense 4x"][side]["peak_rss_mib"] / dense["dense 1x"][side]["peak_rss_mib"], 3)
@@ -349,12 +419,10 @@ def main(argv: list[str] | None = None) -> None:
                                       "vol RSS MiB", "MONAI RSS MiB", "evals/min", "max diff"))
     growth = results["rss_growth_4x"]
     print(f"peak RSS growth for a 4x volume: vol {growth['vol']:.3f}x, MONAI {growth['monai']:.3f}x")
-    gpu = results.get("gpu")
     if gpu:
-        print(f"GPU {gpu['device']}, batch {gpu['batch']}: vol {gpu['voxels_per_second_vol']:.3g} "
-              f"voxels/s (GPU busy {busy_text(gpu['vol'])}), MONAI "
-              f"{gpu['voxels_per_second_monai']:.3g} voxels/s (GPU busy "
-              f"{busy_text(gpu['monai'])}); max diff {gpu['max_abs_difference']:.1e}")
+        print(f"GPU case, over {'x'.join(map(str, large))} (busy: share of the timed run):")
+        for row in [GPU_HEADER, *gpu_rows(gpu)]:
+            print("  " + " | ".join(row))
     else:
         print("no CUDA GPU: GPU voxels/s and busy share not measured")
 
