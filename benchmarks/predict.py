@@ -246,7 +246,8 @@ def gpu_case(folder: Path, raw: str, model: str, batch: int, device: str,
     """vol and MONAI on ``device`` over ``raw``, in full precision and with ``amp``.
 
     Each precision gives voxels/s and GPU busy share of both sides, and the
-    largest difference of each side from MONAI's full-precision output.
+    largest difference of each side from MONAI's full-precision output (none
+    for MONAI's own full-precision run).
     """
     import torch
     import zarr
@@ -264,7 +265,8 @@ def gpu_case(folder: Path, raw: str, model: str, batch: int, device: str,
         shutil.rmtree(vol_out, ignore_errors=True)
         vol = run_child("vol", {**common, "out": str(vol_out)})
         monai = run_child("monai", {**common, "out": str(monai_out)})
-        monai_diff = float(np.abs(np.load(monai_out) - np.load(reference)).max())
+        monai_diff = None if precision is None else float(  # fp32 is the reference itself
+            np.abs(np.load(monai_out) - np.load(reference)).max())
         results["precisions"][name] = {
             "vol": vol, "monai": monai,
             "voxels_per_second_vol": round(voxels / vol["seconds"]),
@@ -284,7 +286,8 @@ def gpu_rows(gpu: dict[str, Any]) -> list[tuple[str, ...]]:
     return [(gpu["device"], name, f"{run['voxels_per_second_vol']:.3g}",
              f"{run['voxels_per_second_monai']:.3g}", busy_text(run["vol"]),
              busy_text(run["monai"]), f"{run['max_abs_difference_vol']:.1e}",
-             f"{run['max_abs_difference_monai']:.1e}")
+             "-" if run["max_abs_difference_monai"] is None
+             else f"{run['max_abs_difference_monai']:.1e}")
             for name, run in gpu["precisions"].items()]
 
 
