@@ -131,7 +131,9 @@ def display_windows(
     integer = np.issubdtype(array.dtype, np.integer)
     windows = []
     for values in channels:
-        if not integer:  # integers need no cast: percentiles are computed in float64 anyway
+        if integer:
+            values = _without_overflow(values)
+        else:
             values = values.astype(np.float64, copy=False)
             values = values[np.isfinite(values)]
         if values.size == 0:
@@ -146,3 +148,19 @@ def display_windows(
             low, high = min(float(values.min()), start), max(top, end)
         windows.append({"min": low, "max": high, "start": start, "end": end})
     return windows
+
+
+def _without_overflow(values: np.ndarray) -> np.ndarray:
+    """Integer ``values`` in a type where numpy's percentile interpolation cannot overflow.
+
+    ``np.percentile`` subtracts neighbouring order statistics in the input's
+    own type: for unsigned values the difference fits, but signed ones far
+    apart wrap around, so they get twice the bytes. 64-bit integers go to
+    float64, as other values do.
+    """
+    size = values.dtype.itemsize
+    if size >= 8:
+        return values.astype(np.float64)
+    if np.issubdtype(values.dtype, np.unsignedinteger):
+        return values
+    return values.astype(np.int32 if size < 4 else np.int64)
