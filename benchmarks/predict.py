@@ -156,16 +156,6 @@ class GpuBusy:
                 "gpu_busy_samples": self.samples, "gpu_busy_note": self.note}
 
 
-def _autocast(device: str, amp: str | None) -> Any:
-    """MONAI's side of ``--amp``: the autocast vol's ``run_model`` enters (or none)."""
-    import torch
-
-    if amp is None:
-        return nullcontext()
-    return torch.autocast(torch.device(device).type,
-                          dtype={"bf16": torch.bfloat16, "fp16": torch.float16}[amp])
-
-
 def _timed_call(device: str, call: Any) -> tuple[dict[str, Any], Any]:
     """Time ``call()``; on CUDA, also the GPU busy share over exactly that interval."""
     busy = GpuBusy() if device == "cuda" else nullcontext()
@@ -211,6 +201,7 @@ def child_monai(args: dict[str, Any]) -> dict[str, Any]:
     from monai.inferers import sliding_window_inference
 
     from volumetric.io.intensity import intensity_stats
+    from volumetric.kernels.inference import autocast_for
     from volumetric.kernels.normalize import normalize
 
     device = args.get("device", "cpu")
@@ -221,7 +212,7 @@ def child_monai(args: dict[str, Any]) -> dict[str, Any]:
 
     def run() -> Any:
         x = normalize(data, intensity_stats(array), "zscore")
-        with torch.inference_mode(), _autocast(device, args.get("amp")):
+        with torch.inference_mode(), autocast_for(device, args.get("amp")):
             out = sliding_window_inference(torch.from_numpy(x)[None, None].to(device), WINDOW,
                                            args.get("batch", 1), model, overlap=OVERLAP,
                                            mode="gaussian")

@@ -427,3 +427,17 @@ def test_bad_input_fails_with_one_line(vol, tmp_path, raw, model_file, case):
     if case == "nan":
         assert "block [" in result.output
     assert not_complete(out)
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_run_model_under_autocast_is_close_to_full_precision(amp):
+    from volumetric.kernels.inference import run_model
+
+    torch.manual_seed(0)
+    model = torch.nn.Conv3d(1, 2, 3, padding=1).eval()
+    batch = torch.randn(2, 1, 8, 8, 8)
+    full = run_model(model, batch)
+    mixed = run_model(model, batch, amp=amp)
+    low = {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+    assert full.dtype == torch.float32 and mixed.dtype == low  # autocast took effect
+    assert torch.allclose(mixed.float(), full, atol=0.05)

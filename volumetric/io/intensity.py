@@ -155,8 +155,8 @@ def _without_overflow(values: np.ndarray) -> np.ndarray:
 
     ``np.percentile`` subtracts neighbouring order statistics in the input's
     own type: for unsigned values the difference fits, but signed ones far
-    apart wrap around, so they get twice the bytes. 64-bit integers go to
-    float64, as other values do.
+    apart wrap around, so int8 and int16 go to int32 and int32 to int64.
+    64-bit integers go to float64, as other values do.
     """
     size = values.dtype.itemsize
     if size >= 8:

@@ -50,6 +50,16 @@ def gather_windows(
     return batch
 
 
+def autocast_for(device: str, amp: str | None) -> Any:
+    """The mixed-precision context of ``amp`` (see :data:`AMP_DTYPES`) on ``device``, or none."""
+    import torch
+
+    if amp is None:
+        return nullcontext()
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+    return torch.autocast(torch.device(device).type, dtype=dtype)
+
+
 def run_model(
     model: Any, batch: Any, *, device: str = "cpu", amp: str | None = None,
     out_channels: int | None = None,
@@ -81,12 +91,7 @@ def run_model(
     x = batch.to(device, non_blocking=True)
     if squeezed:
         x = x.squeeze(squeezed)
-    if amp is None:
-        autocast: Any = nullcontext()
-    else:
-        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
-        autocast = torch.autocast(torch.device(device).type, dtype=dtype)
-    with torch.inference_mode(), autocast:
+    with torch.inference_mode(), autocast_for(device, amp):
         out = model(x)
     if not isinstance(out, torch.Tensor):
         raise InputError(f"the model returned {type(out).__name__}, not a tensor")
