@@ -30,9 +30,10 @@ import sys
 sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in repr(f).lower()]
 sys.path[:0] = [{shim!r}, {root!r}]
 if __name__ == "__main__":
-    from volumetric_cli.main import vol
+    from volumetric_cli import main as cli
     sys.argv[0] = "vol"
-    vol()
+    # the console script's entry point; checkouts older than main() had vol() as the entry
+    getattr(cli, "main", cli.vol)()
 '''
 
 
