@@ -22,6 +22,7 @@ from itertools import product
 
 from benchmarks.measure import add_scratch_options, measure_call, report, scratch_dir
 from benchmarks.neurites import roots, write_image
+from volumetric.engine import RunOptions
 from volumetric.engine.cluster import local_cluster
 from volumetric.ops.discover import discover
 from volumetric.testing.neurites import neurites
@@ -61,8 +62,8 @@ def main(argv: list[str] | None = None) -> dict:
             volume = neurites(shape, count=args.trees, seed=args.seed)
             raw = scratch / "raw.zarr"
             foreground = write_image(raw, volume, raw=True, chunks=args.cube, client=cl)
-            common = dict(seeds=roots(volume), threshold=THRESHOLD, client=cl, progress=False,
-                          overwrite=True)
+            common = dict(seeds=roots(volume), threshold=THRESHOLD,
+                          run=RunOptions(client=cl, progress=False, overwrite=True))
             discover(str(raw), str(scratch / "warm-up.json"), **common)  # workers import zarr
             load_before = list(os.getloadavg())
             runs: dict[str, list] = {"search": [], "all": []}
