@@ -30,6 +30,8 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     "scale": ([], ["--blocks", "500,4000", "--distance-blocks", "200,800"]),
     "cluster": ([], ["--side", "128", "--predict-shape", "64,128,128", "--repeats", "1"]),
     "block_costs": ([], ["--repeats", "1"]),
+    "export": ([], ["--gib", "0.25"]),
+    "evaluate_objects": ([], ["--shape", "256,256,256"]),
 }
 
 
