@@ -15,7 +15,6 @@ from benchmarks import discover, distance
 from benchmarks.alternate import before_python
 
 CLI = '''
-import sys
 def vol():
     print("vol:" + __file__)
 {main}
