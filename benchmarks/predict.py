@@ -54,6 +54,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.measure import add_scratch_options, report, run_measured, scratch_dir
+from volumetric.kernels.inference import AMP_DTYPES
 
 WINDOW = (64, 64, 64)
 OVERLAP = 0.25
@@ -319,7 +320,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=2,
                         help="Runs of each side per case; the fastest counts (shared machines).")
     parser.add_argument("--gpu-batch", type=int, default=8, help="Windows per GPU batch.")
-    parser.add_argument("--amp", choices=("bf16", "fp16"), default="bf16",
+    parser.add_argument("--amp", choices=AMP_DTYPES, default="bf16",
                         help="Autocast dtype the GPU case compares with full precision.")
     gpu_choice = parser.add_mutually_exclusive_group()
     gpu_choice.add_argument("--no-gpu", action="store_true", help="Skip the GPU case.")
